@@ -1,0 +1,54 @@
+/**
+ * @module
+ * The Hono app: routes wired to the runtime they close over, and the error handler that turns every
+ * error into the JSON error shape (gateway/errors.ts).
+ */
+import { Hono } from 'hono';
+import { nanoid } from 'nanoid';
+import { FnixError } from '../runtime/errors.ts';
+import type { FunctionRegistry } from '../runtime/functions/registry.ts';
+import type { Logger } from '../runtime/log.ts';
+import type { Runner } from '../runtime/runner.ts';
+import type { RuntimeHealth } from '../runtime/runtime.ts';
+import { errorResponse, toFnixError } from './errors.ts';
+import { createHealthHandler } from './routes/health.ts';
+import { createInvokeHandler, INVOCATION_ID_HEADER, type GatewayEnv } from './routes/invoke.ts';
+
+/** What the app is made from. */
+export interface AppOptions {
+  registry: FunctionRegistry;
+  runner: Runner;
+  health: () => RuntimeHealth;
+  maxBody: number;
+  log: Logger;
+  /** True once shutdown has begun: /healthz reports 503. @default () => false */
+  isShuttingDown?: () => boolean;
+}
+
+/**
+ * Creates the gateway's Hono app.
+ * @example
+ * const app = createApp({ registry, runner, health, maxBody: 6 << 20, log });
+ */
+export function createApp(options: AppOptions): Hono<GatewayEnv> {
+  const app = new Hono<GatewayEnv>();
+  app.use('/fn/*', async function assignInvocationId(c, next) {
+    c.set('invocationId', nanoid());
+    await next();
+  });
+  const invoke = createInvokeHandler(options);
+  app.all('/fn/:name', invoke);
+  app.all('/fn/:name/*', invoke);
+  app.get(
+    '/healthz',
+    createHealthHandler({ health: options.health, registry: options.registry, isShuttingDown: options.isShuttingDown ?? (() => false) }),
+  );
+  app.notFound((c) => errorResponse(new FnixError('ROUTE_NOT_FOUND', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`)));
+  app.onError(function handleError(error, c) {
+    const fnixError = toFnixError(error);
+    if (fnixError.code === 'INTERNAL_ERROR') options.log.error('request failed', { path: c.req.path, error: String(error), stack: (error as Error).stack });
+    const id = c.get('invocationId');
+    return errorResponse(fnixError, id ? { [INVOCATION_ID_HEADER]: id } : {});
+  });
+  return app;
+}

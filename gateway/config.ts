@@ -1,0 +1,103 @@
+/**
+ * @module
+ * fnix's configuration, read once from the environment at start (of-watchdog's config.New(env) is the
+ * model): every variable, its default, and an error that names the variable and the value.
+ */
+import { resolve } from 'node:path';
+
+/** The gateway's and the runtime's settings. */
+export interface Config {
+  /** FNIX_PORT. @default 8080 */
+  port: number;
+  /** FNIX_HOST. @default '127.0.0.1' */
+  host: string;
+  /** FNIX_STATE_DIR, made absolute. @default './.fnix' */
+  stateDir: string;
+  /** FNIX_FUNCTIONS_DIR, made absolute. @default './functions' */
+  functionsDir: string;
+  /** FNIX_PACKAGES: a Nix expression for the package set. @default `<nixpkgs>` if found, else the starter set */
+  packages: string | undefined;
+  /** FNIX_POOL_SIZE: generic containers kept warm. @default 4 */
+  poolSize: number;
+  /** FNIX_MAX_CONTAINERS: containers of every kind. @default max(16, poolSize + 4) */
+  maxContainers: number;
+  /** FNIX_MAX_BODY: request body bytes. @default 6 MiB */
+  maxBody: number;
+  /** FNIX_MAX_OUTPUT: stdout plus stderr bytes per invocation. @default 100 MiB */
+  maxOutput: number;
+  /** FNIX_IDLE_TTL_MS: how long a specialised container may stay idle. @default 300000 */
+  idleTtlMs: number;
+  /** FNIX_QUEUE_TIMEOUT_MS: how long a request waits for a container. @default 10000 */
+  queueTimeoutMs: number;
+  /** FNIX_PIDS_LIMIT: processes per container. @default 256 */
+  pidsLimit: number;
+  /** FNIX_NOFILE: open files per process. @default 1024 */
+  nofile: number;
+  /** FNIX_TMP_SIZE: the size of each container's /tmp. @default 64 MiB */
+  tmpBytes: number;
+  /** FNIX_SHUTDOWN_GRACE_MS: how long shutdown waits for running invocations. @default 10000 */
+  shutdownGraceMs: number;
+}
+
+const MIB = 1024 * 1024;
+
+/** A configuration variable with a bad value. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Reads the configuration from `env`. Relative paths resolve against `cwd`.
+ * @example
+ * const config = loadConfig(process.env);
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()): Config {
+  const poolSize = readInteger(env, 'FNIX_POOL_SIZE', 4, 0, 256);
+  const maxContainers = readInteger(env, 'FNIX_MAX_CONTAINERS', Math.max(16, poolSize + 4), 1, 4096);
+  if (maxContainers < poolSize) {
+    throw new ConfigError(`FNIX_MAX_CONTAINERS (${maxContainers}) must be at least FNIX_POOL_SIZE (${poolSize})`);
+  }
+  const host = env['FNIX_HOST'] || '127.0.0.1';
+  return {
+    port: readInteger(env, 'FNIX_PORT', 8080, 0, 65_535),
+    host,
+    stateDir: resolve(cwd, env['FNIX_STATE_DIR'] || '.fnix'),
+    functionsDir: resolve(cwd, env['FNIX_FUNCTIONS_DIR'] || 'functions'),
+    packages: env['FNIX_PACKAGES'] || undefined,
+    poolSize,
+    maxContainers,
+    maxBody: readBytes(env, 'FNIX_MAX_BODY', 6 * MIB, 0, 1024 * MIB),
+    maxOutput: readBytes(env, 'FNIX_MAX_OUTPUT', 100 * MIB, 1, 64 * 1024 * MIB),
+    idleTtlMs: readInteger(env, 'FNIX_IDLE_TTL_MS', 300_000, 1000, 86_400_000),
+    queueTimeoutMs: readInteger(env, 'FNIX_QUEUE_TIMEOUT_MS', 10_000, 0, 600_000),
+    pidsLimit: readInteger(env, 'FNIX_PIDS_LIMIT', 256, 8, 65_536),
+    nofile: readInteger(env, 'FNIX_NOFILE', 1024, 64, 65_536),
+    tmpBytes: readBytes(env, 'FNIX_TMP_SIZE', 64 * MIB, MIB, 64 * 1024 * MIB),
+    shutdownGraceMs: readInteger(env, 'FNIX_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+  };
+}
+
+function readInteger(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+const UNITS: Record<string, number> = { '': 1, k: 1024, kb: 1024, kib: 1024, m: MIB, mb: MIB, mib: MIB, g: 1024 * MIB, gb: 1024 * MIB, gib: 1024 * MIB };
+
+/** Reads a size: bytes, or a number with k/KiB, m/MiB or g/GiB (all powers of 1024). */
+function readBytes(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const match = /^(\d+)\s*([a-z]*)$/i.exec(raw.trim());
+  const unit = match ? UNITS[match[2]!.toLowerCase()] : undefined;
+  const value = match && unit ? Number(match[1]) * unit : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)}: expected a size from ${min} to ${max} bytes, such as 6291456 or 6MiB`);
+  }
+  return value;
+}

@@ -1,0 +1,53 @@
+/**
+ * @module
+ * The one place where runtime errors become HTTP responses: a status per error code, and the JSON body
+ * `{"error":{"code":"…","message":"…", …details}}`.
+ */
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { FnixError, type ErrorCode } from '../runtime/errors.ts';
+
+/** The HTTP status of each error code. The README's error table lists the same. */
+export const STATUS_BY_CODE: Record<ErrorCode, ContentfulStatusCode> = {
+  FUNCTION_NAME_INVALID: 400,
+  FUNCTION_NOT_FOUND: 404,
+  FUNCTION_UNAVAILABLE: 503,
+  MANIFEST_INVALID: 400,
+  COMMAND_NOT_FOUND: 400,
+  PACKAGE_SET_INVALID: 500,
+  PACKAGE_NOT_FOUND: 400,
+  PACKAGE_BUILD_FAILED: 500,
+  FUNCTION_BUILD_FAILED: 500,
+  BODY_TOO_LARGE: 413,
+  FUNCTION_FAILED: 502,
+  FUNCTION_TIMEOUT: 504,
+  FUNCTION_BAD_RESPONSE: 502,
+  OUTPUT_LIMIT: 502,
+  INVOCATION_ABORTED: 499 as ContentfulStatusCode,
+  NO_CAPACITY: 503,
+  CONTAINER_START_FAILED: 503,
+  CONTAINER_LOST: 502,
+  SHUTTING_DOWN: 503,
+  ROUTE_NOT_FOUND: 404,
+  INTERNAL_ERROR: 500,
+};
+
+/** Turns any error into a FnixError; unexpected ones become INTERNAL_ERROR without their details. */
+export function toFnixError(error: unknown): FnixError {
+  if (error instanceof FnixError) return error;
+  return new FnixError('INTERNAL_ERROR', 'internal error; the gateway log has the details', { cause: error });
+}
+
+/** The JSON error response for `error`. */
+export function errorResponse(error: FnixError, headers: Record<string, string> = {}): Response {
+  const status = STATUS_BY_CODE[error.code];
+  const extra: Record<string, string> = status === 503 ? { 'retry-after': '1' } : {};
+  return new Response(JSON.stringify({ error: error.toJSON() }), {
+    status,
+    headers: { 'content-type': 'application/json; charset=utf-8', ...extra, ...headers },
+  });
+}
+
+/** BODY_TOO_LARGE for a request body over FNIX_MAX_BODY. */
+export function bodyTooLarge(maxBody: number): FnixError {
+  return new FnixError('BODY_TOO_LARGE', `the request body exceeds FNIX_MAX_BODY (${maxBody} bytes)`, { details: { maxBody } });
+}

@@ -1,0 +1,67 @@
+/**
+ * @module
+ * `npm start`: reads the configuration, starts the runtime and the HTTP server, and shuts both down
+ * on SIGINT or SIGTERM (running invocations get FNIX_SHUTDOWN_GRACE_MS to finish).
+ */
+import { createLogger } from '../runtime/log.ts';
+import { startRuntime } from '../runtime/runtime.ts';
+import { createApp } from './app.ts';
+import { loadConfig } from './config.ts';
+import { startServer } from './server.ts';
+
+const log = createLogger();
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env);
+  const runtime = await startRuntime({
+    stateDir: config.stateDir,
+    functionsDir: config.functionsDir,
+    packages: config.packages,
+    poolSize: config.poolSize,
+    maxContainers: config.maxContainers,
+    idleTtlMs: config.idleTtlMs,
+    queueTimeoutMs: config.queueTimeoutMs,
+    maxOutputBytes: config.maxOutput,
+    limits: {
+      memoryMb: 256,
+      pidsLimit: config.pidsLimit,
+      nofile: config.nofile,
+      tmpMb: Math.ceil(config.tmpBytes / (1024 * 1024)),
+      shmMb: 16,
+    },
+    log,
+  });
+  let shuttingDown = false;
+  const app = createApp({
+    registry: runtime.registry,
+    runner: runtime.runner,
+    health: runtime.health,
+    maxBody: config.maxBody,
+    log,
+    isShuttingDown: () => shuttingDown,
+  });
+  const server = await startServer({ app, host: config.host, port: config.port }).catch(async (error: unknown) => {
+    await runtime.close(0);
+    throw error;
+  });
+  log.info(`fnix is serving ${config.functionsDir} at ${server.url}`);
+
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
+    const closed = server.close();
+    await runtime.close(config.shutdownGraceMs);
+    server.server.closeAllConnections();
+    await closed;
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+main().catch((error: unknown) => {
+  log.error(`fnix could not start: ${(error as Error).message ?? String(error)}`);
+  process.exit(1);
+});

@@ -1,0 +1,142 @@
+/**
+ * @module
+ * Turns a running invocation into an HTTP response. The status line waits until the request body has
+ * fully reached the function (so an oversized body still gets its 413) and until the function has
+ * written something or ended (so a failure before any output gets its 502 or 504). From then on stdout
+ * streams through as it is produced; a failure after that aborts the connection, so the client sees a
+ * truncated transfer and never a clean end.
+ */
+import type { FnixError } from '../../runtime/errors.ts';
+import type { Invocation } from '../../runtime/invocation/invocation.ts';
+import { CgiHeadParser, badResponse, type CgiHead } from '../cgi/response.ts';
+import { bodyTooLarge } from '../errors.ts';
+
+/** How the request body's delivery to stdin ended. */
+export type BodyOutcome = 'complete' | 'too_large' | 'aborted';
+
+/** What {@link respondWithInvocation} needs. */
+export interface FunctionResponseOptions {
+  invocation: Invocation;
+  /** Settles when the request body has been written to stdin, or could not be. */
+  body: Promise<BodyOutcome>;
+  cgi: boolean;
+  maxBody: number;
+  /** Headers every response carries (the invocation id). */
+  headers: Record<string, string>;
+  /** Tears the client connection down without ending the response cleanly. */
+  abortConnection: () => void;
+}
+
+const DEFAULT_HEAD: CgiHead = { status: 200, headers: [['content-type', 'application/octet-stream']] };
+const NEVER = new Promise<never>(() => {});
+
+/**
+ * Waits for the moment the response can start and returns it. Throws (before anything is sent) the
+ * invocation's error, BODY_TOO_LARGE or FUNCTION_BAD_RESPONSE.
+ */
+export async function respondWithInvocation(options: FunctionResponseOptions): Promise<Response> {
+  const { invocation, cgi } = options;
+  const stdout = invocation.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  // While the body is still arriving, output is held (up to a bound) rather than sent.
+  const holdLimit = Math.max(options.maxBody, 1024 * 1024) + 64 * 1024;
+  const held: Buffer[] = [];
+  let heldBytes = 0;
+  // An object, so that the type checker does not narrow a field that a callback sets.
+  const request: { body: BodyOutcome | 'pending' } = { body: 'pending' };
+  const bodySettled = options.body.then((outcome) => {
+    request.body = outcome;
+  });
+  const parser = cgi ? new CgiHeadParser() : undefined;
+  let head: CgiHead | undefined = cgi ? undefined : DEFAULT_HEAD;
+  let next: Promise<IteratorResult<Buffer>> | undefined;
+  let ended = false;
+
+  // Start once the body is in and there is something to send: output, or (cgi) a complete header block.
+  while (!(head && request.body !== 'pending' && (heldBytes > 0 || cgi))) {
+    if (request.body === 'too_large') break;
+    if (heldBytes < holdLimit) next ??= stdout.next();
+    const step = await Promise.race([next ?? NEVER, request.body === 'pending' ? bodySettled.then(() => 'body' as const) : NEVER]);
+    if (step === 'body') continue;
+    next = undefined;
+    if (step.done) {
+      ended = true;
+      break;
+    }
+    let chunk = step.value;
+    if (parser && !head) {
+      let parsed;
+      try {
+        parsed = parser.push(chunk);
+      } catch (error) {
+        invocation.kill('aborted');
+        throw error;
+      }
+      if (!parsed) continue;
+      head = parsed.head;
+      chunk = parsed.rest;
+    }
+    if (chunk.length > 0) {
+      held.push(chunk);
+      heldBytes += chunk.length;
+    }
+  }
+
+  if (request.body === 'too_large') throw refuseBody(invocation, options.maxBody);
+  const headers = new Headers(options.headers);
+  if (ended) {
+    const result = await invocation.done;
+    if (result.error) throw result.error;
+    if (!head) throw badResponse('it exited before writing the blank line that ends its headers');
+    for (const [name, value] of head.headers) headers.append(name, value);
+    return new Response(heldBytes ? Buffer.concat(held) : null, { status: head.status, headers });
+  }
+  for (const [name, value] of head!.headers) headers.append(name, value);
+  return new Response(streamRest(held, next, stdout, options), { status: head!.status, headers });
+}
+
+/** The rest of stdout as a body: the chunks already held, then a read already under way, then the rest. */
+function streamRest(
+  held: Buffer[],
+  pending: Promise<IteratorResult<Buffer>> | undefined,
+  stdout: AsyncIterator<Buffer>,
+  options: FunctionResponseOptions,
+): ReadableStream<Uint8Array> {
+  const { invocation } = options;
+  let aborted = false;
+  let nextRead = pending;
+  return new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        for (const chunk of held) controller.enqueue(chunk);
+      },
+      async pull(controller) {
+        const read = nextRead ?? stdout.next();
+        nextRead = undefined;
+        const step = await read;
+        if (aborted) return;
+        if (!step.done) {
+          controller.enqueue(step.value);
+          return;
+        }
+        const result = await invocation.done;
+        if (result.error) {
+          aborted = true;
+          options.abortConnection();
+        } else {
+          controller.close();
+        }
+      },
+      cancel() {
+        aborted = true;
+        invocation.kill('aborted');
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** Stops the invocation whose body was too large and returns the error to answer with. */
+function refuseBody(invocation: Invocation, maxBody: number): FnixError {
+  invocation.kill('aborted');
+  return bodyTooLarge(maxBody);
+}

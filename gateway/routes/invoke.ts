@@ -1,0 +1,114 @@
+/**
+ * @module
+ * `ANY /fn/<name>` and `ANY /fn/<name>/<rest>`: runs the function with the request body on stdin and
+ * the CGI variables in its environment, and streams its stdout back.
+ */
+import type { HttpBindings } from '@hono/node-server';
+import type { Context } from 'hono';
+import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
+import type { Invocation } from '../../runtime/invocation/invocation.ts';
+import type { Logger } from '../../runtime/log.ts';
+import type { Runner } from '../../runtime/runner.ts';
+import { LineSplitter } from '../../runtime/stdio/line-splitter.ts';
+import { buildCgiEnv } from '../cgi/env.ts';
+import { bodyTooLarge } from '../errors.ts';
+import { respondWithInvocation, type BodyOutcome } from './function-response.ts';
+
+/** The Hono environment of the gateway's routes. */
+export type GatewayEnv = { Bindings: HttpBindings; Variables: { invocationId: string } };
+
+/** What the route needs. */
+export interface InvokeRouteOptions {
+  registry: FunctionRegistry;
+  runner: Runner;
+  maxBody: number;
+  log: Logger;
+}
+
+/** The header that carries the invocation id on every /fn response. */
+export const INVOCATION_ID_HEADER = 'x-fnix-invocation-id';
+
+/** Creates the handler for /fn/<name>[/<rest>]. */
+export function createInvokeHandler(options: InvokeRouteOptions) {
+  const { registry, runner, maxBody, log } = options;
+  return async function invoke(c: Context<GatewayEnv>): Promise<Response> {
+    const id = c.get('invocationId');
+    const name = c.req.param('name') ?? '';
+    const fn = registry.get(name);
+    const declared = c.req.header('content-length');
+    if (declared !== undefined && Number(declared) > maxBody) throw bodyTooLarge(maxBody);
+
+    const url = new URL(c.req.url);
+    const scriptName = `/fn/${name}`;
+    const socket = c.env.incoming.socket;
+    const env = buildCgiEnv({
+      method: c.req.method,
+      pathInfo: url.pathname.slice(scriptName.length),
+      query: url.search.slice(1),
+      scriptName,
+      headers: c.req.raw.headers,
+      requestUri: c.env.incoming.url ?? url.pathname + url.search,
+      serverName: url.hostname,
+      serverPort: String(socket.localPort ?? ''),
+      remoteAddr: socket.remoteAddress ?? '',
+      remotePort: String(socket.remotePort ?? ''),
+    });
+
+    const { invocation, lease } = await runner.invoke({ fn, id, env, signal: c.req.raw.signal });
+    logStderr(invocation, log);
+    void invocation.done.then((result) =>
+      log.info('invocation', {
+        function: fn.name,
+        id,
+        outcome: result.error?.code ?? 'OK',
+        exitCode: result.exitCode,
+        signal: result.signal,
+        ms: result.durationMs.toFixed(1),
+        cold: lease.coldStart,
+      }),
+    );
+    const body = pumpBody(c.req.raw.body, invocation, maxBody);
+    return respondWithInvocation({
+      invocation,
+      body,
+      cgi: fn.manifest.cgi,
+      maxBody,
+      headers: { [INVOCATION_ID_HEADER]: id },
+      abortConnection: () => c.env.outgoing.destroy(),
+    });
+  };
+}
+
+/** Writes the request body to stdin with backpressure, counting bytes against the limit. */
+async function pumpBody(body: ReadableStream<Uint8Array> | null, invocation: Invocation, maxBody: number): Promise<BodyOutcome> {
+  if (!body) {
+    invocation.stdin.end();
+    return 'complete';
+  }
+  const reader = body.getReader();
+  let total = 0;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > maxBody) return 'too_large';
+      if (invocation.finished) break; // it exited without reading everything: the rest is not needed
+      if (!invocation.stdin.write(value)) await new Promise((resolve) => invocation.stdin.once('drain', resolve));
+    }
+    invocation.stdin.end();
+    return 'complete';
+  } catch {
+    return 'aborted'; // the client went away mid-body; the request signal kills the invocation
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+/** Sends the function's stderr to the log, a line at a time, prefixed with function and invocation. */
+function logStderr(invocation: Invocation, log: Logger): void {
+  const prefix = `[${invocation.functionName} ${invocation.id}]`;
+  const lines = new LineSplitter({ onLine: (line) => log.info(`${prefix} ${line}`) });
+  invocation.stderr.on('data', (chunk: Buffer) => lines.write(chunk));
+  invocation.stderr.on('end', () => lines.end());
+}

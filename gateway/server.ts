@@ -1,0 +1,51 @@
+/**
+ * @module
+ * The Node HTTP server around the Hono app.
+ */
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { serve } from '@hono/node-server';
+import type { Hono } from 'hono';
+
+/** A listening server. */
+export interface RunningServer {
+  server: Server;
+  /** e.g. `http://127.0.0.1:8080` */
+  url: string;
+  port: number;
+  /** Stops accepting connections and closes idle ones; resolves when all are closed. */
+  close(): Promise<void>;
+}
+
+/** Options for {@link startServer}. */
+export interface ServerOptions {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  app: Hono<any>;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+}
+
+/** Starts listening; resolves once the port is bound. */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = serve({ fetch: options.app.fetch, hostname: options.host, port: options.port }, () => resolve(s as Server));
+    (s as Server).once('error', reject);
+  });
+  // A client that stops sending its headers is cut off; bodies may stream for as long as a function runs.
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 5_000;
+  const { port } = server.address() as AddressInfo;
+  const hostForUrl = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    server,
+    url: `http://${hostForUrl}:${port}`,
+    port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  };
+}

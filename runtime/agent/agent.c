@@ -1,0 +1,511 @@
+/*
+ * fnix-agent: PID 1 of every fnix container.
+ *
+ * The agent connects once to a unix socket that the host listens on (mounted read-only at
+ * /run/fnix/agent.sock) and then runs one invocation at a time, as the host asks, multiplexing the
+ * child's stdin, stdout and stderr over that one connection. This is what lets a warm invocation
+ * avoid spawning any podman process: the host writes a SPAWN frame and reads output frames.
+ *
+ * Wire format, both directions: [type:u8][length:u32 big-endian][payload]. See runtime/agent/protocol.ts,
+ * which is the other half of this file and documents every frame.
+ *
+ * Lifetime of an invocation:
+ *   SPAWN -> child runs (its own session and process group) -> STDIN/SIGNAL/RESIZE/KILL frames ->
+ *   the main child exits (or KILL) -> every other process in the container is killed (kill(-1), which
+ *   spares PID 1) -> stdout/stderr are read to EOF -> EXIT -> /tmp and /dev/shm are emptied -> READY.
+ *
+ * The agent never blocks on the host: the socket is non-blocking, output is buffered up to OUT_HIGH and
+ * then the child's pipes are left unread (so the child blocks, which is the backpressure), and stdin is
+ * bounded by a credit window that the host must respect.
+ *
+ * When invoked as "env" (the rootfs links /usr/bin/env here) it behaves as a minimal env(1), so that
+ * "#!/usr/bin/env bash" finds bash on the function's PATH.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define AGENT_VERSION "fnix-agent 1"
+#define SOCKET_PATH "/run/fnix/agent.sock"
+
+/* host -> agent */
+#define F_SPAWN 0x01
+#define F_STDIN 0x02
+#define F_SIGNAL 0x03
+#define F_RESIZE 0x04
+#define F_KILL 0x05
+/* agent -> host */
+#define F_HELLO 0x81
+#define F_STDOUT 0x82
+#define F_STDERR 0x83
+#define F_SPAWNED 0x84
+#define F_EXIT 0x85
+#define F_READY 0x86
+#define F_CREDIT 0x87
+
+#define HEADER_SIZE 5
+#define MAX_FRAME (1u << 20)
+#define STDIN_WINDOW (256u * 1024u)
+#define OUT_HIGH (256u * 1024u)
+#define READ_CHUNK 65536
+
+extern char **environ;
+
+typedef struct {
+  unsigned char *data;
+  size_t len, cap, off;
+} buf_t;
+
+static int sock = -1;
+static int sigfd = -1;
+static buf_t in_buf, out_buf, stdin_buf;
+
+static pid_t child = 0;        /* main process of the current invocation, 0 when idle */
+static int running = 0;        /* an invocation is under way (until EXIT is sent) */
+static int child_reaped = 0;
+static int child_status = 0;
+static int killed = 0;         /* the host asked for KILL */
+static int tty = 0;
+static int fd_stdin = -1, fd_stdout = -1, fd_stderr = -1, fd_master = -1;
+static int stdin_eof = 0;      /* host closed stdin; close the pipe once stdin_buf drains */
+
+static void die(const char *what) {
+  fprintf(stderr, "fnix-agent: %s: %s\n", what, strerror(errno));
+  _exit(111);
+}
+
+static void buf_reserve(buf_t *b, size_t extra) {
+  if (b->off > 0 && b->off == b->len) b->off = b->len = 0;
+  if (b->len + extra <= b->cap) return;
+  if (b->off > 0) {
+    memmove(b->data, b->data + b->off, b->len - b->off);
+    b->len -= b->off;
+    b->off = 0;
+    if (b->len + extra <= b->cap) return;
+  }
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < b->len + extra) cap *= 2;
+  unsigned char *p = realloc(b->data, cap);
+  if (!p) die("realloc");
+  b->data = p;
+  b->cap = cap;
+}
+
+static void buf_append(buf_t *b, const void *p, size_t n) {
+  buf_reserve(b, n);
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+}
+
+static size_t buf_pending(const buf_t *b) { return b->len - b->off; }
+
+static void put_u32(unsigned char *p, uint32_t v) {
+  p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v;
+}
+
+static uint32_t get_u32(const unsigned char *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static uint16_t get_u16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+
+/* Queues a frame for the host. */
+static void send_frame(unsigned char type, const void *payload, uint32_t len) {
+  unsigned char h[HEADER_SIZE];
+  h[0] = type;
+  put_u32(h + 1, len);
+  buf_append(&out_buf, h, HEADER_SIZE);
+  if (len) buf_append(&out_buf, payload, len);
+}
+
+static void send_u32(unsigned char type, uint32_t v) {
+  unsigned char p[4];
+  put_u32(p, v);
+  send_frame(type, p, 4);
+}
+
+/* Writes as much queued output as the socket takes without blocking. */
+static void flush_out(void) {
+  while (buf_pending(&out_buf) > 0) {
+    ssize_t n = write(sock, out_buf.data + out_buf.off, buf_pending(&out_buf));
+    if (n > 0) { out_buf.off += n; continue; }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    _exit(0); /* the host went away: the container has no reason to live */
+  }
+  out_buf.off = out_buf.len = 0;
+}
+
+/* Blocks until every queued frame is written (used only where ordering demands it). */
+static void flush_out_blocking(void) {
+  while (buf_pending(&out_buf) > 0) {
+    flush_out();
+    if (buf_pending(&out_buf) == 0) break;
+    struct pollfd p = {.fd = sock, .events = POLLOUT};
+    poll(&p, 1, -1);
+  }
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+static void kill_everything(void) {
+  /* PID 1 is spared by kill(-1): this reaches every other process in the container. */
+  kill(-1, SIGKILL);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st; (void)flag;
+  if (ftw->level == 0) return 0;
+  if (remove(path) != 0 && errno != ENOENT) {
+    /* a directory made unwritable by its owner: make it writable and retry once */
+    chmod(path, 0700);
+    remove(path);
+  }
+  return 0;
+}
+
+/* Empties a directory tree without following symlinks or crossing mounts; returns 1 when it is empty. */
+static int empty_dir(const char *dir) {
+  struct stat st;
+  if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return 1;
+  /* the second pass catches directories that were unwritable on the first */
+  for (int pass = 0; pass < 2; pass++) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int empty = 1;
+  struct dirent *e;
+  while (empty && (e = readdir(d)))
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = 0;
+  closedir(d);
+  return empty;
+}
+
+/* Kills and reaps until no process but this one is left in the container. */
+static void reap_all_blocking(void) {
+  for (;;) {
+    kill_everything();
+    if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD) return;
+  }
+}
+
+/* Ends the invocation: everything is reaped and drained. Reports EXIT, cleans up, reports READY. */
+static void finish_invocation(void) {
+  unsigned char p[6];
+  if (WIFSIGNALED(child_status)) {
+    p[0] = 1;
+    put_u32(p + 1, WTERMSIG(child_status));
+  } else {
+    p[0] = 0;
+    put_u32(p + 1, WEXITSTATUS(child_status));
+  }
+  p[5] = killed ? 1 : 0;
+  send_frame(F_EXIT, p, 6);
+  flush_out_blocking();
+  close_fd(&fd_stdin);
+  close_fd(&fd_stdout);
+  close_fd(&fd_stderr);
+  close_fd(&fd_master);
+  stdin_buf.off = stdin_buf.len = 0;
+  reap_all_blocking();
+  unsigned char clean = empty_dir("/tmp") & empty_dir("/dev/shm");
+  child = 0;
+  running = 0;
+  child_reaped = 0;
+  killed = 0;
+  tty = 0;
+  stdin_eof = 0;
+  send_frame(F_READY, &clean, 1);
+}
+
+static void reap(void) {
+  int st;
+  pid_t p;
+  while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+    if (p == child && !child_reaped) {
+      child_reaped = 1;
+      child_status = st;
+      kill_everything();
+    }
+  }
+}
+
+static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+/* Parses a SPAWN payload and starts the child. Layout (protocol.ts encodeSpawn):
+ * [flags:u8][cols:u16][rows:u16][argc:u16][envc:u16] then cwd, argv..., env... as NUL-terminated strings. */
+static void spawn(const unsigned char *p, uint32_t len) {
+  if (running || len < 9) _exit(112);
+  int flags = p[0];
+  unsigned short cols = get_u16(p + 1), rows = get_u16(p + 3);
+  unsigned argc = get_u16(p + 5), envc = get_u16(p + 7);
+  if (argc == 0) _exit(112);
+  char **argv = calloc(argc + 1, sizeof(char *));
+  char **envp = calloc(envc + 1, sizeof(char *));
+  if (!argv || !envp) die("calloc");
+  const char *s = (const char *)p + 9, *end = (const char *)p + len;
+  const char *cwd = NULL;
+  for (unsigned i = 0; i < 1 + argc + envc; i++) {
+    const char *z = memchr(s, 0, end - s);
+    if (!z) _exit(112);
+    if (i == 0) cwd = s;
+    else if (i <= argc) argv[i - 1] = (char *)s;
+    else envp[i - 1 - argc] = (char *)s;
+    s = z + 1;
+  }
+
+  tty = flags & 1;
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  int slave = -1;
+  if (tty) {
+    fd_master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (fd_master < 0 || grantpt(fd_master) || unlockpt(fd_master)) die("openpt");
+    slave = open(ptsname(fd_master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0) die("open pts");
+    struct winsize ws = {.ws_row = rows ? rows : 24, .ws_col = cols ? cols : 80};
+    ioctl(fd_master, TIOCSWINSZ, &ws);
+  } else if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
+    die("pipe");
+  }
+
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    setsid();
+    if (tty) {
+      ioctl(slave, TIOCSCTTY, 0);
+      dup2(slave, 0); dup2(slave, 1); dup2(slave, 2);
+    } else {
+      dup2(in[0], 0); dup2(out[1], 1); dup2(err[1], 2);
+    }
+    umask(022);
+    if (chdir(cwd) != 0) {
+      dprintf(2, "fnix-agent: cannot enter %s: %s\n", cwd, strerror(errno));
+      _exit(127);
+    }
+    environ = envp;
+    execvp(argv[0], argv);
+    int e = errno;
+    dprintf(2, "fnix-agent: cannot execute %s: %s%s\n", argv[0], strerror(e),
+            e == ENOENT && strchr(argv[0], '/') ? " (if it is a script, is its #! interpreter on PATH?)" : "");
+    _exit(e == ENOENT ? 127 : 126);
+  }
+  if (tty) {
+    close(slave);
+    set_nonblock(fd_master);
+  } else {
+    close(in[0]); close(out[1]); close(err[1]);
+    fd_stdin = in[1]; fd_stdout = out[0]; fd_stderr = err[0];
+    set_nonblock(fd_stdin); set_nonblock(fd_stdout); set_nonblock(fd_stderr);
+  }
+  free(argv);
+  free(envp);
+  child = pid;
+  running = 1;
+  send_u32(F_SPAWNED, (uint32_t)pid);
+}
+
+static void handle_frame(unsigned char type, const unsigned char *p, uint32_t len) {
+  switch (type) {
+  case F_SPAWN:
+    spawn(p, len);
+    break;
+  case F_STDIN:
+    if (!running) break; /* late input for an invocation that already ended */
+    if (len == 0) { stdin_eof = 1; break; }
+    if (buf_pending(&stdin_buf) + len > 2 * STDIN_WINDOW) _exit(113); /* the host broke the window */
+    buf_append(&stdin_buf, p, len);
+    break;
+  case F_SIGNAL: {
+    if (!running || child_reaped || len != 1) break;
+    int sig = p[0];
+    if (sig != SIGINT && sig != SIGTERM && sig != SIGKILL && sig != SIGHUP && sig != SIGQUIT) break;
+    pid_t pg = child;
+    if (tty && fd_master >= 0) {
+      pid_t fg = tcgetpgrp(fd_master);
+      if (fg > 0) pg = fg;
+    }
+    kill(-pg, sig);
+    break;
+  }
+  case F_RESIZE:
+    if (running && tty && fd_master >= 0 && len == 4) {
+      struct winsize ws = {.ws_col = get_u16(p), .ws_row = get_u16(p + 2)};
+      ioctl(fd_master, TIOCSWINSZ, &ws);
+    }
+    break;
+  case F_KILL:
+    if (running) {
+      killed = 1;
+      kill_everything();
+    }
+    break;
+  default:
+    _exit(112);
+  }
+}
+
+static void read_socket(void) {
+  for (;;) {
+    buf_reserve(&in_buf, READ_CHUNK);
+    ssize_t n = read(sock, in_buf.data + in_buf.len, in_buf.cap - in_buf.len);
+    if (n == 0) _exit(0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      _exit(0);
+    }
+    in_buf.len += n;
+    while (buf_pending(&in_buf) >= HEADER_SIZE) {
+      unsigned char *h = in_buf.data + in_buf.off;
+      uint32_t len = get_u32(h + 1);
+      if (len > MAX_FRAME) _exit(112);
+      if (buf_pending(&in_buf) < HEADER_SIZE + len) break;
+      in_buf.off += HEADER_SIZE + len;
+      handle_frame(h[0], h + HEADER_SIZE, len);
+    }
+  }
+}
+
+/* Reads what a child's output fd has, up to one chunk, and queues it. Returns 0 at EOF. */
+static int pump_output(int *fd, unsigned char type) {
+  unsigned char b[READ_CHUNK];
+  ssize_t n = read(*fd, b, sizeof b);
+  if (n > 0) {
+    send_frame(type, b, (uint32_t)n);
+    return 1;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 1;
+  /* 0 is EOF on a pipe; EIO is how a pty master reports that every slave fd is closed */
+  close_fd(fd);
+  return 0;
+}
+
+static void pump_stdin(void) {
+  while (buf_pending(&stdin_buf) > 0) {
+    size_t pending = buf_pending(&stdin_buf);
+    ssize_t n = write(tty ? fd_master : fd_stdin, stdin_buf.data + stdin_buf.off, pending);
+    if (n > 0) {
+      stdin_buf.off += n;
+      send_u32(F_CREDIT, (uint32_t)n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    /* the child closed its stdin: what remains is discarded, and credited so the host never stalls */
+    send_u32(F_CREDIT, (uint32_t)pending);
+    stdin_buf.off = stdin_buf.len = 0;
+    if (!tty) close_fd(&fd_stdin);
+    return;
+  }
+  if (stdin_eof && !tty) close_fd(&fd_stdin);
+}
+
+static void connect_host(void) {
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  strncpy(addr.sun_path, SOCKET_PATH, sizeof addr.sun_path - 1);
+  for (int attempt = 0;; attempt++) {
+    sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) die("socket");
+    if (connect(sock, (struct sockaddr *)&addr, sizeof addr) == 0) break;
+    close(sock);
+    if (attempt > 500) die("connect " SOCKET_PATH);
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  set_nonblock(sock);
+}
+
+/* Minimal env(1): [NAME=VALUE]... COMMAND [ARG]... */
+static int env_main(int argc, char **argv) {
+  int i = 1;
+  if (i < argc && strcmp(argv[i], "--") == 0) i++;
+  for (; i < argc && strchr(argv[i], '=') && argv[i][0] != '='; i++) putenv(argv[i]);
+  if (i >= argc) {
+    for (char **e = environ; *e; e++) puts(*e);
+    return 0;
+  }
+  execvp(argv[i], argv + i);
+  fprintf(stderr, "env: '%s': %s\n", argv[i], strerror(errno));
+  return errno == ENOENT ? 127 : 126;
+}
+
+int main(int argc, char **argv) {
+  const char *base = strrchr(argv[0], '/');
+  base = base ? base + 1 : argv[0];
+  if (strcmp(base, "env") == 0) return env_main(argc, argv);
+
+  /* Not dumpable: the function runs as the same uid, and must not ptrace the agent or open /proc/1/fd. */
+  prctl(PR_SET_DUMPABLE, 0);
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, NULL);
+  sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (sigfd < 0) die("signalfd");
+
+  connect_host();
+  char hello[64];
+  int n = snprintf(hello, sizeof hello, "%s %u", AGENT_VERSION, STDIN_WINDOW);
+  send_frame(F_HELLO, hello, (uint32_t)n);
+
+  for (;;) {
+    struct pollfd fds[5];
+    int nfds = 0;
+    int out_open = buf_pending(&out_buf) < OUT_HIGH;
+    fds[nfds++] = (struct pollfd){.fd = sock, .events = POLLIN | (buf_pending(&out_buf) ? POLLOUT : 0)};
+    fds[nfds++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
+    int i_out = -1, i_err = -1, i_in = -1;
+    int out_fd = tty ? fd_master : fd_stdout;
+    if (out_fd >= 0 && out_open) { i_out = nfds; fds[nfds++] = (struct pollfd){.fd = out_fd, .events = POLLIN}; }
+    if (fd_stderr >= 0 && out_open) { i_err = nfds; fds[nfds++] = (struct pollfd){.fd = fd_stderr, .events = POLLIN}; }
+    int in_fd = tty ? fd_master : fd_stdin;
+    if (in_fd >= 0 && (buf_pending(&stdin_buf) || (stdin_eof && !tty))) {
+      i_in = nfds;
+      fds[nfds++] = (struct pollfd){.fd = in_fd, .events = POLLOUT};
+    }
+    if (poll(fds, nfds, -1) < 0) {
+      if (errno == EINTR) continue;
+      die("poll");
+    }
+    if (fds[1].revents) {
+      struct signalfd_siginfo si;
+      while (read(sigfd, &si, sizeof si) > 0) {
+      }
+      reap();
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) read_socket();
+    if (i_in >= 0 && fds[i_in].revents) pump_stdin();
+    if (i_out >= 0 && fds[i_out].revents) {
+      if (tty) pump_output(&fd_master, F_STDOUT);
+      else pump_output(&fd_stdout, F_STDOUT);
+    }
+    if (i_err >= 0 && fds[i_err].revents) pump_output(&fd_stderr, F_STDERR);
+    if (running && child_reaped && fd_stdout < 0 && fd_stderr < 0 && fd_master < 0) finish_invocation();
+    flush_out();
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * @module
+ * The wire protocol between the host and fnix-agent (runtime/agent/agent.c), over one unix socket per
+ * container. Every frame, in both directions, is `[type:u8][length:u32 big-endian][payload]`.
+ *
+ * Host to agent:
+ * - SPAWN: start the invocation's command (see {@link encodeSpawn}); only when the agent is ready.
+ * - STDIN: bytes for the child's stdin; an empty payload closes stdin. The host may have at most
+ *   the agent's announced window of stdin bytes unacknowledged (see CREDIT).
+ * - SIGNAL: one byte, a signal number, sent to the child's process group (tty: the foreground group).
+ * - RESIZE: `[cols:u16][rows:u16]`, for tty invocations.
+ * - KILL: kill every process of the invocation.
+ *
+ * Agent to host:
+ * - HELLO: `"fnix-agent <version> <stdin window>"`, once, when the agent connects.
+ * - STDOUT, STDERR: output bytes, in order.
+ * - SPAWNED: `[pid:u32]`, the child's pid inside the container.
+ * - EXIT: `[signaled:u8][code or signal:u32][killed:u8]`, after every process is gone and output is drained.
+ * - READY: `[clean:u8]`, after /tmp and /dev/shm were emptied; clean is 0 when they could not be.
+ * - CREDIT: `[bytes:u32]`, stdin bytes written to the child (or discarded because it closed stdin).
+ */
+
+export const FRAME = {
+  SPAWN: 0x01,
+  STDIN: 0x02,
+  SIGNAL: 0x03,
+  RESIZE: 0x04,
+  KILL: 0x05,
+  HELLO: 0x81,
+  STDOUT: 0x82,
+  STDERR: 0x83,
+  SPAWNED: 0x84,
+  EXIT: 0x85,
+  READY: 0x86,
+  CREDIT: 0x87,
+} as const;
+
+export const HEADER_SIZE = 5;
+/** The largest frame either side accepts; the agent exits on a bigger one, the host drops the agent. */
+export const MAX_FRAME = 1 << 20;
+
+/** What the agent should run. */
+export interface SpawnRequest {
+  argv: readonly string[];
+  /** The complete environment; nothing is inherited. */
+  env: Readonly<Record<string, string>>;
+  cwd: string;
+  /** Run on a pseudo-terminal of this size instead of pipes. */
+  tty?: { cols: number; rows: number } | undefined;
+}
+
+/** Encodes one frame. */
+export function encodeFrame(type: number, payload?: Uint8Array): Buffer {
+  const length = payload?.length ?? 0;
+  const frame = Buffer.allocUnsafe(HEADER_SIZE + length);
+  frame[0] = type;
+  frame.writeUInt32BE(length, 1);
+  if (payload) frame.set(payload, HEADER_SIZE);
+  return frame;
+}
+
+/**
+ * Encodes a SPAWN payload: `[flags:u8][cols:u16][rows:u16][argc:u16][envc:u16]`, then cwd, argv and
+ * `NAME=value` env entries as NUL-terminated strings. Strings holding NUL are refused here, since
+ * they would shift every field after them.
+ */
+export function encodeSpawn(request: SpawnRequest): Buffer {
+  const env = Object.entries(request.env).map(([name, value]) => `${name}=${value}`);
+  const strings = [request.cwd, ...request.argv, ...env];
+  for (const s of strings) {
+    if (s.includes('\0')) throw new TypeError(`spawn request string contains NUL: ${JSON.stringify(s)}`);
+  }
+  const head = Buffer.alloc(9);
+  head[0] = request.tty ? 1 : 0;
+  head.writeUInt16BE(request.tty?.cols ?? 0, 1);
+  head.writeUInt16BE(request.tty?.rows ?? 0, 3);
+  head.writeUInt16BE(request.argv.length, 5);
+  head.writeUInt16BE(env.length, 7);
+  return encodeFrame(FRAME.SPAWN, Buffer.concat([head, Buffer.from(strings.join('\0') + '\0')]));
+}
+
+/** Encodes a RESIZE frame. */
+export function encodeResize(cols: number, rows: number): Buffer {
+  const payload = Buffer.alloc(4);
+  payload.writeUInt16BE(cols, 0);
+  payload.writeUInt16BE(rows, 2);
+  return encodeFrame(FRAME.RESIZE, payload);
+}
+
+/** One decoded frame. The payload is a view into the decoder's buffer: copy it to keep it. */
+export interface Frame {
+  type: number;
+  payload: Buffer;
+}
+
+/** Splits a byte stream into frames. Throws on a frame larger than {@link MAX_FRAME}. */
+export class FrameDecoder {
+  #pending: Buffer = Buffer.alloc(0);
+
+  /** Feeds bytes and returns every frame they complete. */
+  push(chunk: Buffer): Frame[] {
+    let data = this.#pending.length ? Buffer.concat([this.#pending, chunk]) : chunk;
+    const frames: Frame[] = [];
+    while (data.length >= HEADER_SIZE) {
+      const length = data.readUInt32BE(1);
+      if (length > MAX_FRAME) throw new RangeError(`agent frame of ${length} bytes exceeds ${MAX_FRAME}`);
+      if (data.length < HEADER_SIZE + length) break;
+      frames.push({ type: data[0]!, payload: data.subarray(HEADER_SIZE, HEADER_SIZE + length) });
+      data = data.subarray(HEADER_SIZE + length);
+    }
+    this.#pending = data.length ? Buffer.from(data) : Buffer.alloc(0);
+    return frames;
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * @module
+ * function.json: its schema, its defaults and the errors that name the file, the field and the value.
+ */
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { ManifestError, type ManifestIssue } from '../errors.ts';
+
+/** A Nix attribute path such as `gojq` or `python3Packages.requests`. */
+export const ATTR_PATH_PATTERN = /^[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-9_'-]*)*$/;
+const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Set by fnix for every invocation; a manifest may not override them. */
+const RESERVED_ENV = new Set([
+  'PATH', 'HOME', 'TMPDIR', 'AUTH_TYPE', 'CONTENT_LENGTH', 'CONTENT_TYPE', 'GATEWAY_INTERFACE', 'PATH_INFO',
+  'PATH_TRANSLATED', 'QUERY_STRING', 'REMOTE_ADDR', 'REMOTE_HOST', 'REMOTE_USER', 'REQUEST_METHOD', 'REQUEST_URI',
+  'SCRIPT_NAME', 'SERVER_NAME', 'SERVER_PORT', 'SERVER_PROTOCOL', 'SERVER_SOFTWARE',
+]);
+const MAX_MANIFEST_BYTES = 64 * 1024;
+
+/** Defaults for the optional fields. */
+export const MANIFEST_DEFAULTS = { timeoutMs: 30_000, memoryMb: 256, network: false, cgi: false } as const;
+
+const noNul = (s: string) => !s.includes('\0');
+
+const commandSchema = z
+  .array(z.string().max(4096).refine(noNul, 'must not contain NUL'))
+  .min(1, 'must name a program: ["program", "arg", ...]')
+  .max(256)
+  .superRefine((argv, ctx) => {
+    const program = argv[0];
+    if (program === undefined) return;
+    if (program === '') ctx.addIssue({ code: 'custom', path: [0], message: 'the program name is empty' });
+    else if (program.includes('/') && !/^\.\/(?!.*(^|\/)\.\.(\/|$)).+/.test(program)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [0],
+        message: 'must be a program on the packages\' PATH ("gojq") or a path inside the function folder ("./main.sh")',
+      });
+    }
+  });
+
+const manifestSchema = z.strictObject({
+  packages: z
+    .array(z.string().regex(ATTR_PATH_PATTERN, 'must be a Nix attribute path such as "gojq" or "python3Packages.requests"'))
+    .max(64)
+    .default([]),
+  command: commandSchema,
+  env: z
+    .record(
+      z.string().regex(ENV_NAME_PATTERN, 'environment names are letters, digits and underscores'),
+      z.string().max(32 * 1024).refine(noNul, 'must not contain NUL'),
+    )
+    .superRefine((env, ctx) => {
+      for (const name of Object.keys(env)) {
+        if (RESERVED_ENV.has(name) || name.startsWith('HTTP_') || name.startsWith('FNIX_')) {
+          ctx.addIssue({ code: 'custom', path: [name], message: `${name} is set by fnix and cannot be overridden` });
+        }
+      }
+    })
+    .default({}),
+  timeoutMs: z.number().int().min(100).max(900_000).default(MANIFEST_DEFAULTS.timeoutMs),
+  memoryMb: z.number().int().min(16).max(65_536).default(MANIFEST_DEFAULTS.memoryMb),
+  network: z.boolean().default(MANIFEST_DEFAULTS.network),
+  cgi: z.boolean().default(MANIFEST_DEFAULTS.cgi),
+});
+
+/** A validated manifest, every default filled in. */
+export type Manifest = z.infer<typeof manifestSchema>;
+
+/** Validates a parsed manifest; `file` is used in error messages. Throws {@link ManifestError}. */
+export function parseManifest(input: unknown, file: string): Manifest {
+  const result = manifestSchema.safeParse(input);
+  if (result.success) return result.data;
+  throw new ManifestError(file, result.error.issues.flatMap((issue) => describeIssue(issue, input)));
+}
+
+/** Reads and validates a function.json. Throws {@link ManifestError}. */
+export async function loadManifest(file: string): Promise<Manifest> {
+  let text: string;
+  try {
+    const bytes = await readFile(file);
+    if (bytes.length > MAX_MANIFEST_BYTES) {
+      throw new ManifestError(file, [{ field: '', message: `is ${bytes.length} bytes; the limit is ${MAX_MANIFEST_BYTES}` }]);
+    }
+    text = bytes.toString('utf8');
+  } catch (error) {
+    if (error instanceof ManifestError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    const message = code === 'ENOENT' ? 'is missing: every function folder needs a function.json' : `cannot be read (${code})`;
+    throw new ManifestError(file, [{ field: '', message }]);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ManifestError(file, [{ field: '', message: `is not valid JSON: ${(error as Error).message}` }]);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new ManifestError(file, [{ field: '', message: 'must be a JSON object' }]);
+  }
+  return parseManifest(json, file);
+}
+
+/** Turns a zod issue into issues that name the field (dotted path) and the value found there. */
+function describeIssue(issue: z.core.$ZodIssue, input: unknown): ManifestIssue[] {
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => ({
+      field: [...issue.path, key].join('.'),
+      message: `unknown field (known fields: ${Object.keys(manifestSchema.shape).join(', ')})`,
+      value: valueAt(input, [...issue.path, key]),
+    }));
+  }
+  const field = issue.path.map(String).join('.');
+  const value = valueAt(input, issue.path);
+  let message = issue.code === 'invalid_type' && value === undefined ? 'is required' : issue.message;
+  if (issue.code === 'invalid_key') message = issue.issues.map((inner) => inner.message).join('; ');
+  return [value === undefined ? { field, message } : { field, message, value }];
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const key of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}

@@ -1,0 +1,65 @@
+/**
+ * @module
+ * Which version of each function is served now. Activation swaps one map entry, so a request sees
+ * either the old version or the new one, never a mix. Functions that failed to build are kept with
+ * their error, so requests and /healthz can say why they are not served.
+ */
+import { FnixError } from '../errors.ts';
+import { isFunctionName } from './name.ts';
+import type { FunctionVersion } from './version.ts';
+
+/** A function's state as reported by {@link FunctionRegistry.list}. */
+export type FunctionStatus =
+  | { name: string; status: 'ready'; version: string; packages: string[] }
+  | { name: string; status: 'broken'; error: { code: string; message: string } };
+
+type Entry = { status: 'ready'; version: FunctionVersion } | { status: 'broken'; error: FnixError };
+
+/** The served functions, by name. */
+export class FunctionRegistry {
+  readonly #entries = new Map<string, Entry>();
+
+  /** The version to run for `name`. Throws FUNCTION_NOT_FOUND or FUNCTION_UNAVAILABLE. */
+  get(name: string): FunctionVersion {
+    const entry = isFunctionName(name) ? this.#entries.get(name) : undefined;
+    if (!entry) {
+      throw new FnixError('FUNCTION_NOT_FOUND', `no function named ${JSON.stringify(name.slice(0, 80))} is deployed`, {
+        details: { function: name.slice(0, 80) },
+      });
+    }
+    if (entry.status === 'broken') {
+      throw new FnixError('FUNCTION_UNAVAILABLE', `function '${name}' is not served because its build failed: ${entry.error.message}`, {
+        details: { function: name, cause: entry.error.toJSON() },
+      });
+    }
+    return entry.version;
+  }
+
+  /** Serves `version` from now on; returns the version it replaced, if any. */
+  activate(version: FunctionVersion): FunctionVersion | undefined {
+    const previous = this.#entries.get(version.name);
+    this.#entries.set(version.name, { status: 'ready', version });
+    return previous?.status === 'ready' ? previous.version : undefined;
+  }
+
+  /** Records that `name` could not be built. A served version stays served. */
+  markBroken(name: string, error: FnixError): void {
+    if (this.#entries.get(name)?.status !== 'ready') this.#entries.set(name, { status: 'broken', error });
+  }
+
+  /** Every function, sorted by name. */
+  list(): FunctionStatus[] {
+    return [...this.#entries.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([name, entry]) =>
+        entry.status === 'ready'
+          ? { name, status: 'ready', version: entry.version.version, packages: entry.version.manifest.packages }
+          : { name, status: 'broken', error: { code: entry.error.code, message: entry.error.message } },
+      );
+  }
+
+  /** Versions being served (for GC roots to keep). */
+  versions(): FunctionVersion[] {
+    return [...this.#entries.values()].flatMap((e) => (e.status === 'ready' ? [e.version] : []));
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * @module
+ * `podman run` for an fnix container: the isolation every container gets, whatever it will serve.
+ */
+import type { Podman } from './podman.ts';
+
+/** The agent's path inside the rootfs that fnix builds (runtime/container/rootfs.ts). */
+export const AGENT_PATH_IN_CONTAINER = '/sbin/fnix-agent';
+
+/** Everything that distinguishes one container from another. */
+export interface ContainerSpec {
+  name: string;
+  labels: Readonly<Record<string, string>>;
+  /** The read-only root filesystem fnix made (no image, no registry). */
+  rootfs: string;
+  /** Host folder mounted read-only at /run/fnix; holds the socket the agent connects to. */
+  controlDir: string;
+  /** Host folder mounted read-only at /fn; the function's files are linked into it on specialisation. */
+  functionDir: string;
+  /** The non-root uid (and gid) every process in the container runs as. */
+  uid: number;
+  /** Network access; false gives `--network none`. */
+  network: boolean;
+  /** The memory limit the container starts with; specialisation sets the function's own. */
+  memoryMb: number;
+  pidsLimit: number;
+  /** Open files limit (soft and hard). */
+  nofile: number;
+  /** Size of the tmpfs at /tmp, which is HOME. */
+  tmpMb: number;
+  /** Size of /dev/shm. */
+  shmMb: number;
+}
+
+/** The arguments of `podman run` for `spec`. Every option goes before --rootfs; the command after it. */
+export function buildRunArgs(spec: ContainerSpec): string[] {
+  const args = ['run', '--detach', '--rm', '--name', spec.name];
+  for (const [key, value] of Object.entries(spec.labels)) args.push('--label', `${key}=${value}`);
+  args.push(
+    '--read-only',
+    '--read-only-tmpfs=false',
+    '--tmpfs', `/tmp:rw,nosuid,nodev,size=${spec.tmpMb}m`,
+    '--shm-size', `${spec.shmMb}m`,
+    '--volume', '/nix/store:/nix/store:O',
+    '--volume', `${spec.functionDir}:/fn:ro`,
+    '--volume', `${spec.controlDir}:/run/fnix:ro`,
+    '--user', `${spec.uid}:${spec.uid}`,
+    '--network', spec.network ? 'bridge' : 'none',
+    '--hostname', 'fnix',
+    '--memory', `${spec.memoryMb}m`,
+    '--memory-swap', `${spec.memoryMb}m`,
+    '--pids-limit', String(spec.pidsLimit),
+    // Explicit ulimits: podman's default open-files limit can exceed the host's hard limit, and the
+    // process limit is per uid, which is why every container gets a uid of its own.
+    '--ulimit', `nofile=${spec.nofile}:${spec.nofile}`,
+    '--ulimit', `nproc=${spec.pidsLimit}:${spec.pidsLimit}`,
+    '--ulimit', 'core=0:0',
+    '--cap-drop', 'all',
+    '--security-opt', 'no-new-privileges',
+    '--log-driver', 'none',
+    '--rootfs', spec.rootfs,
+    AGENT_PATH_IN_CONTAINER,
+  );
+  return args;
+}
+
+/** Starts a container; resolves with its full id once podman has started it. */
+export async function runContainer(podman: Podman, spec: ContainerSpec): Promise<string> {
+  const { stdout } = await podman.exec(buildRunArgs(spec));
+  return String(stdout).trim();
+}

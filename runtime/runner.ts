@@ -1,0 +1,78 @@
+/**
+ * @module
+ * Runs a function version: takes a container from the pool, starts the invocation in it, and gives the
+ * container back when the agent has cleaned up. This is the seam the gateway's HTTP route and WebSocket
+ * sessions share.
+ */
+import type { FunctionVersion } from './functions/version.ts';
+import type { Invocation } from './invocation/invocation.ts';
+import type { Lease, Pool } from './pool/pool.ts';
+
+/** Where a function's processes run: its files are at /fn, which is also the working directory. */
+export const FUNCTION_DIR = '/fn';
+
+/** One request to run a function. */
+export interface InvokeRequest {
+  fn: FunctionVersion;
+  /** The invocation id, also given to the command as FNIX_INVOCATION_ID. */
+  id: string;
+  /** Variables describing the request (CGI variables, FNIX_SESSION...). The manifest's env is added. */
+  env: Readonly<Record<string, string>>;
+  /** Run on a pseudo-terminal of this size. */
+  tty?: { cols: number; rows: number } | undefined;
+  /** Aborting it cancels the wait for a container, or kills the invocation. */
+  signal?: AbortSignal | undefined;
+}
+
+/** A started invocation and the container lease behind it. */
+export interface StartedInvocation {
+  invocation: Invocation;
+  lease: Lease;
+}
+
+/** Runs functions. */
+export interface Runner {
+  invoke(request: InvokeRequest): Promise<StartedInvocation>;
+}
+
+/** Options for {@link PoolRunner}. */
+export interface PoolRunnerOptions {
+  pool: Pool;
+  /** stdout plus stderr bytes an invocation may write. */
+  maxOutputBytes: number;
+}
+
+/** The Runner that uses the Podman container pool. */
+export class PoolRunner implements Runner {
+  readonly #pool: Pool;
+  readonly #maxOutputBytes: number;
+
+  constructor(options: PoolRunnerOptions) {
+    this.#pool = options.pool;
+    this.#maxOutputBytes = options.maxOutputBytes;
+  }
+
+  async invoke(request: InvokeRequest): Promise<StartedInvocation> {
+    const { fn } = request;
+    const lease = await this.#pool.acquire(fn, { signal: request.signal });
+    const env = {
+      ...fn.manifest.env,
+      ...request.env,
+      PATH: fn.resolution.binPath,
+      HOME: '/tmp',
+      TMPDIR: '/tmp',
+      FNIX_FUNCTION: fn.name,
+      FNIX_INVOCATION_ID: request.id,
+    };
+    const { invocation, released } = lease.container.invoke({
+      id: request.id,
+      functionName: fn.name,
+      spawn: { argv: fn.manifest.command, env, cwd: FUNCTION_DIR, tty: request.tty },
+      timeoutMs: fn.manifest.timeoutMs,
+      maxOutputBytes: this.#maxOutputBytes,
+      signal: request.signal,
+    });
+    void released.then((reusable) => this.#pool.release(lease.container, reusable));
+    return { invocation, lease };
+  }
+}

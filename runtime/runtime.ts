@@ -1,0 +1,162 @@
+/**
+ * @module
+ * Puts the runtime together: Podman, the package set, the agent and rootfs, the container pool, and the
+ * functions built from a folder. The gateway receives the result; tests start one per suite.
+ */
+import { readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
+import { buildAgent } from './agent/build.ts';
+import { ContainerLauncher, type ContainerLimits } from './container/launcher.ts';
+import { prepareRootfs } from './container/rootfs.ts';
+import { FnixError } from './errors.ts';
+import { buildFunction } from './functions/build.ts';
+import { FunctionRegistry } from './functions/registry.ts';
+import type { Logger } from './log.ts';
+import { checkPackageSet, choosePackageSet, type PackageSet } from './nix/package-set.ts';
+import { PackageResolver } from './nix/resolve.ts';
+import { readPodmanInfo, type PodmanInfo } from './podman/info.ts';
+import { Podman } from './podman/podman.ts';
+import { Pool, type PoolStats } from './pool/pool.ts';
+import { PoolRunner } from './runner.ts';
+import { lockStateDir, type StateLock } from './state-lock.ts';
+
+/** Everything the runtime is configured with (gateway/config.ts reads it from the environment). */
+export interface RuntimeOptions {
+  /** fnix's own files: builds, GC roots, the agent, container folders. */
+  stateDir: string;
+  /** Folder of functions to build and serve at start; undefined serves none. */
+  functionsDir?: string | undefined;
+  /** FNIX_PACKAGES: a Nix expression for the package set; undefined picks one. */
+  packages?: string | undefined;
+  poolSize: number;
+  maxContainers: number;
+  idleTtlMs: number;
+  queueTimeoutMs: number;
+  maxOutputBytes: number;
+  limits: ContainerLimits;
+  log: Logger;
+}
+
+/** Health facts for /healthz. */
+export interface RuntimeHealth {
+  podman: PodmanInfo;
+  nix: { version: string };
+  packageSet: { kind: PackageSet['kind']; description: string };
+  pool: PoolStats;
+}
+
+/** A started runtime. */
+export interface Runtime {
+  registry: FunctionRegistry;
+  runner: PoolRunner;
+  pool: Pool;
+  resolver: PackageResolver;
+  health(): RuntimeHealth;
+  /** Stops the pool (waiting up to `graceMs` for running invocations) and removes every container. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Starts the runtime; throws with the fix when Podman or Nix does not work. */
+export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
+  const { log } = options;
+  const stateDir = resolve(options.stateDir);
+  const lock = await lockStateDir(stateDir);
+  try {
+    return await assemble(options, stateDir, lock);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+}
+
+async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLock): Promise<Runtime> {
+  const { log } = options;
+  const podman = await Podman.create();
+  const podmanInfo = await readPodmanInfo(podman).catch((error: unknown) => {
+    throw new Error(`podman does not work (${describe(error)}); install it with: apt-get install podman runc`, { cause: error });
+  });
+  const nixVersion = await execa('nix-build', ['--version']).then(
+    (r) => String(r.stdout).trim(),
+    (error: unknown) => {
+      throw new Error(`nix does not work (${describe(error)}); install it with: apt-get install nix-bin`, { cause: error });
+    },
+  );
+  const packageSet = await choosePackageSet(options.packages);
+  await checkPackageSet(packageSet);
+  log.info('package set', { kind: packageSet.kind, set: packageSet.description });
+
+  const resolver = new PackageResolver({ packageSet, gcRootsDir: join(stateDir, 'gcroots') });
+  const agent = await buildAgent(join(stateDir, 'agent'));
+  const rootfs = await prepareRootfs(join(stateDir, 'rootfs'), agent);
+  const launcher = new ContainerLauncher({ podman, rootfs, stateDir, limits: options.limits });
+  const leftovers = await launcher.removeLeftovers();
+  if (leftovers > 0) log.info('removed containers left by an earlier run', { count: leftovers });
+
+  const pool = new Pool({
+    source: launcher,
+    size: options.poolSize,
+    maxContainers: options.maxContainers,
+    idleTtlMs: options.idleTtlMs,
+    queueTimeoutMs: options.queueTimeoutMs,
+    onError: (error) => log.error('starting a warm container failed', { error: describe(error) }),
+  });
+  const registry = new FunctionRegistry();
+  if (options.functionsDir) await buildAll(resolve(options.functionsDir), join(stateDir, 'builds'), resolver, registry, log);
+  await resolver.pruneRoots(registry.versions().map((v) => v.resolution.rootKey));
+  try {
+    await pool.start();
+  } catch (error) {
+    await pool.close(0);
+    throw error;
+  }
+  log.info('pool ready', { ...pool.stats() });
+
+  return {
+    registry,
+    runner: new PoolRunner({ pool, maxOutputBytes: options.maxOutputBytes }),
+    pool,
+    resolver,
+    health: () => ({
+      podman: podmanInfo,
+      nix: { version: nixVersion },
+      packageSet: { kind: packageSet.kind, description: packageSet.description },
+      pool: pool.stats(),
+    }),
+    close: async (graceMs) => {
+      await pool.close(graceMs);
+      await lock.release();
+    },
+  };
+}
+
+/** Builds every function folder; a broken one is logged and recorded, and does not stop the others. */
+async function buildAll(
+  functionsDir: string,
+  buildsDir: string,
+  resolver: PackageResolver,
+  registry: FunctionRegistry,
+  log: Logger,
+): Promise<void> {
+  const entries = await readdir(functionsDir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+    throw new Error(`cannot read the functions folder ${functionsDir}: ${error.code}`, { cause: error });
+  });
+  const names = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  for (const name of names) {
+    try {
+      const version = await buildFunction({ name, sourceDir: join(functionsDir, name), buildsDir, resolver });
+      registry.activate(version);
+      log.info('function ready', { function: name, version: version.version, packages: version.manifest.packages.join(',') });
+    } catch (error) {
+      const fnixError =
+        error instanceof FnixError ? error : new FnixError('FUNCTION_BUILD_FAILED', describe(error), { cause: error });
+      registry.markBroken(name, fnixError);
+      log.error('function not served', { function: name, code: fnixError.code, error: fnixError.message });
+    }
+  }
+}
+
+function describe(error: unknown): string {
+  const e = error as { shortMessage?: string; message?: string; stderr?: unknown };
+  return String(e.stderr || e.shortMessage || e.message || error);
+}

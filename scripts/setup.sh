@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# fnix set-up for a fresh Debian 12 machine: installs whatever is missing (system packages, npm
+# dependencies) and warms the offline starter package set. Safe to run again: it only does what is
+# missing, so `npm start` and `npm test` run it every time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'fnix setup: %s\n' "$*" >&2; }
+
+# Debian package -> a file it installs. Every one of them is needed at run time or by the tests.
+declare -A PACKAGES=(
+  [podman]=/usr/bin/podman
+  [runc]=/usr/sbin/runc
+  [nix-bin]=/usr/bin/nix-build
+  [busybox-static]=/bin/busybox
+  [bash-static]=/bin/bash-static
+  [gojq]=/usr/bin/gojq
+  [gcc]=/usr/bin/gcc
+  [libc6-dev]=/usr/include/stdio.h
+  [git]=/usr/bin/git
+)
+missing=()
+for pkg in "${!PACKAGES[@]}"; do
+  [ -e "${PACKAGES[$pkg]}" ] || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing Debian packages: ${missing[*]}"
+    log "fnix runs rootful Podman and single-user Nix, so it needs root. Run as root:"
+    log "  $cmd"
+    exit 1
+  fi
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# npm dependencies, reinstalled when package-lock.json changes.
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -d node_modules ] || [ "$(cat node_modules/.fnix-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
+  log "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" > node_modules/.fnix-lock-hash
+fi
+
+# Warm the starter package set: it is what functions use when no nixpkgs is reachable.
+mkdir -p /nix/store
+if ! out=$(nix-build runtime/nix/starter --no-out-link -A busybox -A bash -A gojq 2>&1); then
+  log "building the starter package set failed:"
+  printf '%s\n' "$out" >&2
+  exit 1
+fi

@@ -1,0 +1,75 @@
+/**
+ * @module
+ * Starts a real fnix for a test file: the runtime (real Podman, real Nix) and the HTTP server on a free
+ * port, with a state folder of its own. Log lines are kept so tests can assert on them.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createApp } from '../../gateway/app.ts';
+import { startServer, type RunningServer } from '../../gateway/server.ts';
+import { createLogger } from '../../runtime/log.ts';
+import { startRuntime, type Runtime, type RuntimeOptions } from '../../runtime/runtime.ts';
+
+/** The example functions that ship with fnix. */
+export const EXAMPLES_DIR = fileURLToPath(new URL('../../functions', import.meta.url));
+/** Test-only functions (forever, exit-3, ...). */
+export const FIXTURES_DIR = fileURLToPath(new URL('../fixtures/functions', import.meta.url));
+
+/** A running test gateway. */
+export interface TestGateway {
+  url: string;
+  runtime: Runtime;
+  server: RunningServer;
+  stateDir: string;
+  /** Every log line written so far. */
+  logs: string[];
+  close(): Promise<void>;
+}
+
+/** Options: any runtime option, plus the body limit. */
+export type TestGatewayOptions = Partial<Omit<RuntimeOptions, 'log' | 'limits'>> & {
+  maxBody?: number;
+  limits?: Partial<RuntimeOptions['limits']>;
+};
+
+/** Starts fnix serving `functionsDir` (the fixtures by default). */
+export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+  const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'fnix-test-')));
+  const logs: string[] = [];
+  const log = createLogger({ stream: { write: (line: string) => logs.push(line) } });
+  const runtime = await startRuntime({
+    functionsDir: FIXTURES_DIR,
+    poolSize: 2,
+    maxContainers: 8,
+    idleTtlMs: 60_000,
+    queueTimeoutMs: 10_000,
+    maxOutputBytes: 100 * 1024 * 1024,
+    ...options,
+    stateDir,
+    limits: { memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, ...options.limits },
+    log,
+  });
+  const app = createApp({
+    registry: runtime.registry,
+    runner: runtime.runner,
+    health: runtime.health,
+    maxBody: options.maxBody ?? 6 * 1024 * 1024,
+    log,
+  });
+  const server = await startServer({ app, host: '127.0.0.1', port: 0 });
+  return {
+    url: server.url,
+    runtime,
+    server,
+    stateDir,
+    logs,
+    async close() {
+      server.server.closeAllConnections();
+      await server.close();
+      await runtime.close(1000);
+      if (!options.stateDir) await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,28 @@
+/**
+ * @module
+ * The host's process table, read from /proc: container processes are host processes too, so a test can
+ * check that a process is really gone rather than assume it.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+
+/** Host pids of processes whose environment holds `NAME=value`. */
+export async function pidsWithEnv(name: string, value: string): Promise<number[]> {
+  const needle = Buffer.from(`${name}=${value}\0`);
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const environ = await readFile(`/proc/${entry}/environ`).catch(() => undefined);
+    if (environ && (environ.indexOf(needle) === 0 || environ.includes(Buffer.concat([Buffer.of(0), needle])))) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/** Polls until `check` returns true or `timeoutMs` passes; returns the elapsed ms, or throws. */
+export async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<number> {
+  const start = performance.now();
+  for (;;) {
+    if (await check()) return performance.now() - start;
+    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * @module
+ * choosePackageSet and checkPackageSet against real Nix.
+ */
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isFnixError } from '../../../runtime/errors.ts';
+import {
+  STARTER_SET_DIR,
+  checkPackageSet,
+  choosePackageSet,
+  nixPathExpression,
+  nixString,
+  starterPackageSet,
+} from '../../../runtime/nix/package-set.ts';
+
+const FIXTURES = fileURLToPath(new URL('./fixtures', import.meta.url));
+
+/** Resolves to the error a promise rejects with (fails the test if it resolves). */
+async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('choosePackageSet', () => {
+  let tmp: string;
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'fnix-pkgset-'));
+  });
+  afterAll(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('defaults to <nixpkgs> when the search path has it, else the starter set (the starter set here)', async () => {
+    const found = await execa('nix-instantiate', ['--find-file', 'nixpkgs'], { reject: false });
+    const set = await choosePackageSet(undefined);
+    expect(set.kind).toBe(found.exitCode === 0 ? 'nixpkgs' : 'starter');
+    if (set.kind === 'starter') {
+      expect(set.expression).toBe(STARTER_SET_DIR);
+      expect(set.description).toBe('starter set (runtime/nix/starter, offline)');
+      await checkPackageSet(set);
+    }
+    expect((await choosePackageSet('  ')).kind).toBe(set.kind);
+  }, 60_000);
+
+  it('rejects a path that does not exist with PACKAGE_SET_INVALID naming it', async () => {
+    const error = await rejectionOf(choosePackageSet('/nonexistent/fnix-packages'));
+    expect(isFnixError(error, 'PACKAGE_SET_INVALID')).toBe(true);
+    expect((error as Error).message).toContain('/nonexistent/fnix-packages');
+    expect((error as Error).message).toContain('FNIX_PACKAGES');
+  });
+
+  it('resolves relative paths against the working directory', async () => {
+    const relative = path.relative(process.cwd(), path.join(FIXTURES, 'extra-set'));
+    const set = await choosePackageSet(relative);
+    expect(set).toEqual({ kind: 'configured', expression: path.join(FIXTURES, 'extra-set'), description: path.join(FIXTURES, 'extra-set') });
+    await checkPackageSet(set);
+  }, 60_000);
+
+  it('uses <name> as-is and rejects malformed search paths', async () => {
+    expect(await choosePackageSet('<nixpkgs>')).toEqual({ kind: 'configured', expression: '<nixpkgs>', description: '<nixpkgs>' });
+    const error = await rejectionOf(choosePackageSet('<nixpkgs> // { x = 1; }'));
+    expect(isFnixError(error, 'PACKAGE_SET_INVALID')).toBe(true);
+  });
+
+  it('quotes paths that are not Nix path literals, and Nix reads them back', async () => {
+    const odd = path.join(tmp, 'a dir with "quotes", ${dollar} and spaces');
+    await cp(STARTER_SET_DIR, odd, { recursive: true });
+    const set = await choosePackageSet(odd);
+    expect(set.expression).toBe(`(/. + ${nixString(odd)})`);
+    await checkPackageSet(set);
+    const { stdout } = await execa('nix-instantiate', ['--eval', '--json', '-E', `toString ${set.expression}`]);
+    expect(JSON.parse(stdout)).toBe(odd);
+  }, 60_000);
+
+  it('writes plain absolute paths as path literals', () => {
+    expect(nixPathExpression('/srv/pkgs/default.nix')).toBe('/srv/pkgs/default.nix');
+    expect(nixPathExpression('/srv/my pkgs')).toBe('(/. + "/srv/my pkgs")');
+    expect(starterPackageSet().kind).toBe('starter');
+  });
+});
+
+describe('checkPackageSet', () => {
+  it('rejects a set that is not an attribute set', async () => {
+    const set = await choosePackageSet(path.join(FIXTURES, 'not-a-set'));
+    const error = await rejectionOf(checkPackageSet(set));
+    expect(isFnixError(error, 'PACKAGE_SET_INVALID')).toBe(true);
+    expect((error as Error).message).toContain('evaluates to a int');
+  }, 60_000);
+
+  it('rejects a set that does not parse, with the Nix error', async () => {
+    const set = await choosePackageSet(path.join(FIXTURES, 'syntax-error'));
+    const error = await rejectionOf(checkPackageSet(set));
+    expect(isFnixError(error, 'PACKAGE_SET_INVALID')).toBe(true);
+    expect((error as Error).message).toMatch(/syntax error/);
+    expect(String((error as { details: Record<string, unknown> }).details['log'])).toMatch(/syntax error/);
+  }, 60_000);
+
+  it('rejects <nixpkgs> when the search path lacks it', async () => {
+    const found = await execa('nix-instantiate', ['--find-file', 'nixpkgs'], { reject: false });
+    const check = checkPackageSet(await choosePackageSet('<nixpkgs>'));
+    if (found.exitCode === 0) await check;
+    else expect(isFnixError(await rejectionOf(check), 'PACKAGE_SET_INVALID')).toBe(true);
+  }, 60_000);
+});
