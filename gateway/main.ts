@@ -47,7 +47,10 @@ async function main(): Promise<void> {
   log.info(`fnix is serving ${config.functionsDir} at ${server.url}`);
 
   const shutdown = async (signal: string) => {
-    if (shuttingDown) return;
+    if (shuttingDown) {
+      log.warn(`${signal} received again; still shutting down`);
+      return;
+    }
     shuttingDown = true;
     log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
     const closed = server.close();
@@ -57,8 +60,8 @@ async function main(): Promise<void> {
     log.info('stopped');
     process.exit(0);
   };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }
 
 main().catch((error: unknown) => {

@@ -52,7 +52,9 @@ export class FnixError extends Error {
 
   /** The JSON shape used by the HTTP API: `{ code, message, ...details }`. */
   toJSON(): Record<string, unknown> {
-    return { code: this.code, message: this.message, ...this.details };
+    // Details come after, but may not replace, the code and the message.
+    const { code: _code, message: _message, ...details } = this.details;
+    return { code: this.code, message: this.message, ...details };
   }
 }
 

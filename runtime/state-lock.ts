@@ -11,24 +11,36 @@ export interface StateLock {
   release(): Promise<void>;
 }
 
+/** State folders locked by this process (a pid file alone cannot tell two runtimes in one process apart). */
+const lockedHere = new Set<string>();
+
 /** Takes the lock on `stateDir`, taking over a lock whose process is gone. */
 export async function lockStateDir(stateDir: string): Promise<StateLock> {
   await mkdir(stateDir, { recursive: true });
   const file = join(stateDir, 'fnix.pid');
+  if (lockedHere.has(file)) throw inUse(stateDir, process.pid);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       await writeFile(file, `${process.pid}\n`, { flag: 'wx' });
-      return { release: () => unlink(file).catch(() => {}) };
+      lockedHere.add(file);
+      return {
+        release: async () => {
+          lockedHere.delete(file);
+          await unlink(file).catch(() => {});
+        },
+      };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const owner = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
-        throw new Error(`the state folder ${stateDir} is in use by fnix process ${owner}: stop it, or give this one another FNIX_STATE_DIR`);
-      }
+      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) throw inUse(stateDir, owner);
       await unlink(file).catch(() => {}); // a stale lock from a process that is gone
     }
   }
   throw new Error(`cannot lock the state folder ${stateDir}`);
+}
+
+function inUse(stateDir: string, pid: number): Error {
+  return new Error(`the state folder ${stateDir} is in use by fnix process ${pid}: stop it, or give this one another FNIX_STATE_DIR`);
 }
 
 function isAlive(pid: number): boolean {

@@ -25,10 +25,10 @@ export class CgiHeadParser {
   push(chunk: Buffer): { head: CgiHead; rest: Buffer } | undefined {
     this.#buffer = this.#buffer.length ? Buffer.concat([this.#buffer, chunk]) : chunk;
     const end = findBlankLine(this.#buffer);
-    if (!end) {
-      if (this.#buffer.length > MAX_CGI_HEADER_BYTES) throw badResponse(`its CGI headers exceed ${MAX_CGI_HEADER_BYTES} bytes`);
-      return undefined;
+    if ((end ? end.headEnd : this.#buffer.length) > MAX_CGI_HEADER_BYTES) {
+      throw badResponse(`its CGI headers exceed ${MAX_CGI_HEADER_BYTES} bytes`);
     }
+    if (!end) return undefined;
     const head = parseHead(this.#buffer.subarray(0, end.headEnd).toString('latin1'));
     return { head, rest: this.#buffer.subarray(end.bodyStart) };
   }

@@ -56,6 +56,11 @@ const UID_BASE = 200_000;
 const UID_RANGE = 800_000;
 const REMOVE_BATCH_DELAY_MS = 20;
 
+/** The instance label value for a state folder: containers of one fnix carry it, another's do not. */
+export function instanceOf(stateDir: string): string {
+  return createHash('sha256').update(stateDir).digest('hex').slice(0, 8);
+}
+
 /** Starts and removes containers for one fnix instance. */
 export class ContainerLauncher {
   /** Distinguishes this instance's containers from another fnix's on the same host. */
@@ -69,7 +74,7 @@ export class ContainerLauncher {
 
   constructor(options: LauncherOptions) {
     this.#options = options;
-    this.instance = createHash('sha256').update(options.stateDir).digest('hex').slice(0, 8);
+    this.instance = instanceOf(options.stateDir);
     this.#runRoot = join(options.stateDir, 'run');
   }
 

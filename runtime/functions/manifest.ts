@@ -30,7 +30,7 @@ const commandSchema = z
     const program = argv[0];
     if (program === undefined) return;
     if (program === '') ctx.addIssue({ code: 'custom', path: [0], message: 'the program name is empty' });
-    else if (program.includes('/') && !/^\.\/(?!.*(^|\/)\.\.(\/|$)).+/.test(program)) {
+    else if (program.includes('/') && !isInsideFunctionFolder(program)) {
       ctx.addIssue({
         code: 'custom',
         path: [0],
@@ -38,6 +38,13 @@ const commandSchema = z
       });
     }
   });
+
+/** "./x" and "./dir/x", but not "./", "./../x", "./a/../../x" or "/abs": no segment may be empty or "..". */
+function isInsideFunctionFolder(program: string): boolean {
+  if (!program.startsWith('./')) return false;
+  const segments = program.slice(2).split('/');
+  return segments.every((segment) => segment !== '' && segment !== '..');
+}
 
 const manifestSchema = z.strictObject({
   packages: z
@@ -82,7 +89,7 @@ export async function loadManifest(file: string): Promise<Manifest> {
     if (bytes.length > MAX_MANIFEST_BYTES) {
       throw new ManifestError(file, [{ field: '', message: `is ${bytes.length} bytes; the limit is ${MAX_MANIFEST_BYTES}` }]);
     }
-    text = bytes.toString('utf8');
+    text = bytes.toString('utf8').replace(/^\uFEFF/, ''); // editors on Windows may add a BOM
   } catch (error) {
     if (error instanceof ManifestError) throw error;
     const code = (error as NodeJS.ErrnoException).code;

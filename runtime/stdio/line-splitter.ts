@@ -38,13 +38,14 @@ export class LineSplitter {
     let data = this.#partial.length ? Buffer.concat([this.#partial, chunk]) : chunk;
     let newline: number;
     while ((newline = data.indexOf(0x0a)) !== -1) {
-      this.#emit(data.subarray(0, newline));
+      this.#emitLine(data.subarray(0, newline));
       data = data.subarray(newline + 1);
       if (this.#logged >= this.#maxBytes) {
         this.#dropped += data.length;
         data = Buffer.alloc(0);
       }
     }
+    // An unterminated line is cut as soon as it passes the limit, rather than held without bound.
     while (data.length > this.#maxLineBytes) {
       this.#emit(data.subarray(0, this.#maxLineBytes), ' [line cut]');
       data = data.subarray(this.#maxLineBytes);
@@ -54,9 +55,19 @@ export class LineSplitter {
 
   /** Flushes the last partial line and reports what was dropped. */
   end(): void {
-    if (this.#partial.length) this.#emit(this.#partial);
+    if (this.#partial.length) this.#emitLine(this.#partial);
     this.#partial = Buffer.alloc(0);
     if (this.#dropped > 0) this.#onLine(`[${this.#dropped} more bytes of stderr not logged]`);
+  }
+
+  /** Emits a complete line (without its newline and CR), cut into pieces of at most maxLineBytes. */
+  #emitLine(line: Buffer): void {
+    let rest = line.at(-1) === 0x0d ? line.subarray(0, -1) : line;
+    while (rest.length > this.#maxLineBytes) {
+      this.#emit(rest.subarray(0, this.#maxLineBytes), ' [line cut]');
+      rest = rest.subarray(this.#maxLineBytes);
+    }
+    this.#emit(rest);
   }
 
   #emit(bytes: Buffer, suffix = ''): void {
@@ -65,6 +76,6 @@ export class LineSplitter {
       return;
     }
     this.#logged += bytes.length + 1;
-    this.#onLine(bytes.toString('utf8').replace(/\r$/, '') + suffix);
+    this.#onLine(bytes.toString('utf8') + suffix);
   }
 }

@@ -3,7 +3,7 @@
  * Starts a real fnix for a test file: the runtime (real Podman, real Nix) and the HTTP server on a free
  * port, with a state folder of its own. Log lines are kept so tests can assert on them.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -72,4 +72,11 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       if (!options.stateDir) await rm(stateDir, { recursive: true, force: true });
     },
   };
+}
+
+/** A temporary functions folder holding copies of `dirs`' function folders (later ones win). */
+export async function functionsFrom(...dirs: string[]): Promise<string> {
+  const target = await mkdtemp(join(tmpdir(), 'fnix-functions-'));
+  for (const dir of dirs) await cp(dir, target, { recursive: true });
+  return target;
 }

@@ -1,0 +1,267 @@
+/**
+ * @module
+ * loadConfig (gateway/config.ts): every default, overrides, size suffixes, integer and size bounds,
+ * the FNIX_MAX_CONTAINERS/FNIX_POOL_SIZE rule, paths resolved against cwd, and ConfigErrors that name
+ * the variable and the value.
+ */
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../gateway/config.ts';
+
+const CWD = '/srv/fnix';
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+
+/** The ConfigError loadConfig throws for `env` (fails the test if it returns). */
+function configErrorOf(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env, CWD);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`expected loadConfig to refuse ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig: defaults', () => {
+  it('gives every default for an empty environment', () => {
+    expect(loadConfig({}, CWD)).toEqual({
+      port: 8080,
+      host: '127.0.0.1',
+      stateDir: '/srv/fnix/.fnix',
+      functionsDir: '/srv/fnix/functions',
+      packages: undefined,
+      poolSize: 4,
+      maxContainers: 16,
+      maxBody: 6 * MiB,
+      maxOutput: 100 * MiB,
+      idleTtlMs: 300_000,
+      queueTimeoutMs: 10_000,
+      pidsLimit: 256,
+      nofile: 1024,
+      tmpBytes: 64 * MiB,
+      shutdownGraceMs: 10_000,
+    });
+  });
+
+  it('treats empty values as unset', () => {
+    const env = Object.fromEntries(
+      [
+        'FNIX_PORT', 'FNIX_HOST', 'FNIX_STATE_DIR', 'FNIX_FUNCTIONS_DIR', 'FNIX_PACKAGES', 'FNIX_POOL_SIZE',
+        'FNIX_MAX_CONTAINERS', 'FNIX_MAX_BODY', 'FNIX_MAX_OUTPUT', 'FNIX_IDLE_TTL_MS', 'FNIX_QUEUE_TIMEOUT_MS',
+        'FNIX_PIDS_LIMIT', 'FNIX_NOFILE', 'FNIX_TMP_SIZE', 'FNIX_SHUTDOWN_GRACE_MS',
+      ].map((name) => [name, '']),
+    );
+    expect(loadConfig(env, CWD)).toEqual(loadConfig({}, CWD));
+  });
+
+  it('ignores variables it does not know', () => {
+    expect(loadConfig({ PORT: '1', FNIX_PORTS: '2', fnix_port: '3' }, CWD).port).toBe(8080);
+  });
+
+  it('resolves the default paths against process.cwd() when no cwd is given', () => {
+    const config = loadConfig({});
+    expect(config.stateDir).toBe(path.resolve(process.cwd(), '.fnix'));
+    expect(config.functionsDir).toBe(path.resolve(process.cwd(), 'functions'));
+  });
+
+  it('derives the default FNIX_MAX_CONTAINERS as max(16, FNIX_POOL_SIZE + 4)', () => {
+    expect(loadConfig({ FNIX_POOL_SIZE: '0' }, CWD).maxContainers).toBe(16);
+    expect(loadConfig({ FNIX_POOL_SIZE: '12' }, CWD).maxContainers).toBe(16);
+    expect(loadConfig({ FNIX_POOL_SIZE: '13' }, CWD).maxContainers).toBe(17);
+    expect(loadConfig({ FNIX_POOL_SIZE: '256' }, CWD).maxContainers).toBe(260);
+  });
+});
+
+describe('loadConfig: overrides', () => {
+  it('takes every variable', () => {
+    const config = loadConfig(
+      {
+        FNIX_PORT: '9000',
+        FNIX_HOST: '0.0.0.0',
+        FNIX_STATE_DIR: '/var/lib/fnix',
+        FNIX_FUNCTIONS_DIR: '/opt/functions',
+        FNIX_PACKAGES: '<nixpkgs>',
+        FNIX_POOL_SIZE: '2',
+        FNIX_MAX_CONTAINERS: '3',
+        FNIX_MAX_BODY: '1024',
+        FNIX_MAX_OUTPUT: '2MiB',
+        FNIX_IDLE_TTL_MS: '1000',
+        FNIX_QUEUE_TIMEOUT_MS: '0',
+        FNIX_PIDS_LIMIT: '8',
+        FNIX_NOFILE: '64',
+        FNIX_TMP_SIZE: '1m',
+        FNIX_SHUTDOWN_GRACE_MS: '600000',
+      },
+      CWD,
+    );
+    expect(config).toEqual({
+      port: 9000,
+      host: '0.0.0.0',
+      stateDir: '/var/lib/fnix',
+      functionsDir: '/opt/functions',
+      packages: '<nixpkgs>',
+      poolSize: 2,
+      maxContainers: 3,
+      maxBody: 1024,
+      maxOutput: 2 * MiB,
+      idleTtlMs: 1000,
+      queueTimeoutMs: 0,
+      pidsLimit: 8,
+      nofile: 64,
+      tmpBytes: MiB,
+      shutdownGraceMs: 600_000,
+    });
+  });
+
+  it('resolves relative paths against cwd', () => {
+    const config = loadConfig({ FNIX_STATE_DIR: 'state', FNIX_FUNCTIONS_DIR: '../shared/fns' }, CWD);
+    expect(config.stateDir).toBe('/srv/fnix/state');
+    expect(config.functionsDir).toBe('/srv/shared/fns');
+  });
+
+  it('normalises absolute paths', () => {
+    expect(loadConfig({ FNIX_STATE_DIR: '/a/b/../c/' }, CWD).stateDir).toBe('/a/c');
+  });
+
+  it('passes FNIX_PACKAGES through unchanged (a Nix expression, not a path)', () => {
+    expect(loadConfig({ FNIX_PACKAGES: './my-set' }, CWD).packages).toBe('./my-set');
+  });
+
+  it('accepts integers with surrounding whitespace', () => {
+    expect(loadConfig({ FNIX_PORT: ' 8081 ' }, CWD).port).toBe(8081);
+  });
+
+  it.each([
+    ['FNIX_PORT', 'port', '0', 0],
+    ['FNIX_PORT', 'port', '65535', 65_535],
+    ['FNIX_POOL_SIZE', 'poolSize', '0', 0],
+    ['FNIX_MAX_CONTAINERS', 'maxContainers', '4096', 4096],
+    ['FNIX_IDLE_TTL_MS', 'idleTtlMs', '86400000', 86_400_000],
+    ['FNIX_PIDS_LIMIT', 'pidsLimit', '65536', 65_536],
+    ['FNIX_NOFILE', 'nofile', '65536', 65_536],
+    ['FNIX_QUEUE_TIMEOUT_MS', 'queueTimeoutMs', '600000', 600_000],
+    ['FNIX_SHUTDOWN_GRACE_MS', 'shutdownGraceMs', '0', 0],
+  ] as const)('accepts %s=%s at its bound', (name, key, raw, value) => {
+    expect(loadConfig({ [name]: raw }, CWD)[key]).toBe(value);
+  });
+});
+
+describe('loadConfig: sizes', () => {
+  it.each([
+    ['6291456', 6 * MiB],
+    ['6MiB', 6 * MiB],
+    ['6mib', 6 * MiB],
+    ['6MB', 6 * MiB],
+    ['6m', 6 * MiB],
+    ['6M', 6 * MiB],
+    ['6 MiB', 6 * MiB],
+    [' 6MiB ', 6 * MiB],
+    ['512k', 512 * KiB],
+    ['512K', 512 * KiB],
+    ['512kb', 512 * KiB],
+    ['512KiB', 512 * KiB],
+    ['1g', GiB],
+    ['1GiB', GiB],
+    ['1gb', GiB],
+    ['0', 0],
+    ['0k', 0],
+  ])('reads FNIX_MAX_BODY=%j as %d bytes (powers of 1024)', (raw, bytes) => {
+    expect(loadConfig({ FNIX_MAX_BODY: raw }, CWD).maxBody).toBe(bytes);
+  });
+
+  it.each(['6xb', '6.5m', '1.5', '-1', 'm', 'MiB', '0x10', '6 M iB', '6MiBs', '6t', '1e6', 'abc', '6,000'])(
+    'refuses FNIX_MAX_BODY=%j, naming the variable and the value',
+    (raw) => {
+      const error = configErrorOf({ FNIX_MAX_BODY: raw });
+      expect(error.message).toContain('FNIX_MAX_BODY');
+      expect(error.message).toContain(JSON.stringify(raw));
+    },
+  );
+
+  it('bounds FNIX_MAX_BODY at 1 GiB', () => {
+    expect(loadConfig({ FNIX_MAX_BODY: `${GiB}` }, CWD).maxBody).toBe(GiB);
+    expect(configErrorOf({ FNIX_MAX_BODY: `${GiB + 1}` }).message).toContain('FNIX_MAX_BODY');
+    expect(configErrorOf({ FNIX_MAX_BODY: '2g' }).message).toContain('"2g"');
+  });
+
+  it('bounds FNIX_MAX_OUTPUT from 1 byte to 64 GiB', () => {
+    expect(loadConfig({ FNIX_MAX_OUTPUT: '1' }, CWD).maxOutput).toBe(1);
+    expect(loadConfig({ FNIX_MAX_OUTPUT: '64g' }, CWD).maxOutput).toBe(64 * GiB);
+    expect(configErrorOf({ FNIX_MAX_OUTPUT: '0' }).message).toContain('FNIX_MAX_OUTPUT');
+    expect(configErrorOf({ FNIX_MAX_OUTPUT: '65g' }).message).toContain('"65g"');
+  });
+
+  it('bounds FNIX_TMP_SIZE from 1 MiB', () => {
+    expect(loadConfig({ FNIX_TMP_SIZE: '1024k' }, CWD).tmpBytes).toBe(MiB);
+    const error = configErrorOf({ FNIX_TMP_SIZE: '1023k' });
+    expect(error.message).toContain('FNIX_TMP_SIZE');
+    expect(error.message).toContain('"1023k"');
+  });
+
+  it('refuses a size too large to be a safe integer', () => {
+    expect(configErrorOf({ FNIX_MAX_OUTPUT: '99999999999999999999' }).message).toContain('FNIX_MAX_OUTPUT');
+    expect(configErrorOf({ FNIX_MAX_OUTPUT: '9999999999999g' }).message).toContain('FNIX_MAX_OUTPUT');
+  });
+});
+
+describe('loadConfig: invalid integers', () => {
+  it.each([
+    ['FNIX_POOL_SIZE', 'abc'],
+    ['FNIX_POOL_SIZE', '-1'],
+    ['FNIX_POOL_SIZE', '1.5'],
+    ['FNIX_POOL_SIZE', '257'],
+    ['FNIX_POOL_SIZE', '4k'],
+    ['FNIX_POOL_SIZE', '0x4'],
+    ['FNIX_POOL_SIZE', '1e2'],
+    ['FNIX_POOL_SIZE', '+4'],
+    ['FNIX_POOL_SIZE', ' '],
+    ['FNIX_PORT', '65536'],
+    ['FNIX_PORT', 'http'],
+    ['FNIX_MAX_CONTAINERS', '0'],
+    ['FNIX_MAX_CONTAINERS', '4097'],
+    ['FNIX_IDLE_TTL_MS', '999'],
+    ['FNIX_IDLE_TTL_MS', '86400001'],
+    ['FNIX_QUEUE_TIMEOUT_MS', '600001'],
+    ['FNIX_PIDS_LIMIT', '7'],
+    ['FNIX_NOFILE', '63'],
+    ['FNIX_SHUTDOWN_GRACE_MS', '99999999999999999999'],
+  ])('refuses %s=%j, naming the variable and the value', (name, raw) => {
+    const error = configErrorOf({ [name]: raw });
+    expect(error.name).toBe('ConfigError');
+    expect(error.message).toContain(name);
+    expect(error.message).toContain(JSON.stringify(raw));
+  });
+
+  it('states the accepted range', () => {
+    const message = configErrorOf({ FNIX_PORT: '70000' }).message;
+    expect(message).toContain('0');
+    expect(message).toContain('65535');
+  });
+});
+
+describe('loadConfig: FNIX_MAX_CONTAINERS and FNIX_POOL_SIZE', () => {
+  it('refuses FNIX_MAX_CONTAINERS below FNIX_POOL_SIZE, naming both and their values', () => {
+    const error = configErrorOf({ FNIX_POOL_SIZE: '10', FNIX_MAX_CONTAINERS: '9' });
+    expect(error.message).toContain('FNIX_MAX_CONTAINERS');
+    expect(error.message).toContain('FNIX_POOL_SIZE');
+    expect(error.message).toContain('9');
+    expect(error.message).toContain('10');
+  });
+
+  it('compares against the default pool size when only FNIX_MAX_CONTAINERS is set', () => {
+    expect(configErrorOf({ FNIX_MAX_CONTAINERS: '3' }).message).toContain('FNIX_POOL_SIZE');
+    expect(loadConfig({ FNIX_MAX_CONTAINERS: '4' }, CWD).maxContainers).toBe(4);
+  });
+
+  it('accepts FNIX_MAX_CONTAINERS equal to FNIX_POOL_SIZE', () => {
+    const config = loadConfig({ FNIX_POOL_SIZE: '10', FNIX_MAX_CONTAINERS: '10' }, CWD);
+    expect([config.poolSize, config.maxContainers]).toEqual([10, 10]);
+  });
+
+  it('accepts a pool of 0 with a single container', () => {
+    const config = loadConfig({ FNIX_POOL_SIZE: '0', FNIX_MAX_CONTAINERS: '1' }, CWD);
+    expect([config.poolSize, config.maxContainers]).toEqual([0, 1]);
+  });
+});
