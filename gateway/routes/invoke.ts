@@ -68,14 +68,19 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
       }),
     );
     const body = pumpBody(c.req.raw.body, invocation, maxBody);
-    return respondWithInvocation({
-      invocation,
-      body,
-      cgi: fn.manifest.cgi,
-      maxBody,
-      headers: { [INVOCATION_ID_HEADER]: id },
-      abortConnection: () => c.env.outgoing.destroy(),
-    });
+    try {
+      return await respondWithInvocation({
+        invocation,
+        body,
+        cgi: fn.manifest.cgi,
+        maxBody,
+        headers: { [INVOCATION_ID_HEADER]: id },
+        abortConnection: () => c.env.outgoing.destroy(),
+      });
+    } catch (error) {
+      invocation.kill('aborted'); // nothing will read its output: it must not run on to its timeout
+      throw error;
+    }
   };
 }
 

@@ -303,6 +303,13 @@ static void spawn(const unsigned char *p, uint32_t len) {
       dup2(in[0], 0); dup2(out[1], 1); dup2(err[1], 2);
     }
     umask(022);
+    /* At the memory limit the kernel kills the function's processes, not the agent: this score is
+     * inherited by everything the command starts, and can only be raised again without privileges. */
+    int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (oom >= 0) {
+      if (write(oom, "1000", 4) < 0) { /* best effort */ }
+      close(oom);
+    }
     if (chdir(cwd) != 0) {
       dprintf(2, "fnix-agent: cannot enter %s: %s\n", cwd, strerror(errno));
       _exit(127);

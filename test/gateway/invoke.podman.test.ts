@@ -232,6 +232,14 @@ describe('invoking a function over HTTP', () => {
     expect(error['stderr']).toMatch(/gojq: not found/);
   });
 
+  it('says which interpreter is missing when a script cannot start', async () => {
+    const response = await fetch(`${gateway.url}/fn/bad-shebang`);
+    expect(response.status).toBe(502);
+    const error = await errorOf(response);
+    expect(error['exitCode']).toBe(127);
+    expect(error['stderr']).toContain("env: 'python3': No such file or directory");
+  });
+
   it('runs two functions at the same time', async () => {
     const begin = performance.now();
     const [a, b, hello] = await Promise.all([
