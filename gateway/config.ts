@@ -37,6 +37,8 @@ export interface Config {
   tmpBytes: number;
   /** FNIX_SHUTDOWN_GRACE_MS: how long shutdown waits for running invocations. @default 10000 */
   shutdownGraceMs: number;
+  /** FNIX_CPUS: CPUs each container may use. @default 1 */
+  cpus: number;
 }
 
 const MIB = 1024 * 1024;
@@ -74,6 +76,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     nofile: readInteger(env, 'FNIX_NOFILE', 1024, 64, 65_536),
     tmpBytes: readBytes(env, 'FNIX_TMP_SIZE', 64 * MIB, MIB, 64 * 1024 * MIB),
     shutdownGraceMs: readInteger(env, 'FNIX_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+    cpus: readDecimal(env, 'FNIX_CPUS', 1, 0.01, 1024),
   };
 }
 
@@ -84,6 +87,14 @@ function readInteger(env: Readonly<Record<string, string | undefined>>, name: st
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw new ConfigError(`${name}=${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`);
   }
+  return value;
+}
+
+function readDecimal(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
+  if (!(value >= min && value <= max)) throw new ConfigError(`${name}=${JSON.stringify(raw)}: expected a number from ${min} to ${max}`);
   return value;
 }
 

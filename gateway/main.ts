@@ -28,6 +28,7 @@ async function main(): Promise<void> {
       nofile: config.nofile,
       tmpMb: Math.ceil(config.tmpBytes / (1024 * 1024)),
       shmMb: 16,
+      cpus: config.cpus,
     },
     log,
   });

@@ -32,9 +32,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const s = serve({ fetch: options.app.fetch, hostname: options.host, port: options.port }, () => resolve(s as Server));
     (s as Server).once('error', reject);
   });
-  // A client that stops sending its headers is cut off; bodies may stream for as long as a function runs.
+  // A client must send its headers within 30 s and its whole request (body included) within 5 minutes;
+  // a response may stream for as long as the function runs.
   server.headersTimeout = 30_000;
-  server.requestTimeout = 0;
+  server.requestTimeout = 300_000;
   server.keepAliveTimeout = 5_000;
   const { port } = server.address() as AddressInfo;
   const hostForUrl = options.host.includes(':') ? `[${options.host}]` : options.host;

@@ -64,14 +64,21 @@ export class PoolRunner implements Runner {
       FNIX_FUNCTION: fn.name,
       FNIX_INVOCATION_ID: request.id,
     };
-    const { invocation, released } = lease.container.invoke({
-      id: request.id,
-      functionName: fn.name,
-      spawn: { argv: fn.manifest.command, env, cwd: FUNCTION_DIR, tty: request.tty },
-      timeoutMs: fn.manifest.timeoutMs,
-      maxOutputBytes: this.#maxOutputBytes,
-      signal: request.signal,
-    });
+    let started: ReturnType<typeof lease.container.invoke>;
+    try {
+      started = lease.container.invoke({
+        id: request.id,
+        functionName: fn.name,
+        spawn: { argv: fn.manifest.command, env, cwd: FUNCTION_DIR, tty: request.tty },
+        timeoutMs: fn.manifest.timeoutMs,
+        maxOutputBytes: this.#maxOutputBytes,
+        signal: request.signal,
+      });
+    } catch (error) {
+      this.#pool.release(lease.container, false); // in an unknown state: it goes
+      throw error;
+    }
+    const { invocation, released } = started;
     void released.then((reusable) => this.#pool.release(lease.container, reusable));
     return { invocation, lease };
   }

@@ -3,7 +3,7 @@
  * One fnix per state folder. A second one would remove the first one's containers as leftovers at
  * start, so it is refused with the pid of the first.
  */
-import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** A held lock; release it when the runtime stops. */
@@ -16,7 +16,9 @@ const lockedHere = new Set<string>();
 
 /** Takes the lock on `stateDir`, taking over a lock whose process is gone. */
 export async function lockStateDir(stateDir: string): Promise<StateLock> {
-  await mkdir(stateDir, { recursive: true });
+  // fnix's own files (builds hold functions' env, run/ holds agent sockets) are root's alone.
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await chmod(stateDir, 0o700);
   const file = join(stateDir, 'fnix.pid');
   if (lockedHere.has(file)) throw inUse(stateDir, process.pid);
   for (let attempt = 0; attempt < 2; attempt++) {

@@ -1,8 +1,8 @@
 /**
  * @module
- * Turns a running invocation into an HTTP response. The status line waits until the request body has
- * fully reached the function (so an oversized body still gets its 413) and until the function has
- * written something or ended (so a failure before any output gets its 502 or 504). From then on stdout
+ * Turns a running invocation into an HTTP response. The status line waits until the client has sent the
+ * whole request body (so an oversized body still gets its 413) and until the function has written
+ * something or ended (so a failure before any output gets its 502 or 504). From then on stdout
  * streams through as it is produced; a failure after that aborts the connection, so the client sees a
  * truncated transfer and never a clean end.
  */
@@ -10,14 +10,13 @@ import type { FnixError } from '../../runtime/errors.ts';
 import type { Invocation } from '../../runtime/invocation/invocation.ts';
 import { CgiHeadParser, badResponse, type CgiHead } from '../cgi/response.ts';
 import { bodyTooLarge } from '../errors.ts';
+import type { BodyOutcome } from './request-body.ts';
 
-/** How the request body's delivery to stdin ended. */
-export type BodyOutcome = 'complete' | 'too_large' | 'aborted';
 
 /** What {@link respondWithInvocation} needs. */
 export interface FunctionResponseOptions {
   invocation: Invocation;
-  /** Settles when the request body has been written to stdin, or could not be. */
+  /** Settles when the client's request body has ended (runtime of the function aside). */
   body: Promise<BodyOutcome>;
   cgi: boolean;
   maxBody: number;
@@ -27,6 +26,11 @@ export interface FunctionResponseOptions {
   abortConnection: () => void;
 }
 
+/**
+ * Output held while the body is still arriving; beyond it the function is made to wait (the body is read
+ * independently of the function, so this cannot deadlock).
+ */
+export const HOLD_LIMIT = 1024 * 1024;
 const DEFAULT_HEAD: CgiHead = { status: 200, headers: [['content-type', 'application/octet-stream']] };
 const NEVER = new Promise<never>(() => {});
 
@@ -37,8 +41,6 @@ const NEVER = new Promise<never>(() => {});
 export async function respondWithInvocation(options: FunctionResponseOptions): Promise<Response> {
   const { invocation, cgi } = options;
   const stdout = invocation.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  // While the body is still arriving, output is held (up to a bound) rather than sent.
-  const holdLimit = Math.max(options.maxBody, 1024 * 1024) + 64 * 1024;
   const held: Buffer[] = [];
   let heldBytes = 0;
   // An object, so that the type checker does not narrow a field that a callback sets.
@@ -54,7 +56,7 @@ export async function respondWithInvocation(options: FunctionResponseOptions): P
   // Start once the body is in and there is something to send: output, or (cgi) a complete header block.
   while (!(head && request.body !== 'pending' && (heldBytes > 0 || cgi))) {
     if (request.body === 'too_large') break;
-    if (heldBytes < holdLimit) next ??= stdout.next();
+    if (heldBytes < HOLD_LIMIT) next ??= stdout.next();
     const step = await Promise.race([next ?? NEVER, request.body === 'pending' ? bodySettled.then(() => 'body' as const) : NEVER]);
     if (step === 'body') continue;
     next = undefined;
@@ -81,6 +83,9 @@ export async function respondWithInvocation(options: FunctionResponseOptions): P
     }
   }
 
+  // A function that ended before its body did is answered once the body has: a body over the limit
+  // still gets its 413.
+  if (ended) await bodySettled;
   if (request.body === 'too_large') throw refuseBody(invocation, options.maxBody);
   const headers = new Headers(options.headers);
   if (ended) {

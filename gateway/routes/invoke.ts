@@ -12,7 +12,8 @@ import type { Runner } from '../../runtime/runner.ts';
 import { LineSplitter } from '../../runtime/stdio/line-splitter.ts';
 import { buildCgiEnv } from '../cgi/env.ts';
 import { bodyTooLarge } from '../errors.ts';
-import { respondWithInvocation, type BodyOutcome } from './function-response.ts';
+import { respondWithInvocation } from './function-response.ts';
+import { deliverBody } from './request-body.ts';
 
 /** The Hono environment of the gateway's routes. */
 export type GatewayEnv = { Bindings: HttpBindings; Variables: { invocationId: string } };
@@ -40,10 +41,12 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
 
     const url = new URL(c.req.url);
     const scriptName = `/fn/${name}`;
+    // The rest of the path after /fn/<name>, cut from the raw path (the name may be percent-encoded there).
+    const pathInfo = url.pathname.replace(/^\/fn\/[^/]*/, '');
     const socket = c.env.incoming.socket;
     const env = buildCgiEnv({
       method: c.req.method,
-      pathInfo: url.pathname.slice(scriptName.length),
+      pathInfo,
       query: url.search.slice(1),
       scriptName,
       headers: c.req.raw.headers,
@@ -65,9 +68,10 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
         signal: result.signal,
         ms: result.durationMs.toFixed(1),
         cold: lease.coldStart,
+        container: lease.container.name,
       }),
     );
-    const body = pumpBody(c.req.raw.body, invocation, maxBody);
+    const body = deliverBody(c.req.raw.body, invocation, maxBody);
     try {
       return await respondWithInvocation({
         invocation,
@@ -82,32 +86,6 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
       throw error;
     }
   };
-}
-
-/** Writes the request body to stdin with backpressure, counting bytes against the limit. */
-async function pumpBody(body: ReadableStream<Uint8Array> | null, invocation: Invocation, maxBody: number): Promise<BodyOutcome> {
-  if (!body) {
-    invocation.stdin.end();
-    return 'complete';
-  }
-  const reader = body.getReader();
-  let total = 0;
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > maxBody) return 'too_large';
-      if (invocation.finished) break; // it exited without reading everything: the rest is not needed
-      if (!invocation.stdin.write(value)) await new Promise((resolve) => invocation.stdin.once('drain', resolve));
-    }
-    invocation.stdin.end();
-    return 'complete';
-  } catch {
-    return 'aborted'; // the client went away mid-body; the request signal kills the invocation
-  } finally {
-    reader.cancel().catch(() => {});
-  }
 }
 
 /** Sends the function's stderr to the log, a line at a time, prefixed with function and invocation. */

@@ -12,7 +12,8 @@
  * Lifetime of an invocation:
  *   SPAWN -> child runs (its own session and process group) -> STDIN/SIGNAL/RESIZE/KILL frames ->
  *   the main child exits (or KILL) -> every other process in the container is killed (kill(-1), which
- *   spares PID 1) -> stdout/stderr are read to EOF -> EXIT -> /tmp and /dev/shm are emptied -> READY.
+ *   spares PID 1) -> stdout/stderr are read to EOF -> EXIT -> /tmp, /dev/shm and /dev/mqueue are
+ *   emptied -> READY.
  *
  * The agent never blocks on the host: the socket is non-blocking, output is buffered up to OUT_HIGH and
  * then the child's pipes are left unread (so the child blocks, which is the backpressure), and stdin is
@@ -228,7 +229,7 @@ static void finish_invocation(void) {
   close_fd(&fd_master);
   stdin_buf.off = stdin_buf.len = 0;
   reap_all_blocking();
-  unsigned char clean = empty_dir("/tmp") & empty_dir("/dev/shm");
+  unsigned char clean = empty_dir("/tmp") & empty_dir("/dev/shm") & empty_dir("/dev/mqueue");
   child = 0;
   running = 0;
   child_reaped = 0;
@@ -303,8 +304,10 @@ static void spawn(const unsigned char *p, uint32_t len) {
       dup2(in[0], 0); dup2(out[1], 1); dup2(err[1], 2);
     }
     umask(022);
-    /* At the memory limit the kernel kills the function's processes, not the agent: this score is
-     * inherited by everything the command starts, and can only be raised again without privileges. */
+    /* At the memory limit the kernel kills the function's processes, not the agent: everything the
+     * command starts inherits this score. (A process may lower its own score back to 0, which only
+     * makes it an equal candidate with the agent, never a preferred one.) */
+    prctl(PR_SET_DUMPABLE, 1); /* the agent is not dumpable, and /proc/self is root's until this */
     int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (oom >= 0) {
       if (write(oom, "1000", 4) < 0) { /* best effort */ }
@@ -344,6 +347,11 @@ static void handle_frame(unsigned char type, const unsigned char *p, uint32_t le
   case F_STDIN:
     if (!running) break; /* late input for an invocation that already ended */
     if (len == 0) { stdin_eof = 1; break; }
+    if ((tty ? fd_master : fd_stdin) < 0) {
+      /* the child closed its stdin: discard, but credit, so the host's writer never stalls */
+      send_u32(F_CREDIT, len);
+      break;
+    }
     if (buf_pending(&stdin_buf) + len > 2 * STDIN_WINDOW) _exit(113); /* the host broke the window */
     buf_append(&stdin_buf, p, len);
     break;

@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import type { AgentConnection } from '../agent/connection.ts';
 import { findMemoryCgroup, setMemoryLimit, type MemoryCgroup } from '../podman/cgroup.ts';
 import type { FunctionVersion } from '../functions/version.ts';
-import { Invocation, type AgentChannel, type InvocationOptions } from '../invocation/invocation.ts';
+import { Invocation, type AgentChannel, type InvocationOptions, type KillReason } from '../invocation/invocation.ts';
 import { linkTree } from './link-tree.ts';
 
 /** How long the agent may take to clean up after an invocation before its container is removed. */
@@ -52,7 +52,7 @@ export class Container {
   readonly #connection: AgentConnection;
   #memoryMb: number;
   #memoryCgroup: MemoryCgroup | undefined | null = null;
-  #busy = false;
+  #current: Invocation | undefined;
 
   constructor(init: ContainerInit) {
     this.name = init.name;
@@ -91,8 +91,7 @@ export class Container {
    * container can serve again, false when it must be retired.
    */
   invoke(options: Omit<InvocationOptions, 'containerId'>): { invocation: Invocation; released: Promise<boolean> } {
-    if (this.#busy) throw new Error(`container ${this.name} is busy`);
-    this.#busy = true;
+    if (this.#current) throw new Error(`container ${this.name} is busy`);
     this.invocationCount += 1;
     const connection = this.#connection;
     const channel: AgentChannel = {
@@ -104,6 +103,7 @@ export class Container {
     };
     const invocation = new Invocation(channel, { ...options, containerId: this.name, memoryMb: this.#memoryMb });
     const ready = connection.attach(invocation);
+    this.#current = invocation;
     invocation.start();
     // Cleaning up after an invocation takes the agent well under a millisecond; one that does not
     // report READY soon after EXIT is wedged, and its container goes.
@@ -112,11 +112,16 @@ export class Container {
       void ready.finally(() => clearTimeout(timer));
     });
     const released = ready.then((clean) => {
-      this.#busy = false;
+      this.#current = undefined;
       this.lastUsedAt = performance.now();
       return clean && this.isAlive;
     });
     return { invocation, released };
+  }
+
+  /** Stops the invocation under way, if any, reporting `reason`. */
+  stopInvocation(reason: KillReason): void {
+    this.#current?.kill(reason);
   }
 
   /** Closes the agent's connection, which ends the container at once (its PID 1 exits). */

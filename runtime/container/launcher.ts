@@ -5,7 +5,7 @@
  * container's PID 1 exits, so everything in it dies at once) and then `podman rm`s it, batched.
  */
 import { createHash } from 'node:crypto';
-import { chmod, mkdir, rm, unlink } from 'node:fs/promises';
+import { chmod, chown, mkdir, rm, unlink } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { customAlphabet } from 'nanoid';
@@ -31,6 +31,8 @@ export interface ContainerLimits {
   tmpMb: number;
   /** Size of /dev/shm. @default 16 */
   shmMb: number;
+  /** CPUs a container may use (CFS quota), so one function cannot starve the host. @default 1 */
+  cpus: number;
 }
 
 /** Options for {@link ContainerLauncher}. */
@@ -83,7 +85,9 @@ export class ContainerLauncher {
     const names = await listContainers(this.#options.podman, INSTANCE_LABEL, this.instance);
     await removeContainers(this.#options.podman, names);
     await rm(this.#runRoot, { recursive: true, force: true });
-    await mkdir(this.#runRoot, { recursive: true });
+    // Private to root: the control sockets under it must not be reachable by other host users.
+    await mkdir(this.#runRoot, { recursive: true, mode: 0o700 });
+    await chmod(this.#runRoot, 0o700);
     return names.length;
   }
 
@@ -96,14 +100,17 @@ export class ContainerLauncher {
     const uid = UID_BASE + (this.#nextUid++ % UID_RANGE);
     const socketPath = join(controlDir, 'agent.sock');
     const startedAt = performance.now();
-    await mkdir(controlDir, { recursive: true, mode: 0o755 });
+    await mkdir(runDir, { mode: 0o700 });
+    await mkdir(controlDir, { mode: 0o700 });
+    await chown(controlDir, uid, uid);
     await mkdir(functionDir, { mode: 0o755 });
 
     const server = createServer();
     const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
-    // The container's uid must be able to connect; only this container mounts the folder.
-    await chmod(socketPath, 0o666);
+    // Only the container's uid (and root) can connect; the folders above are root's alone.
+    await chown(socketPath, uid, uid);
+    await chmod(socketPath, 0o600);
 
     let id = '';
     let timer: NodeJS.Timeout | undefined;

@@ -138,6 +138,9 @@ export class Invocation {
     if (this.#finished || this.#killReason) return;
     this.#killReason = reason;
     this.#channel.send(encodeFrame(FRAME.KILL));
+    // From here output is discarded (see #output), so nothing may hold the connection paused: the
+    // agent must be able to drain the command's pipes and report EXIT.
+    this.#resumeChannel();
     // The agent normally answers within a millisecond; if it does not, the container goes.
     this.#timers.push(setTimeout(() => this.#channel.destroy(`no EXIT within ${KILL_DEADLINE_MS} ms of KILL`), KILL_DEADLINE_MS));
   }
@@ -200,7 +203,7 @@ export class Invocation {
     if (chunk.length > 0 && !this.#killReason) {
       // The payload is a view into the decoder's buffer: the stream keeps a copy.
       const wantsMore = (stream === 'stdout' ? this.stdout : this.stderr).push(Buffer.from(chunk));
-      if (!wantsMore) this.#pause(stream);
+      if (!wantsMore && !this.#finished) this.#pause(stream);
     }
     if (payload.length > room) this.kill('output_limit');
   }
@@ -211,9 +214,15 @@ export class Invocation {
   }
 
   #unpause(stream: 'stdout' | 'stderr'): void {
-    if (!this.#paused[stream]) return;
+    if (!this.#paused[stream] || this.#finished || this.#killReason) return;
     this.#paused[stream] = false;
     if (!this.#paused.stdout && !this.#paused.stderr) this.#channel.resume();
+  }
+
+  #resumeChannel(): void {
+    if (!this.#paused.stdout && !this.#paused.stderr) return;
+    this.#paused = { stdout: false, stderr: false };
+    this.#channel.resume();
   }
 
   async #writeStdin(chunk: Buffer): Promise<void> {
@@ -242,10 +251,7 @@ export class Invocation {
     this.#options.signal?.removeEventListener('abort', this.#onAbort);
     this.#wakeStdin();
     // Nothing more comes for this invocation; the connection must not stay paused for the next one.
-    if (this.#paused.stdout || this.#paused.stderr) {
-      this.#paused = { stdout: false, stderr: false };
-      this.#channel.resume();
-    }
+    this.#resumeChannel();
     const reason: EndReason = this.#killReason ?? (exit.exitCode === undefined && exit.signal === undefined ? 'lost' : 'exit');
     const result: InvocationResult = {
       reason,

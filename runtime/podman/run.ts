@@ -30,6 +30,8 @@ export interface ContainerSpec {
   tmpMb: number;
   /** Size of /dev/shm. */
   shmMb: number;
+  /** CPU quota, in CPUs. */
+  cpus: number;
 }
 
 /** The arguments of `podman run` for `spec`. Every option goes before --rootfs; the command after it. */
@@ -50,6 +52,7 @@ export function buildRunArgs(spec: ContainerSpec): string[] {
     '--memory', `${spec.memoryMb}m`,
     '--memory-swap', `${spec.memoryMb}m`,
     '--pids-limit', String(spec.pidsLimit),
+    '--cpus', String(spec.cpus),
     // Explicit ulimits: podman's default open-files limit can exceed the host's hard limit, and the
     // process limit is per uid, which is why every container gets a uid of its own.
     '--ulimit', `nofile=${spec.nofile}:${spec.nofile}`,

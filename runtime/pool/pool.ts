@@ -12,6 +12,7 @@ import { FnixError } from '../errors.ts';
 import type { Container } from '../container/container.ts';
 import type { LaunchRequest } from '../container/launcher.ts';
 import type { FunctionVersion } from '../functions/version.ts';
+import { KILL_DEADLINE_MS } from '../invocation/invocation.ts';
 import { IdleSet } from './idle-set.ts';
 
 /** What the pool needs from a launcher (runtime/container/launcher.ts). */
@@ -144,11 +145,12 @@ export class Pool {
       try {
         container = await plan.starting.promise;
       } catch (error) {
-        this.#pump();
-        throw error;
-      } finally {
         this.#starting.delete(plan.starting);
+        this.#recordStartFailure(error);
+        this.#pump(); // its place under maxContainers is free again
+        throw error;
       }
+      this.#starting.delete(plan.starting);
       startMs = performance.now() - begin - waitMs;
       if (this.#closed) {
         this.#remove(container, 'pool closed');
@@ -165,6 +167,7 @@ export class Pool {
       } catch (error) {
         this.#busy.delete(container);
         this.#remove(container, 'specialisation failed');
+        this.#pump();
         throw new FnixError('CONTAINER_START_FAILED', `preparing a container for ${fn.key} failed: ${(error as Error).message}`, {
           cause: error,
         });
@@ -223,12 +226,19 @@ export class Pool {
     clearTimeout(this.#backoffTimer);
     for (const waiter of this.#queue.splice(0)) waiter.reject(shuttingDown());
     for (const container of [...this.#generic.splice(0), ...this.#idle.takeAll()]) this.#remove(container, 'pool closed');
-    const deadline = Date.now() + graceMs;
-    while (this.#busy.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    await this.#waitForIdle(graceMs);
+    // Past the grace period, invocations are stopped as such (SHUTTING_DOWN), then their containers go.
+    for (const container of this.#busy) container.stopInvocation('shutdown');
+    await this.#waitForIdle(KILL_DEADLINE_MS + 100);
     for (const container of this.#busy) this.#remove(container, 'pool closed');
     this.#busy.clear();
     await Promise.allSettled([...this.#starting].map((s) => s.promise));
     await this.#source.drain();
+  }
+
+  async #waitForIdle(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.#busy.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
   }
 
   #total(): number {
@@ -327,8 +337,7 @@ export class Pool {
       (error: unknown) => {
         if (starting.claimed) return; // the claimer reports it
         this.#starting.delete(starting);
-        this.#lastError = (error as Error).message;
-        this.#onError(error);
+        this.#recordStartFailure(error);
         this.#backoffMs = Math.min(REFILL_BACKOFF_MAX_MS, Math.max(1000, this.#backoffMs * 2));
         this.#backoffTimer = setTimeout(() => {
           this.#backoffTimer = undefined;
@@ -346,6 +355,11 @@ export class Pool {
     while (this.#generic.length + unclaimed() < this.size && this.#total() < this.maxContainers) {
       this.#launch(false, false);
     }
+  }
+
+  #recordStartFailure(error: unknown): void {
+    this.#lastError = (error as Error).message;
+    this.#onError(error);
   }
 
   /** Drops a container that died while warm or idle, and replaces it. */

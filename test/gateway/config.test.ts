@@ -42,6 +42,7 @@ describe('loadConfig: defaults', () => {
       nofile: 1024,
       tmpBytes: 64 * MiB,
       shutdownGraceMs: 10_000,
+      cpus: 1,
     });
   });
 
@@ -50,7 +51,7 @@ describe('loadConfig: defaults', () => {
       [
         'FNIX_PORT', 'FNIX_HOST', 'FNIX_STATE_DIR', 'FNIX_FUNCTIONS_DIR', 'FNIX_PACKAGES', 'FNIX_POOL_SIZE',
         'FNIX_MAX_CONTAINERS', 'FNIX_MAX_BODY', 'FNIX_MAX_OUTPUT', 'FNIX_IDLE_TTL_MS', 'FNIX_QUEUE_TIMEOUT_MS',
-        'FNIX_PIDS_LIMIT', 'FNIX_NOFILE', 'FNIX_TMP_SIZE', 'FNIX_SHUTDOWN_GRACE_MS',
+        'FNIX_PIDS_LIMIT', 'FNIX_NOFILE', 'FNIX_TMP_SIZE', 'FNIX_SHUTDOWN_GRACE_MS', 'FNIX_CPUS',
       ].map((name) => [name, '']),
     );
     expect(loadConfig(env, CWD)).toEqual(loadConfig({}, CWD));
@@ -93,6 +94,7 @@ describe('loadConfig: overrides', () => {
         FNIX_NOFILE: '64',
         FNIX_TMP_SIZE: '1m',
         FNIX_SHUTDOWN_GRACE_MS: '600000',
+        FNIX_CPUS: '1.5',
       },
       CWD,
     );
@@ -112,6 +114,7 @@ describe('loadConfig: overrides', () => {
       nofile: 64,
       tmpBytes: MiB,
       shutdownGraceMs: 600_000,
+      cpus: 1.5,
     });
   });
 
@@ -143,6 +146,8 @@ describe('loadConfig: overrides', () => {
     ['FNIX_NOFILE', 'nofile', '65536', 65_536],
     ['FNIX_QUEUE_TIMEOUT_MS', 'queueTimeoutMs', '600000', 600_000],
     ['FNIX_SHUTDOWN_GRACE_MS', 'shutdownGraceMs', '0', 0],
+    ['FNIX_CPUS', 'cpus', '0.5', 0.5],
+    ['FNIX_CPUS', 'cpus', '2', 2],
   ] as const)('accepts %s=%s at its bound', (name, key, raw, value) => {
     expect(loadConfig({ [name]: raw }, CWD)[key]).toBe(value);
   });
@@ -227,6 +232,9 @@ describe('loadConfig: invalid integers', () => {
     ['FNIX_PIDS_LIMIT', '7'],
     ['FNIX_NOFILE', '63'],
     ['FNIX_SHUTDOWN_GRACE_MS', '99999999999999999999'],
+    ['FNIX_CPUS', '0'],
+    ['FNIX_CPUS', 'all'],
+    ['FNIX_CPUS', '-1'],
   ])('refuses %s=%j, naming the variable and the value', (name, raw) => {
     const error = configErrorOf({ [name]: raw });
     expect(error.name).toBe('ConfigError');

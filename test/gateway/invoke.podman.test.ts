@@ -96,6 +96,35 @@ describe('invoking a function over HTTP', () => {
     expect(JSON.parse(chunked.body.toString()).error.code).toBe('BODY_TOO_LARGE');
   });
 
+  it('refuses an oversized chunked body with 413 even when the function does not read it', async () => {
+    const chunks = Array.from({ length: 33 }, () => randomBytes(64 * 1024));
+    const { res, body } = await rawRequest('/fn/hello', { chunks });
+    expect(res.statusCode).toBe(413);
+    expect(JSON.parse(body.toString()).error.code).toBe('BODY_TOO_LARGE');
+  });
+
+  it('streams a large output for a large body without waiting on the function to read it', async () => {
+    const input = randomBytes(MAX_BODY - 1024);
+    const begin = performance.now();
+    const response = await fetch(`${gateway.url}/fn/base64`, { method: 'POST', body: input });
+    const text = await response.text();
+    expect(response.status).toBe(200);
+    expect(Buffer.from(text.replace(/\n/g, ''), 'base64').equals(input)).toBe(true);
+    expect(performance.now() - begin).toBeLessThan(5000);
+  });
+
+  it('answers at once a function that closes stdin without reading the body', async () => {
+    const begin = performance.now();
+    const response = await fetch(`${gateway.url}/fn/ignore-stdin`, { method: 'POST', body: randomBytes(1024 * 1024) });
+    const reader = response.body!.getReader();
+    const first = await reader.read();
+    expect(Buffer.from(first.value!).toString()).toBe('first\n');
+    expect(performance.now() - begin).toBeLessThan(800); // long before its second line, a second later
+    let rest = '';
+    for (let r = await reader.read(); !r.done; r = await reader.read()) rest += Buffer.from(r.value).toString();
+    expect(rest).toBe('second\n');
+  });
+
   it('never gives stdin more than Content-Length bytes when a client sends more', async () => {
     // A body limit that trusts Content-Length is bypassed by sending more than declared (Hono's
     // CVE-2025-59139 was of this kind). Node's parser stops the body at Content-Length, and what follows
@@ -254,6 +283,31 @@ describe('invoking a function over HTTP', () => {
     expect(performance.now() - begin).toBeLessThan(5000); // 3 s each, run side by side
   });
 
+  it('keeps the container when a client stops reading and then goes away', async () => {
+    const token = `stall-${Date.now()}`;
+    const name = await new Promise<string>((resolve, reject) => {
+      const req = request(`${gateway.url}/fn/flood?${token}`, (res) => {
+        res.pause(); // read nothing: the function blocks on a full pipe
+        setTimeout(() => {
+          req.destroy();
+          resolve(String(res.headers['x-fnix-invocation-id']));
+        }, 300);
+      });
+      req.on('error', () => {});
+      req.on('timeout', reject);
+      req.end();
+    });
+    const logLine = () => gateway.logs.find((l) => l.includes(`id=${name}`));
+    await waitUntil(() => logLine() !== undefined, 3000, 'the invocation to end');
+    expect(logLine()).toContain('outcome=INVOCATION_ABORTED');
+    const container = /container=(\S+)/.exec(logLine()!)![1];
+    // The agent drained and cleaned up: the next flood runs in the same container.
+    const next = await rawRequest('/fn/flood', { method: 'GET' });
+    const nextId = next.res.headers['x-fnix-invocation-id'];
+    await waitUntil(() => gateway.logs.some((l) => l.includes(`id=${nextId}`)), 3000, 'the next invocation');
+    expect(gateway.logs.find((l) => l.includes(`id=${nextId}`))).toContain(`container=${container}`);
+  });
+
   it('stops a function at the output limit and aborts its response', async () => {
     const { res, body, aborted } = await rawRequest('/fn/flood', { method: 'GET' });
     expect(res.statusCode).toBe(200);
@@ -281,6 +335,12 @@ describe('invoking a function over HTTP', () => {
     expect(typeof health['pool'].warm).toBe('number');
     expect(typeof health['pool'].busy).toBe('number');
     expect(health['functions']).toContainEqual(expect.objectContaining({ name: 'hello', status: 'ready' }));
+  });
+
+  it('cuts PATH_INFO from the raw path when the name is percent-encoded', async () => {
+    const text = await (await fetch(`${gateway.url}/fn/env-dum%70/a/b`)).text();
+    expect(text).toContain('PATH_INFO=/a/b\n');
+    expect(text).toContain('SCRIPT_NAME=/fn/env-dump\n');
   });
 
   it('answers JSON 404 for routes that do not exist', async () => {

@@ -48,7 +48,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     maxOutputBytes: 100 * 1024 * 1024,
     ...options,
     stateDir,
-    limits: { memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, ...options.limits },
+    limits: { memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1, ...options.limits },
     log,
   });
   const app = createApp({

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { pidsWithEnv } from '../helpers/processes.ts';
@@ -41,7 +42,18 @@ describe('the container a function runs in', () => {
     expect(seen['nofile']).toBe('1024');
     expect(seen['pids_max']).toBe('256');
     expect(seen['memory_limit']).toBe(String(256 * 1024 * 1024));
+    expect(seen['oom_score_adj']).toBe('1000'); // the OOM killer takes the function, not the agent
     expect(seen['path']).toMatch(/^\/nix\/store\/[a-z0-9]{32}-busybox-static\/bin$/);
+  });
+
+  it('keeps the agents\' sockets private to root on the host', async () => {
+    expect((await stat(gateway.stateDir)).mode & 0o777).toBe(0o700);
+    expect((await stat(join(gateway.stateDir, 'run'))).mode & 0o777).toBe(0o700);
+    for (const name of await readdir(join(gateway.stateDir, 'run'))) {
+      const control = await stat(join(gateway.stateDir, 'run', name, 'ctl'));
+      expect(control.mode & 0o777).toBe(0o700);
+      expect(control.uid).toBeGreaterThanOrEqual(200_000); // the container's own uid, not another's
+    }
   });
 
   it('cannot change the host store', async () => {
@@ -71,6 +83,8 @@ describe('the container a function runs in', () => {
 
     const second = await facts('leftovers');
     expect(second['tmp']?.trim()).toBe('');
+    expect(second['shm']?.trim()).toBe('');
+    expect(second['mqueue']?.trim()).toBe('');
     expect(second['processes']).toBe('0');
   });
 });

@@ -83,6 +83,19 @@ describe('the container pool', () => {
     }
   });
 
+  it('stops invocations still running after the shutdown grace with 503 SHUTTING_DOWN', async () => {
+    gateway = await startTestGateway({ poolSize: 1 });
+    const pending = fetch(`${gateway.url}/fn/forever`);
+    await expect.poll(() => gateway!.runtime.pool.stats().busy).toBe(1);
+    const begin = performance.now();
+    await gateway.runtime.close(300);
+    expect(performance.now() - begin).toBeLessThan(2000);
+    const response = await pending;
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('SHUTTING_DOWN');
+    expect(await containersOf(gateway.stateDir)).toEqual([]);
+  });
+
   it('refuses a second fnix on the same state folder', async () => {
     gateway = await startTestGateway({ poolSize: 1 });
     await expect(startTestGateway({ stateDir: gateway.stateDir, poolSize: 1 })).rejects.toThrow(/in use by fnix process \d+/);
