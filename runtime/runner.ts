@@ -79,6 +79,7 @@ export class PoolRunner implements Runner {
       throw error;
     }
     const { invocation, released } = started;
+    void invocation.done.then(() => this.#pool.finishing(lease.container));
     void released.then((reusable) => this.#pool.release(lease.container, reusable));
     return { invocation, lease };
   }

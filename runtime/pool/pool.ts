@@ -70,8 +70,19 @@ interface Starting {
   claimed: boolean;
 }
 
+/** A busy container whose invocation has ended: it comes back to the pool within a millisecond or so. */
+interface Handoff {
+  container: Container;
+  /** A request is waiting for it. */
+  claimed: boolean;
+  handed: boolean;
+  settle: (container: Container | undefined) => void;
+  promise: Promise<Container | undefined>;
+}
+
 type Plan =
   | { kind: 'idle'; container: Container }
+  | { kind: 'handoff'; handoff: Handoff }
   | { kind: 'generic'; container: Container }
   | { kind: 'start'; starting: Starting; claimedFromRefill: boolean };
 
@@ -82,6 +93,8 @@ interface Waiter {
 }
 
 const REFILL_BACKOFF_MAX_MS = 30_000;
+/** How long a request waits for a finishing container of its function before taking another. */
+const HANDOFF_WAIT_MS = 50;
 
 /** A bounded pool of containers. */
 export class Pool {
@@ -95,6 +108,7 @@ export class Pool {
   #generic: Container[] = [];
   #starting = new Set<Starting>();
   #busy = new Set<Container>();
+  #finishing = new Map<Container, Handoff>();
   #queue: Waiter[] = [];
   #generation = 0;
   #closed = false;
@@ -137,11 +151,17 @@ export class Pool {
    */
   async acquire(fn: FunctionVersion, options: { signal?: AbortSignal | undefined } = {}): Promise<Lease> {
     const begin = performance.now();
-    const plan = this.#plan(fn) ?? (await this.#wait(fn, options.signal));
+    let plan = this.#plan(fn) ?? (await this.#wait(fn, options.signal));
+    let handedOver: Container | undefined;
+    while (plan.kind === 'handoff' && !(handedOver = await this.#awaitHandoff(plan.handoff))) {
+      plan = this.#plan(fn) ?? (await this.#wait(fn, options.signal));
+    }
     const waitMs = performance.now() - begin;
     let container: Container;
     let startMs = 0;
-    if (plan.kind === 'start') {
+    if (handedOver) {
+      container = handedOver;
+    } else if (plan.kind === 'start') {
       try {
         container = await plan.starting.promise;
       } catch (error) {
@@ -156,12 +176,14 @@ export class Pool {
         this.#remove(container, 'pool closed');
         throw shuttingDown();
       }
-    } else {
+    } else if (plan.kind !== 'handoff') {
       container = plan.container;
+    } else {
+      throw new Error('unreachable: an unsettled handoff');
     }
     this.#busy.add(container);
     const specializeBegin = performance.now();
-    if (plan.kind !== 'idle') {
+    if (plan.kind !== 'idle' && !handedOver) {
       try {
         await container.specialize(fn);
       } catch (error) {
@@ -181,8 +203,27 @@ export class Pool {
     };
   }
 
+  /**
+   * Says that `container`'s invocation has ended and the container will be released shortly. A request
+   * for the same function arriving in between then waits for it, instead of taking another container.
+   */
+  finishing(container: Container): void {
+    if (!this.#busy.has(container) || this.#finishing.has(container)) return;
+    let settle!: (container: Container | undefined) => void;
+    const promise = new Promise<Container | undefined>((resolve) => (settle = resolve));
+    this.#finishing.set(container, { container, claimed: false, handed: false, settle, promise });
+  }
+
   /** Gives a container back after its invocation; `reusable` is false when it must be retired. */
   release(container: Container, reusable: boolean): void {
+    const handoff = this.#finishing.get(container);
+    this.#finishing.delete(container);
+    if (handoff?.claimed && reusable && !this.#closed && container.isAlive) {
+      handoff.handed = true; // it stays busy, for the request that waited for it
+      handoff.settle(container);
+      return;
+    }
+    handoff?.settle(undefined);
     if (!this.#busy.delete(container)) return;
     if (reusable && !this.#closed && container.isAlive) this.#idle.add(container);
     else this.#remove(container, reusable ? 'pool closed' : 'not reusable');
@@ -250,6 +291,12 @@ export class Pool {
     if (this.#closed) throw shuttingDown();
     const idle = this.#idle.take(fn.key);
     if (idle) return { kind: 'idle', container: idle };
+    for (const handoff of this.#finishing.values()) {
+      if (!handoff.claimed && handoff.container.specializedFor === fn.key) {
+        handoff.claimed = true;
+        return { kind: 'handoff', handoff };
+      }
+    }
     const network = fn.manifest.network;
     if (!network) {
       const generic = this.#generic.pop();
@@ -263,6 +310,17 @@ export class Pool {
     }
     if (this.#total() >= this.maxContainers && !this.#makeRoom()) return undefined;
     return { kind: 'start', starting: this.#launch(network, true), claimedFromRefill: false };
+  }
+
+  /** Waits briefly for a finishing container; undefined when it did not come back in time, or not reusable. */
+  async #awaitHandoff(handoff: Handoff): Promise<Container | undefined> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), HANDOFF_WAIT_MS)));
+    const container = await Promise.race([handoff.promise, late]);
+    clearTimeout(timer);
+    if (container) return container;
+    handoff.claimed = false; // if it comes back later, it goes to the idle set as usual
+    return handoff.handed ? handoff.container : undefined;
   }
 
   /** Removes one idle container (the least recently used) or, failing that, one generic container. */
