@@ -7,21 +7,16 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../gateway/config.ts';
+import { thrownBy } from '../helpers/errors.ts';
 
 const CWD = '/srv/fnix';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 
-/** The ConfigError loadConfig throws for `env` (fails the test if it returns). */
+/** The ConfigError loadConfig throws for `env`. */
 function configErrorOf(env: Record<string, string>): ConfigError {
-  try {
-    loadConfig(env, CWD);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error(`expected loadConfig to refuse ${JSON.stringify(env)}`);
+  return thrownBy(() => loadConfig(env, CWD), ConfigError);
 }
 
 describe('loadConfig: defaults', () => {

@@ -10,29 +10,18 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FnixError, ManifestError } from '../../../runtime/errors.ts';
 import { ATTR_PATH_PATTERN, MANIFEST_DEFAULTS, loadManifest, parseManifest } from '../../../runtime/functions/manifest.ts';
+import { rejectionOf, thrownBy } from '../../helpers/errors.ts';
 
 const FILE = '/srv/functions/demo/function.json';
 
-/** The ManifestError that parseManifest throws for `input` (fails the test if it returns). */
+/** The ManifestError that parseManifest throws for `input`. */
 function manifestErrorOf(input: unknown, file = FILE): ManifestError {
-  try {
-    parseManifest(input, file);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ManifestError);
-    return error as ManifestError;
-  }
-  throw new Error(`expected parseManifest to refuse ${JSON.stringify(input)}`);
+  return thrownBy(() => parseManifest(input, file), ManifestError);
 }
 
-/** The ManifestError that loadManifest rejects with (fails the test if it resolves). */
-async function loadErrorOf(file: string): Promise<ManifestError> {
-  try {
-    await loadManifest(file);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ManifestError);
-    return error as ManifestError;
-  }
-  throw new Error(`expected loadManifest to refuse ${file}`);
+/** The ManifestError that loadManifest rejects with. */
+function loadErrorOf(file: string): Promise<ManifestError> {
+  return rejectionOf(loadManifest(file), ManifestError);
 }
 
 /** The fields named by the issues of the error for `input`. */

@@ -8,7 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isFnixError } from '../../../runtime/errors.ts';
+import { FnixError, isFnixError } from '../../../runtime/errors.ts';
+import { rejectionOf } from '../../helpers/errors.ts';
 import {
   STARTER_SET_DIR,
   checkPackageSet,
@@ -20,15 +21,6 @@ import {
 
 const FIXTURES = fileURLToPath(new URL('./fixtures', import.meta.url));
 
-/** Resolves to the error a promise rejects with (fails the test if it resolves). */
-async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('choosePackageSet', () => {
   let tmp: string;
@@ -52,7 +44,7 @@ describe('choosePackageSet', () => {
   }, 60_000);
 
   it('rejects a path that does not exist with PACKAGE_SET_INVALID naming it', async () => {
-    const error = await rejectionOf(choosePackageSet('/nonexistent/fnix-packages'));
+    const error = await rejectionOf(choosePackageSet('/nonexistent/fnix-packages'), FnixError);
     expect(isFnixError(error, 'PACKAGE_SET_INVALID')).toBe(true);
     expect((error as Error).message).toContain('/nonexistent/fnix-packages');
     expect((error as Error).message).toContain('FNIX_PACKAGES');
@@ -67,7 +59,7 @@ describe('choosePackageSet', () => {
 
   it('uses <name> as-is and rejects malformed search paths', async () => {
     expect(await choosePackageSet('<nixpkgs>')).toEqual({ kind: 'configured', expression: '<nixpkgs>', description: '<nixpkgs>' });
-    const error = await rejectionOf(choosePackageSet('<nixpkgs> // { x = 1; }'));
+    const error = await rejectionOf(choosePackageSet('<nixpkgs> // { x = 1; }'), FnixError);
     expect(isFnixError(error, 'PACKAGE_SET_INVALID')).toBe(true);
   });
 
@@ -91,14 +83,14 @@ describe('choosePackageSet', () => {
 describe('checkPackageSet', () => {
   it('rejects a set that is not an attribute set', async () => {
     const set = await choosePackageSet(path.join(FIXTURES, 'not-a-set'));
-    const error = await rejectionOf(checkPackageSet(set));
+    const error = await rejectionOf(checkPackageSet(set), FnixError);
     expect(isFnixError(error, 'PACKAGE_SET_INVALID')).toBe(true);
     expect((error as Error).message).toContain('evaluates to a int');
   }, 60_000);
 
   it('rejects a set that does not parse, with the Nix error', async () => {
     const set = await choosePackageSet(path.join(FIXTURES, 'syntax-error'));
-    const error = await rejectionOf(checkPackageSet(set));
+    const error = await rejectionOf(checkPackageSet(set), FnixError);
     expect(isFnixError(error, 'PACKAGE_SET_INVALID')).toBe(true);
     expect((error as Error).message).toMatch(/syntax error/);
     expect(String((error as { details: Record<string, unknown> }).details['log'])).toMatch(/syntax error/);
@@ -108,6 +100,6 @@ describe('checkPackageSet', () => {
     const found = await execa('nix-instantiate', ['--find-file', 'nixpkgs'], { reject: false });
     const check = checkPackageSet(await choosePackageSet('<nixpkgs>'));
     if (found.exitCode === 0) await check;
-    else expect(isFnixError(await rejectionOf(check), 'PACKAGE_SET_INVALID')).toBe(true);
+    else expect(isFnixError(await rejectionOf(check, FnixError), 'PACKAGE_SET_INVALID')).toBe(true);
   }, 60_000);
 });

@@ -12,19 +12,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FnixError, isFnixError } from '../../../runtime/errors.ts';
 import { choosePackageSet, nixPathExpression, starterPackageSet, type PackageSet } from '../../../runtime/nix/package-set.ts';
 import { PackageResolver } from '../../../runtime/nix/resolve.ts';
+import { rejectionOf } from '../../helpers/errors.ts';
 
 const EXTRA_SET = fileURLToPath(new URL('./fixtures/extra-set', import.meta.url));
 const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-[^/]+$/;
 
-/** Resolves to the FnixError a promise rejects with (fails the test otherwise). */
-async function fnixErrorOf(promise: Promise<unknown>): Promise<FnixError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof FnixError) return error;
-    throw error;
-  }
-  throw new Error('expected a rejection');
+/** The FnixError a promise rejects with. */
+function fnixErrorOf(promise: Promise<unknown>): Promise<FnixError> {
+  return rejectionOf(promise, FnixError);
 }
 
 describe('PackageResolver', () => {
