@@ -6,7 +6,6 @@
  * streams through as it is produced; a failure after that aborts the connection, so the client sees a
  * truncated transfer and never a clean end.
  */
-import type { FnixError } from '../../runtime/errors.ts';
 import type { Invocation } from '../../runtime/invocation/invocation.ts';
 import { CgiHeadParser, badResponse, type CgiHead } from '../cgi/response.ts';
 import { bodyTooLarge } from '../errors.ts';
@@ -36,7 +35,7 @@ const NEVER = new Promise<never>(() => {});
 
 /**
  * Waits for the moment the response can start and returns it. Throws (before anything is sent) the
- * invocation's error, BODY_TOO_LARGE or FUNCTION_BAD_RESPONSE.
+ * invocation's error, BODY_TOO_LARGE or FUNCTION_BAD_RESPONSE; the caller then kills the invocation.
  */
 export async function respondWithInvocation(options: FunctionResponseOptions): Promise<Response> {
   const { invocation, cgi } = options;
@@ -66,13 +65,7 @@ export async function respondWithInvocation(options: FunctionResponseOptions): P
     }
     let chunk = step.value;
     if (parser && !head) {
-      let parsed;
-      try {
-        parsed = parser.push(chunk);
-      } catch (error) {
-        invocation.kill('aborted');
-        throw error;
-      }
+      const parsed = parser.push(chunk);
       if (!parsed) continue;
       head = parsed.head;
       chunk = parsed.rest;
@@ -86,7 +79,7 @@ export async function respondWithInvocation(options: FunctionResponseOptions): P
   // A function that ended before its body did is answered once the body has: a body over the limit
   // still gets its 413.
   if (ended) await bodySettled;
-  if (request.body === 'too_large') throw refuseBody(invocation, options.maxBody);
+  if (request.body === 'too_large') throw bodyTooLarge(options.maxBody);
   const headers = new Headers(options.headers);
   if (ended) {
     const result = await invocation.done;
@@ -138,10 +131,4 @@ function streamRest(
     },
     { highWaterMark: 0 },
   );
-}
-
-/** Stops the invocation whose body was too large and returns the error to answer with. */
-function refuseBody(invocation: Invocation, maxBody: number): FnixError {
-  invocation.kill('aborted');
-  return bodyTooLarge(maxBody);
 }
