@@ -152,16 +152,15 @@ export class Pool {
   async acquire(fn: FunctionVersion, options: { signal?: AbortSignal | undefined } = {}): Promise<Lease> {
     const begin = performance.now();
     let plan = this.#plan(fn) ?? (await this.#wait(fn, options.signal));
-    let handedOver: Container | undefined;
-    while (plan.kind === 'handoff' && !(handedOver = await this.#awaitHandoff(plan.handoff))) {
-      plan = this.#plan(fn) ?? (await this.#wait(fn, options.signal));
+    while (plan.kind === 'handoff') {
+      // A container handed over is as good as an idle one: specialised for fn, and warm.
+      const container = await this.#awaitHandoff(plan.handoff);
+      plan = container ? { kind: 'idle', container } : (this.#plan(fn) ?? (await this.#wait(fn, options.signal)));
     }
     const waitMs = performance.now() - begin;
     let container: Container;
     let startMs = 0;
-    if (handedOver) {
-      container = handedOver;
-    } else if (plan.kind === 'start') {
+    if (plan.kind === 'start') {
       try {
         container = await plan.starting.promise;
       } catch (error) {
@@ -176,14 +175,12 @@ export class Pool {
         this.#remove(container, 'pool closed');
         throw shuttingDown();
       }
-    } else if (plan.kind !== 'handoff') {
-      container = plan.container;
     } else {
-      throw new Error('unreachable: an unsettled handoff');
+      container = plan.container;
     }
     this.#busy.add(container);
     const specializeBegin = performance.now();
-    if (plan.kind !== 'idle' && !handedOver) {
+    if (plan.kind !== 'idle') {
       try {
         await container.specialize(fn);
       } catch (error) {
