@@ -203,7 +203,7 @@ export class Invocation {
     if (chunk.length > 0 && !this.#killReason) {
       // The payload is a view into the decoder's buffer: the stream keeps a copy.
       const wantsMore = (stream === 'stdout' ? this.stdout : this.stderr).push(Buffer.from(chunk));
-      if (!wantsMore && !this.#finished) this.#pause(stream);
+      if (!wantsMore) this.#pause(stream);
     }
     if (payload.length > room) this.kill('output_limit');
   }
@@ -214,7 +214,7 @@ export class Invocation {
   }
 
   #unpause(stream: 'stdout' | 'stderr'): void {
-    if (!this.#paused[stream] || this.#finished || this.#killReason) return;
+    if (!this.#paused[stream]) return;
     this.#paused[stream] = false;
     if (!this.#paused.stdout && !this.#paused.stderr) this.#channel.resume();
   }
