@@ -46,11 +46,7 @@ export class LineSplitter {
       }
     }
     // An unterminated line is cut as soon as it passes the limit, rather than held without bound.
-    while (data.length > this.#maxLineBytes) {
-      this.#emit(data.subarray(0, this.#maxLineBytes), ' [line cut]');
-      data = data.subarray(this.#maxLineBytes);
-    }
-    this.#partial = Buffer.from(data);
+    this.#partial = Buffer.from(this.#emitCutPieces(data));
   }
 
   /** Flushes the last partial line and reports what was dropped. */
@@ -62,12 +58,17 @@ export class LineSplitter {
 
   /** Emits a complete line (without its newline and CR), cut into pieces of at most maxLineBytes. */
   #emitLine(line: Buffer): void {
-    let rest = line.at(-1) === 0x0d ? line.subarray(0, -1) : line;
+    this.#emit(this.#emitCutPieces(line.at(-1) === 0x0d ? line.subarray(0, -1) : line));
+  }
+
+  /** Emits maxLineBytes-long pieces, marked as cut, while more than maxLineBytes remain; returns the rest. */
+  #emitCutPieces(bytes: Buffer): Buffer {
+    let rest = bytes;
     while (rest.length > this.#maxLineBytes) {
       this.#emit(rest.subarray(0, this.#maxLineBytes), ' [line cut]');
       rest = rest.subarray(this.#maxLineBytes);
     }
-    this.#emit(rest);
+    return rest;
   }
 
   #emit(bytes: Buffer, suffix = ''): void {
