@@ -43,6 +43,8 @@ export interface Config {
 
 const MIB = 1024 * 1024;
 
+type Env = Readonly<Record<string, string | undefined>>;
+
 /** A configuration variable with a bad value. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -53,7 +55,7 @@ export class ConfigError extends Error {
  * @example
  * const config = loadConfig(process.env);
  */
-export function loadConfig(env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()): Config {
+export function loadConfig(env: Env, cwd = process.cwd()): Config {
   const poolSize = readInteger(env, 'FNIX_POOL_SIZE', 4, 0, 256);
   const maxContainers = readInteger(env, 'FNIX_MAX_CONTAINERS', Math.max(16, poolSize + 4), 1, 4096);
   if (maxContainers < poolSize) {
@@ -80,28 +82,30 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
   };
 }
 
-function readInteger(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = /^\d+$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${name}=${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`);
-  }
-  return value;
+function readInteger(env: Env, name: string, fallback: number, min: number, max: number): number {
+  return readNumber(env, name, fallback, min, max, true);
 }
 
-function readDecimal(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number, min: number, max: number): number {
+function readDecimal(env: Env, name: string, fallback: number, min: number, max: number): number {
+  return readNumber(env, name, fallback, min, max, false);
+}
+
+/** Reads a plain decimal number (digits, and a fraction unless `integer`) within [min, max]. */
+function readNumber(env: Env, name: string, fallback: number, min: number, max: number, integer: boolean): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  const value = /^\d+(\.\d+)?$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
-  if (!(value >= min && value <= max)) throw new ConfigError(`${name}=${JSON.stringify(raw)}: expected a number from ${min} to ${max}`);
+  const pattern = integer ? /^\d+$/ : /^\d+(\.\d+)?$/;
+  const value = pattern.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
+  if (!(value >= min && value <= max) || (integer && !Number.isSafeInteger(value))) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)}: expected ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
+  }
   return value;
 }
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, kb: 1024, kib: 1024, m: MIB, mb: MIB, mib: MIB, g: 1024 * MIB, gb: 1024 * MIB, gib: 1024 * MIB };
 
 /** Reads a size: bytes, or a number with k/KiB, m/MiB or g/GiB (all powers of 1024). */
-function readBytes(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number, min: number, max: number): number {
+function readBytes(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const match = /^(\d+)\s*([a-z]*)$/i.exec(raw.trim());
