@@ -11,8 +11,11 @@ import type { Logger } from '../runtime/log.ts';
 import type { Runner } from '../runtime/runner.ts';
 import type { RuntimeHealth } from '../runtime/runtime.ts';
 import { errorResponse, toFnixError } from './errors.ts';
+import { instrumentRunner } from './metrics/instrument-runner.ts';
+import { GatewayMetrics } from './metrics/metrics.ts';
 import { createHealthHandler } from './routes/health.ts';
 import { createInvokeHandler, INVOCATION_ID_HEADER, type GatewayEnv } from './routes/invoke.ts';
+import { createMetricsHandler } from './routes/metrics.ts';
 
 /** What the app is made from. */
 export interface AppOptions {
@@ -23,6 +26,8 @@ export interface AppOptions {
   log: Logger;
   /** True once shutdown has begun: /healthz reports 503. @default () => false */
   isShuttingDown?: () => boolean;
+  /** Served at /metrics. @default new metrics reading the pool from `health` */
+  metrics?: GatewayMetrics;
 }
 
 /**
@@ -36,13 +41,15 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
     c.set('invocationId', nanoid());
     await next();
   });
-  const invoke = createInvokeHandler(options);
+  const metrics = options.metrics ?? new GatewayMetrics(() => options.health().pool);
+  const invoke = createInvokeHandler({ ...options, runner: instrumentRunner(options.runner, metrics, 'http') });
   app.all('/fn/:name', invoke);
   app.all('/fn/:name/*', invoke);
   app.get(
     '/healthz',
     createHealthHandler({ health: options.health, registry: options.registry, isShuttingDown: options.isShuttingDown ?? (() => false) }),
   );
+  app.get('/metrics', createMetricsHandler(metrics));
   app.notFound((c) => errorResponse(new FnixError('ROUTE_NOT_FOUND', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`)));
   app.onError(function handleError(error, c) {
     const fnixError = toFnixError(error);

@@ -7,6 +7,7 @@ import { createLogger } from '../runtime/log.ts';
 import { startRuntime } from '../runtime/runtime.ts';
 import { createApp } from './app.ts';
 import { loadConfig } from './config.ts';
+import { GatewayMetrics } from './metrics/metrics.ts';
 import { startServer } from './server.ts';
 
 const log = createLogger();
@@ -32,8 +33,10 @@ async function main(): Promise<void> {
     },
     log,
   });
+  const metrics = GatewayMetrics.forRuntime(runtime);
   let shuttingDown = false;
   const app = createApp({
+    metrics,
     registry: runtime.registry,
     runner: runtime.runner,
     health: runtime.health,

@@ -46,6 +46,14 @@ export interface RuntimeHealth {
   pool: PoolStats;
 }
 
+/** The functions folder built at start: a deployment of sorts, reported as such in the metrics. */
+export interface StartupReport {
+  durationMs: number;
+  functions: number;
+  /** Functions that failed to build and are not served. */
+  broken: number;
+}
+
 /** A started runtime. */
 export interface Runtime {
   registry: FunctionRegistry;
@@ -53,6 +61,8 @@ export interface Runtime {
   pool: Pool;
   resolver: PackageResolver;
   health(): RuntimeHealth;
+  /** How building the functions folder at start went. */
+  startup: StartupReport;
   /** Stops the pool (waiting up to `graceMs` for running invocations) and removes every container. */
   close(graceMs?: number): Promise<void>;
 }
@@ -102,7 +112,14 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
     onError: (error) => log.error('starting a warm container failed', { error: describe(error) }),
   });
   const registry = new FunctionRegistry();
+  const buildBegin = performance.now();
   if (options.functionsDir) await buildAll(resolve(options.functionsDir), join(stateDir, 'builds'), resolver, registry, log);
+  const functions = registry.list();
+  const startup: StartupReport = {
+    durationMs: performance.now() - buildBegin,
+    functions: functions.length,
+    broken: functions.filter((f) => f.status !== 'ready').length,
+  };
   await resolver.pruneRoots(registry.versions().map((v) => v.resolution.rootKey));
   try {
     await pool.start();
@@ -123,6 +140,7 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
       packageSet: { kind: packageSet.kind, description: packageSet.description },
       pool: pool.stats(),
     }),
+    startup,
     close: async (graceMs) => {
       await pool.close(graceMs);
       await lock.release();

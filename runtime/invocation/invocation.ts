@@ -38,6 +38,8 @@ export interface InvocationResult {
   /** The signal that ended the main process (e.g. SIGKILL), if one did. */
   signal: string | undefined;
   durationMs: number;
+  /** Milliseconds from the spawn to the first stdout byte; undefined when there was none. */
+  firstOutputMs: number | undefined;
   stdoutBytes: number;
   stderrBytes: number;
   /** The last bytes of stderr. */
@@ -91,6 +93,7 @@ export class Invocation {
   readonly #tail = new TailBuffer(STDERR_TAIL_BYTES);
   #resolveDone!: (result: InvocationResult) => void;
   #startedAt = 0;
+  #firstOutputMs: number | undefined;
   #finished = false;
   #killReason: KillReason | undefined;
   #timers: NodeJS.Timeout[] = [];
@@ -198,8 +201,10 @@ export class Invocation {
     const total = this.#stdoutBytes + this.#stderrBytes;
     const room = this.#options.maxOutputBytes - total;
     const chunk = payload.length > room ? payload.subarray(0, Math.max(0, room)) : payload;
-    if (stream === 'stdout') this.#stdoutBytes += chunk.length;
-    else this.#stderrBytes += chunk.length;
+    if (stream === 'stdout') {
+      if (chunk.length > 0) this.#firstOutputMs ??= performance.now() - this.#startedAt;
+      this.#stdoutBytes += chunk.length;
+    } else this.#stderrBytes += chunk.length;
     if (chunk.length > 0 && !this.#killReason) {
       // The payload is a view into the decoder's buffer: the stream keeps a copy.
       const wantsMore = (stream === 'stdout' ? this.stdout : this.stderr).push(Buffer.from(chunk));
@@ -258,6 +263,7 @@ export class Invocation {
       exitCode: exit.exitCode,
       signal: exit.signal,
       durationMs: this.#startedAt ? performance.now() - this.#startedAt : 0,
+      firstOutputMs: this.#firstOutputMs,
       stdoutBytes: this.#stdoutBytes,
       stderrBytes: this.#stderrBytes,
       stderrTail: this.#tail.toString(),

@@ -12,6 +12,7 @@ import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { INSTANCE_LABEL, instanceOf } from '../../runtime/container/launcher.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { scrape } from '../helpers/metrics.ts';
 import { waitUntil } from '../helpers/processes.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -88,6 +89,8 @@ describe('a functions folder with broken functions', () => {
     for (const name of ['unknown-field', 'no-such-package', 'command-missing', 'Bad_Name']) {
       expect(gateway.logs.some((l) => l.includes('function not served') && l.includes(`function=${name} `))).toBe(true);
     }
+    const metrics = await scrape(gateway.url);
+    expect(metrics.value('fnix_deployments_total', { outcome: 'partial' })).toBe(1);
   });
 
   it('keeps served closures through nix-collect-garbage', async () => {

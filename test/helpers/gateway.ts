@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApp } from '../../gateway/app.ts';
+import { GatewayMetrics } from '../../gateway/metrics/metrics.ts';
 import { startServer, type RunningServer } from '../../gateway/server.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { startRuntime, type Runtime, type RuntimeOptions } from '../../runtime/runtime.ts';
@@ -52,6 +53,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     log,
   });
   const app = createApp({
+    metrics: GatewayMetrics.forRuntime(runtime),
     registry: runtime.registry,
     runner: runtime.runner,
     health: runtime.health,

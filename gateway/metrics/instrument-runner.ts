@@ -1,0 +1,44 @@
+/**
+ * @module
+ * A Runner that records what passes through another one: acquisitions (queue wait, cold start phases),
+ * and each invocation's outcome, duration and time to first byte. The HTTP route and WebSocket sessions
+ * each get one, with their own `kind`.
+ */
+import { FnixError } from '../../runtime/errors.ts';
+import type { InvokeRequest, Runner, StartedInvocation } from '../../runtime/runner.ts';
+import type { GatewayMetrics, InvocationKind } from './metrics.ts';
+
+/** Wraps `runner` so that every invocation it runs is counted in `metrics` as `kind`. */
+export function instrumentRunner(runner: Runner, metrics: GatewayMetrics, kind: InvocationKind): Runner {
+  return {
+    async invoke(request: InvokeRequest): Promise<StartedInvocation> {
+      const begin = performance.now();
+      const name = request.fn.name;
+      let started: StartedInvocation;
+      try {
+        started = await runner.invoke(request);
+      } catch (error) {
+        const outcome = error instanceof FnixError ? error.code : request.signal?.aborted ? 'INVOCATION_ABORTED' : 'INTERNAL_ERROR';
+        metrics.invocationEnded({ function: name, kind, outcome, totalMs: performance.now() - begin, firstByteMs: undefined, cold: false });
+        throw error;
+      }
+      // The command was spawned just now: its first-output time counts from here.
+      const spawnedAfterMs = performance.now() - begin;
+      const { lease, invocation } = started;
+      metrics.containerAcquired(name, lease.coldStart, lease.timings);
+      void invocation.done.then((result) => {
+        const firstByteMs = result.firstOutputMs === undefined ? undefined : spawnedAfterMs + result.firstOutputMs;
+        if (lease.coldStart && result.firstOutputMs !== undefined) metrics.coldFirstByte(result.firstOutputMs);
+        metrics.invocationEnded({
+          function: name,
+          kind,
+          outcome: result.error?.code ?? 'OK',
+          totalMs: spawnedAfterMs + result.durationMs,
+          firstByteMs,
+          cold: lease.coldStart,
+        });
+      });
+      return started;
+    },
+  };
+}

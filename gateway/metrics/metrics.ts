@@ -1,0 +1,187 @@
+/**
+ * @module
+ * The gateway's Prometheus metrics (prom-client), in a registry of their own so that several gateways
+ * can live in one process (the tests start many). The runtime knows nothing of them: the gateway feeds
+ * them from what the runner returns (instrument-runner.ts), from the pool's stats at scrape time, and
+ * from the sessions and deployments it runs.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { PoolStats } from '../../runtime/pool/pool.ts';
+import type { Runtime } from '../../runtime/runtime.ts';
+
+/** How an invocation was asked for. */
+export type InvocationKind = 'http' | 'session';
+
+/** What one finished invocation reports. */
+export interface InvocationRecord {
+  function: string;
+  kind: InvocationKind;
+  /** `OK`, or the error code it ended with. */
+  outcome: string;
+  /** From the request to the end of the process, in ms (queueing and a cold start included). */
+  totalMs: number;
+  /** From the request to the first stdout byte, in ms; undefined when there was none. */
+  firstByteMs: number | undefined;
+  cold: boolean;
+}
+
+/** Phases of a container's acquisition, in ms (runtime/pool/pool.ts Lease.timings). */
+export interface AcquisitionTimings {
+  waitMs: number;
+  startMs: number;
+  specializeMs: number;
+}
+
+/** Where the time of requests goes: from a millisecond to a 15-minute session. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
+const COLD_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2, 5];
+const DEPLOY_BUCKETS = [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600];
+
+/** The gateway's metrics. */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly #invocations: Counter<'function' | 'kind' | 'outcome'>;
+  readonly #duration: Histogram<'function' | 'kind'>;
+  readonly #firstByte: Histogram<'function' | 'start'>;
+  readonly #coldStarts: Counter<'function'>;
+  readonly #coldPhases: Histogram<'phase'>;
+  readonly #queueWait: Histogram;
+  readonly #deployments: Counter<'outcome'>;
+  readonly #deployDuration: Histogram<'outcome'>;
+  readonly #sessions: Gauge;
+
+  /** `poolStats` is read at each scrape for the pool and queue gauges. */
+  constructor(poolStats: () => PoolStats) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.#invocations = new Counter({
+      name: 'fnix_invocations_total',
+      help: 'Invocations that ended, by function, kind (http or session) and outcome (OK or the error code)',
+      labelNames: ['function', 'kind', 'outcome'],
+      registers,
+    });
+    this.#duration = new Histogram({
+      name: 'fnix_invocation_duration_seconds',
+      help: 'From the request to the end of the process, queueing and cold start included',
+      labelNames: ['function', 'kind'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#firstByte = new Histogram({
+      name: 'fnix_time_to_first_byte_seconds',
+      help: 'From the request to the first stdout byte, by whether the container was warm or cold',
+      labelNames: ['function', 'start'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#coldStarts = new Counter({
+      name: 'fnix_cold_starts_total',
+      help: 'Invocations that found no warm container and started one',
+      labelNames: ['function'],
+      registers,
+    });
+    this.#coldPhases = new Histogram({
+      name: 'fnix_cold_start_phase_seconds',
+      help: 'Phases of a cold start: container_start (podman run to agent connected), specialize (function files and limits), first_byte (spawn to first stdout byte)',
+      labelNames: ['phase'],
+      buckets: COLD_BUCKETS,
+      registers,
+    });
+    this.#queueWait = new Histogram({
+      name: 'fnix_queue_wait_seconds',
+      help: 'How long an invocation waited for a container because all were busy (0 for most)',
+      buckets: [0, 0.001, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.#deployments = new Counter({
+      name: 'fnix_deployments_total',
+      help: 'Deployments by outcome',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.#deployDuration = new Histogram({
+      name: 'fnix_deployment_duration_seconds',
+      help: 'How long a deployment took, from its start to activation or refusal',
+      labelNames: ['outcome'],
+      buckets: DEPLOY_BUCKETS,
+      registers,
+    });
+    this.#sessions = new Gauge({ name: 'fnix_sessions_open', help: 'WebSocket sessions open now', registers });
+    new Gauge({
+      name: 'fnix_pool_containers',
+      help: 'Containers by state: warm (generic, ready), idle (specialised, free), busy, starting',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const stats = poolStats();
+        for (const state of ['warm', 'idle', 'busy', 'starting'] as const) this.set({ state }, stats[state]);
+      },
+    });
+    new Gauge({
+      name: 'fnix_pool_max_containers',
+      help: 'FNIX_MAX_CONTAINERS: containers of every kind at most',
+      registers,
+      collect() {
+        this.set(poolStats().max);
+      },
+    });
+    new Gauge({
+      name: 'fnix_queue_length',
+      help: 'Invocations waiting for a container now',
+      registers,
+      collect() {
+        this.set(poolStats().queued);
+      },
+    });
+  }
+
+  /** Metrics for a started runtime: its pool's gauges, and its start-up build counted as a deployment. */
+  static forRuntime(runtime: Pick<Runtime, 'pool' | 'startup'>): GatewayMetrics {
+    const metrics = new GatewayMetrics(() => runtime.pool.stats());
+    const { startup } = runtime;
+    metrics.deploymentFinished(startup.broken > 0 ? 'partial' : 'activated', startup.durationMs);
+    return metrics;
+  }
+
+  /** Records an invocation that ended (or never started: `outcome` is then its error code). */
+  invocationEnded(record: InvocationRecord): void {
+    this.#invocations.inc({ function: record.function, kind: record.kind, outcome: record.outcome });
+    this.#duration.observe({ function: record.function, kind: record.kind }, record.totalMs / 1000);
+    if (record.firstByteMs !== undefined) {
+      this.#firstByte.observe({ function: record.function, start: record.cold ? 'cold' : 'warm' }, record.firstByteMs / 1000);
+    }
+  }
+
+  /** Records how a container was acquired, when the acquisition succeeded. */
+  containerAcquired(functionName: string, cold: boolean, timings: AcquisitionTimings): void {
+    this.#queueWait.observe(timings.waitMs / 1000);
+    if (!cold) return;
+    this.#coldStarts.inc({ function: functionName });
+    this.#coldPhases.observe({ phase: 'container_start' }, timings.startMs / 1000);
+    this.#coldPhases.observe({ phase: 'specialize' }, timings.specializeMs / 1000);
+  }
+
+  /** Records the spawn-to-first-byte phase of a cold start. */
+  coldFirstByte(ms: number): void {
+    this.#coldPhases.observe({ phase: 'first_byte' }, ms / 1000);
+  }
+
+  /** A deployment finished: `activated`, `refused`, or `partial` (served with broken functions). */
+  deploymentFinished(outcome: 'activated' | 'refused' | 'partial', durationMs: number): void {
+    this.#deployments.inc({ outcome });
+    this.#deployDuration.observe({ outcome }, durationMs / 1000);
+  }
+
+  sessionOpened(): void {
+    this.#sessions.inc();
+  }
+
+  sessionClosed(): void {
+    this.#sessions.dec();
+  }
+
+  /** The exposition text and its content type. */
+  async render(): Promise<{ body: string; contentType: string }> {
+    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+}
