@@ -31,7 +31,6 @@ export interface FunctionResponseOptions {
  */
 export const HOLD_LIMIT = 1024 * 1024;
 const DEFAULT_HEAD: CgiHead = { status: 200, headers: [['content-type', 'application/octet-stream']] };
-const NEVER = new Promise<never>(() => {});
 
 /**
  * Waits for the moment the response can start and returns it. Throws (before anything is sent) the
@@ -47,16 +46,25 @@ export async function respondWithInvocation(options: FunctionResponseOptions): P
   const bodySettled = options.body.then((outcome) => {
     request.body = outcome;
   });
+  const bodyArrived = bodySettled.then(() => 'body' as const);
   const parser = cgi ? new CgiHeadParser() : undefined;
   let head: CgiHead | undefined = cgi ? undefined : DEFAULT_HEAD;
   let next: Promise<IteratorResult<Buffer>> | undefined;
   let ended = false;
 
   // Start once the body is in and there is something to send: output, or (cgi) a complete header block.
-  while (!(head && request.body !== 'pending' && (heldBytes > 0 || cgi))) {
+  // A function that has already ended has its output buffered here: it is read to the end, so the
+  // response goes out whole, with a Content-Length (and a late failure is still a clean error).
+  const ready = () => head && request.body !== 'pending' && (heldBytes > 0 || cgi) && !(invocation.finished && heldBytes < HOLD_LIMIT);
+  while (!ready()) {
     if (request.body === 'too_large') break;
     if (heldBytes < HOLD_LIMIT) next ??= stdout.next();
-    const step = await Promise.race([next ?? NEVER, request.body === 'pending' ? bodySettled.then(() => 'body' as const) : NEVER]);
+    // Only promises that settle within this request: a race against a promise that never settles would
+    // leave a reaction on it per race, each holding the race's result (a chunk of output) for ever.
+    const contenders: Array<Promise<IteratorResult<Buffer> | 'body'>> = [];
+    if (next) contenders.push(next);
+    if (request.body === 'pending') contenders.push(bodyArrived);
+    const step = await Promise.race(contenders);
     if (step === 'body') continue;
     next = undefined;
     if (step.done) {

@@ -6,6 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { request, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLES_DIR, FIXTURES_DIR, functionsFrom, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { pidsWithEnv, waitUntil } from '../helpers/processes.ts';
@@ -43,6 +45,15 @@ function rawRequest(
     for (const chunk of options.chunks ?? []) req.write(chunk);
     req.end();
   });
+}
+
+/** Buffer memory still referenced after a full garbage collection. */
+function externalMemoryAfterGc(): number {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  gc();
+  return process.memoryUsage().external;
 }
 
 async function errorOf(response: Response): Promise<Record<string, unknown>> {
@@ -321,6 +332,19 @@ describe('invoking a function over HTTP', () => {
     const response = await fetch(`${gateway.url}/fn/memory-hog`);
     expect(response.status).toBe(502);
     expect(await errorOf(response)).toMatchObject({ code: 'FUNCTION_FAILED', signal: 'SIGKILL' });
+  });
+
+  it('keeps no response body after its request: memory stays flat over 300 echoes of 64 KiB', async () => {
+    const body = randomBytes(64 * 1024);
+    const echo = async () => {
+      const response = await fetch(`${gateway.url}/fn/echo`, { method: 'POST', body });
+      expect(Buffer.from(await response.arrayBuffer()).equals(body)).toBe(true);
+    };
+    for (let i = 0; i < 20; i += 1) await echo(); // warm: containers, connections, buffers
+    const before = externalMemoryAfterGc();
+    for (let i = 0; i < 300; i += 1) await echo();
+    // 300 retained bodies would be 19 MiB (a race against a never-settling promise once kept each one).
+    expect(externalMemoryAfterGc() - before).toBeLessThan(6 * 1024 * 1024);
   });
 
   it('serves /healthz with podman, nix, the package set and the pool', async () => {
