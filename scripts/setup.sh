@@ -51,3 +51,6 @@ if ! out=$(nix-build runtime/nix/starter --no-out-link -A busybox -A bash -A goj
   printf '%s\n' "$out" >&2
   exit 1
 fi
+
+# The JavaScript that `npm start` runs.
+bash scripts/build.sh

@@ -34,18 +34,20 @@ export interface ContainerSpec {
   cpus: number;
 }
 
-/** The arguments of `podman run` for `spec`. Every option goes before --rootfs; the command after it. */
-export function buildRunArgs(spec: ContainerSpec): string[] {
-  const args = ['run', '--detach', '--rm', '--name', spec.name];
-  for (const [key, value] of Object.entries(spec.labels)) args.push('--label', `${key}=${value}`);
-  args.push(
+/** What every fnix container is confined by, whatever it serves. */
+export type IsolationSpec = Pick<ContainerSpec, 'uid' | 'network' | 'memoryMb' | 'pidsLimit' | 'nofile' | 'tmpMb' | 'shmMb' | 'cpus'>;
+
+/**
+ * The `podman run` options that confine a container: read-only root, size-limited /tmp, the store as an
+ * overlay, a non-root user, no network unless asked, memory, pids, CPU and ulimits, no capabilities.
+ */
+export function isolationArgs(spec: IsolationSpec): string[] {
+  return [
     '--read-only',
     '--read-only-tmpfs=false',
     '--tmpfs', `/tmp:rw,nosuid,nodev,size=${spec.tmpMb}m`,
     '--shm-size', `${spec.shmMb}m`,
     '--volume', '/nix/store:/nix/store:O',
-    '--volume', `${spec.functionDir}:/fn:ro`,
-    '--volume', `${spec.controlDir}:/run/fnix:ro`,
     '--user', `${spec.uid}:${spec.uid}`,
     '--network', spec.network ? 'bridge' : 'none',
     '--hostname', 'fnix',
@@ -60,6 +62,17 @@ export function buildRunArgs(spec: ContainerSpec): string[] {
     '--ulimit', 'core=0:0',
     '--cap-drop', 'all',
     '--security-opt', 'no-new-privileges',
+  ];
+}
+
+/** The arguments of `podman run` for `spec`. Every option goes before --rootfs; the command after it. */
+export function buildRunArgs(spec: ContainerSpec): string[] {
+  const args = ['run', '--detach', '--rm', '--name', spec.name];
+  for (const [key, value] of Object.entries(spec.labels)) args.push('--label', `${key}=${value}`);
+  args.push(
+    ...isolationArgs(spec),
+    '--volume', `${spec.functionDir}:/fn:ro`,
+    '--volume', `${spec.controlDir}:/run/fnix:ro`,
     '--log-driver', 'none',
     '--rootfs', spec.rootfs,
     AGENT_PATH_IN_CONTAINER,

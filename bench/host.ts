@@ -1,0 +1,57 @@
+/**
+ * @module
+ * What the baselines run on: the same busybox store path the functions use, fnix's own rootfs, and the
+ * same Podman options (runc, the overlay store mount), so that (a), (b) and (c) differ from fnix only
+ * in how a command reaches a container.
+ */
+import { join } from 'node:path';
+import { buildAgent } from '../runtime/agent/build.ts';
+import { prepareRootfs } from '../runtime/container/rootfs.ts';
+import { choosePackageSet } from '../runtime/nix/package-set.ts';
+import { PackageResolver } from '../runtime/nix/resolve.ts';
+import { Podman } from '../runtime/podman/podman.ts';
+import { isolationArgs } from '../runtime/podman/run.ts';
+
+/** Label of the benchmark's own containers, so that a run removes those an interrupted run left. */
+export const BENCH_LABEL = 'io.fnix.bench';
+
+/** The host side of the baselines. */
+export interface BenchHost {
+  podman: Podman;
+  rootfs: string;
+  /** The busybox package's store path. */
+  busybox: string;
+  /** `podman run` options of (b) and (c): the same confinement as fnix's containers, store overlay included. */
+  containerArgs: string[];
+}
+
+/** Builds the agent and rootfs under `stateDir` and resolves busybox in the configured package set. */
+export async function prepareHost(stateDir: string): Promise<BenchHost> {
+  const podman = await Podman.create();
+  const rootfs = await prepareRootfs(join(stateDir, 'rootfs'), await buildAgent(join(stateDir, 'agent')));
+  const resolver = new PackageResolver({
+    packageSet: await choosePackageSet(process.env['FNIX_PACKAGES']),
+    gcRootsDir: join(stateDir, 'gcroots'),
+  });
+  const busybox = (await resolver.resolve(['busybox'])).packages[0]!.storePath;
+  // Exactly the confinement of an fnix container (runtime/podman/run.ts), with fnix's default limits.
+  const containerArgs = [
+    '--label', `${BENCH_LABEL}=1`,
+    ...isolationArgs({ uid: 65534, network: false, memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1 }),
+  ];
+  return { podman, rootfs, busybox, containerArgs };
+}
+
+/** Removes containers an earlier, interrupted benchmark left. */
+export async function removeBenchContainers(podman: Podman): Promise<void> {
+  const { stdout } = await podman.exec(['ps', '-aq', '--filter', `label=${BENCH_LABEL}`]);
+  const ids = String(stdout).split('\n').filter(Boolean);
+  if (ids.length > 0) await podman.exec(['rm', '-f', '-t', '0', ...ids]);
+}
+
+/** Starts a long-lived container for `podman exec`; returns its name. */
+export async function startExecTarget(host: BenchHost): Promise<string> {
+  const name = `fnix-bench-exec-${process.pid}`;
+  await host.podman.exec(['run', '-d', '--name', name, ...host.containerArgs, '--rootfs', host.rootfs, `${host.busybox}/bin/sleep`, '3600']);
+  return name;
+}

@@ -1,0 +1,223 @@
+/**
+ * @module
+ * `npm run bench`: fnix side by side with the ways it could have been built, in one run on one machine,
+ * for a trivial function (prints one line) and an echo of a 64 KiB body:
+ *   (a) floor: the command spawned on the host; (b) naive: `podman run --rm` per request;
+ *   (c) `podman exec` per request into a running container; (d) fnix warm, through the gateway, at
+ *   concurrency 1 and 8; (e) fnix cold, time to first byte with no warm container; (f) the pool's refill rate.
+ * Prints a table and the targets, and writes the same as JSON under bench-results/.
+ * `--quick` runs a few requests of each, to check that the benchmark works (the test suite does).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { startGatewayProcess, sampleRss, type GatewayProcess } from './gateway-process.ts';
+import { prepareHost, removeBenchContainers, startExecTarget, type BenchHost } from './host.ts';
+import { createClient } from './http.ts';
+import { measureRefill, type RefillRound } from './refill.ts';
+import { formatReport, judgeTargets, type BenchReport, type WorkloadResults } from './report.ts';
+import { runToEnd } from './spawn.ts';
+import { measure, summarize, type Summary } from './stats.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BENCH_FUNCTIONS = join(ROOT, 'bench/functions');
+const quick = process.argv.includes('--quick');
+const outArg = process.argv.find((a) => a.startsWith('--out='));
+
+/** How much of each scenario to run. */
+const PLAN = quick
+  ? { floor: 20, naive: 2, exec: 3, warm1: 50, warm8Ms: 1000, cold: 2, warmup: 20, refillRounds: 1 }
+  : { floor: 300, naive: 12, exec: 20, warm1: 2000, warm8Ms: 10_000, cold: 15, warmup: 300, refillRounds: 3 };
+const REFILL_SIZE = 8;
+
+interface Workload {
+  key: 'trivial' | 'echo64k';
+  /** The function in bench/functions. */
+  fn: string;
+  /** The same command, as busybox applet argv. */
+  applet: string[];
+  input: Buffer | undefined;
+  expected: Buffer;
+}
+
+const BODY = randomBytes(64 * 1024);
+const WORKLOADS: Workload[] = [
+  { key: 'trivial', fn: 'line', applet: ['echo', 'hello'], input: undefined, expected: Buffer.from('hello\n') },
+  { key: 'echo64k', fn: 'cat', applet: ['cat'], input: BODY, expected: BODY },
+];
+
+async function main(): Promise<void> {
+  const began = Date.now();
+  const stateRoot = await mkdtemp(join(tmpdir(), 'fnix-bench-'));
+  const resultsDir = resolve(ROOT, 'bench-results');
+  await mkdir(resultsDir, { recursive: true });
+  const logFile = join(resultsDir, 'gateway.log');
+  await writeFile(logFile, '');
+  const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
+  try {
+    say('compiling the gateway, preparing the agent, the rootfs and busybox');
+    await execa('bash', ['scripts/build.sh'], { cwd: ROOT, stdio: 'inherit' });
+    const host = await prepareHost(join(stateRoot, 'host'));
+    await removeBenchContainers(host.podman);
+    const results = Object.fromEntries(WORKLOADS.map((w) => [w.key, {} as WorkloadResults])) as Record<Workload['key'], WorkloadResults>;
+
+    for (const w of WORKLOADS) {
+      say(`${w.key}: (a) floor, host spawn`);
+      results[w.key].floor = await measure(() => runToEnd(binary(host, w), w.input, w.expected), { concurrency: 1, requests: PLAN.floor });
+    }
+
+    say('starting a gateway with a warm pool');
+    const warm = await startGatewayProcess({ FNIX_STATE_DIR: join(stateRoot, 'warm'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS }, logFile);
+    let rssIdle = 0;
+    let rssPeak = 0;
+    try {
+      rssIdle = await warm.rss();
+      const rss = sampleRss(warm.pid);
+      for (const w of WORKLOADS) {
+        await measureWarm(warm, w, results[w.key], say);
+      }
+      rssPeak = await rss.stop();
+    } finally {
+      await warm.stop();
+    }
+
+    say('starting a gateway with no warm pool');
+    const cold = await startGatewayProcess(
+      { FNIX_STATE_DIR: join(stateRoot, 'cold'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS, FNIX_POOL_SIZE: '0', FNIX_IDLE_TTL_MS: '1000' },
+      logFile,
+    );
+    try {
+      for (const w of WORKLOADS) {
+        say(`${w.key}: (e) fnix cold, time to first byte`);
+        results[w.key].cold = await measureCold(cold, w);
+      }
+    } finally {
+      await cold.stop();
+    }
+
+    say(`(f) the pool's refill rate, ${REFILL_SIZE} containers`);
+    const refill = await measureRefill(host, join(stateRoot, 'host'), REFILL_SIZE, PLAN.refillRounds);
+
+    const target = await startExecTarget(host);
+    try {
+      for (const w of WORKLOADS) {
+        say(`${w.key}: (c) podman exec per request`);
+        const argv = [...podmanArgv(host), 'exec', '-i', target, ...binary(host, w)];
+        results[w.key].exec = await measure(() => runToEnd(argv, w.input, w.expected), { concurrency: 1, requests: PLAN.exec });
+      }
+    } finally {
+      await host.podman.exec(['rm', '-f', '-t', '0', target]);
+    }
+    for (const w of WORKLOADS) {
+      say(`${w.key}: (b) naive, podman run --rm per request`);
+      const argv = [...podmanArgv(host), 'run', '--rm', '-i', ...host.containerArgs, '--rootfs', host.rootfs, ...binary(host, w)];
+      results[w.key].naive = await measure(() => runToEnd(argv, w.input, w.expected), { concurrency: 1, requests: PLAN.naive });
+    }
+
+    const report = await buildReport(results, refill, { rssIdle, rssPeak }, host, Date.now() - began);
+    const file = outArg ? resolve(outArg.slice('--out='.length)) : join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    await writeFile(file, JSON.stringify(report, null, 2) + '\n');
+    process.stdout.write(formatReport(report));
+    process.stdout.write(`\nJSON: ${file}\nGateway log: ${logFile}\n`);
+  } finally {
+    await rm(stateRoot, { recursive: true, force: true });
+  }
+}
+
+/** (d): warm-up, then concurrency 1 for a count of requests and concurrency 8 for a while. */
+async function measureWarm(gateway: GatewayProcess, w: Workload, into: WorkloadResults, say: (line: string) => void): Promise<void> {
+  const exchange = { url: `${gateway.url}/fn/${w.fn}`, body: w.input, expected: w.expected };
+  const client = createClient(8);
+  try {
+    // Warm-up: containers specialised for the function, connections open, code paths compiled.
+    await measure(() => client.send(exchange), { concurrency: 8, requests: PLAN.warmup });
+    say(`${w.key}: (d) fnix warm, concurrency 1`);
+    into.warm1 = await measure(() => client.send(exchange), { concurrency: 1, requests: PLAN.warm1 });
+    say(`${w.key}: (d) fnix warm, concurrency 8`);
+    into.warm8 = await measure(() => client.send(exchange), { concurrency: 8, durationMs: PLAN.warm8Ms });
+  } finally {
+    client.close();
+  }
+}
+
+/** (e): each sample waits until the gateway has no container at all, then times the first byte. */
+async function measureCold(gateway: GatewayProcess, w: Workload): Promise<Summary> {
+  const exchange = { url: `${gateway.url}/fn/${w.fn}`, body: w.input, expected: w.expected };
+  const samples: number[] = [];
+  let errors = 0;
+  let wall = 0;
+  for (let i = 0; i < PLAN.cold; i += 1) {
+    await waitForEmptyPool(gateway);
+    const client = createClient(1);
+    const begin = performance.now();
+    try {
+      samples.push((await client.send(exchange)).firstByteMs);
+    } catch {
+      errors += 1;
+    } finally {
+      wall += performance.now() - begin;
+      client.close();
+    }
+  }
+  return summarize(samples, wall, errors);
+}
+
+async function waitForEmptyPool(gateway: GatewayProcess): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while ((await gateway.pool()).total > 0) {
+    if (Date.now() > deadline) throw new Error('the cold gateway kept a container for 30 s; is FNIX_IDLE_TTL_MS honoured?');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function binary(host: BenchHost, w: Workload): string[] {
+  return [`${host.busybox}/bin/${w.applet[0]}`, ...w.applet.slice(1)];
+}
+
+function podmanArgv(host: BenchHost): string[] {
+  return ['podman', ...host.podman.globalArgs];
+}
+
+async function buildReport(
+  results: Record<Workload['key'], WorkloadResults>,
+  refill: RefillRound[],
+  rss: { rssIdle: number; rssPeak: number },
+  host: BenchHost,
+  wallMs: number,
+): Promise<BenchReport> {
+  const podmanVersion = String((await host.podman.exec(['version', '--format', '{{.Client.Version}}'])).stdout).trim();
+  const rates = refill.map((r) => r.perSecond).sort((a, b) => a - b);
+  const report: BenchReport = {
+    date: new Date().toISOString(),
+    quick,
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? 'unknown',
+      memoryBytes: totalmem(),
+      kernel: release(),
+      node: process.version,
+      podman: podmanVersion,
+    },
+    workloads: results,
+    refill: { rounds: refill, medianPerSecond: rates[Math.floor(rates.length / 2)] ?? 0 },
+    gateway: { rssIdleBytes: rss.rssIdle, rssPeakBytes: rss.rssPeak },
+    ratios: Object.fromEntries(
+      Object.entries(results).map(([key, r]) => [
+        key,
+        { warmOverFloor: r.warm1.p50 / r.floor.p50, naiveOverWarm: r.naive.p50 / r.warm1.p50, execOverWarm: r.exec.p50 / r.warm1.p50 },
+      ]),
+    ),
+    targets: [],
+    wallMs,
+  };
+  report.targets = judgeTargets(report);
+  return report;
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});

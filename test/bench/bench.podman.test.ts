@@ -1,0 +1,49 @@
+/**
+ * @module
+ * `npm run bench -- --quick`: the benchmark itself works end to end (every scenario runs against real
+ * Podman and a real gateway, answers are checked byte for byte, the JSON is complete). Its figures are
+ * not judged here: a quick run has too few samples, and speed is the benchmark's business, not the tests'.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import type { BenchReport } from '../../bench/report.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+describe('npm run bench', () => {
+  it('runs every scenario without an error and writes the report as JSON', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fnix-bench-test-'));
+    try {
+      const out = join(dir, 'report.json');
+      const run = await execa('node', ['--import', 'tsx', 'bench/run.ts', '--quick', `--out=${out}`], { cwd: ROOT, all: true, reject: false });
+      expect(run.exitCode, run.all).toBe(0);
+      expect(run.stdout).toContain('(b) naive: podman run --rm');
+      expect(run.stdout).toContain('targets (trivial function):');
+
+      const report = JSON.parse(await readFile(out, 'utf8')) as BenchReport;
+      expect(report.quick).toBe(true);
+      for (const key of ['trivial', 'echo64k']) {
+        const workload = report.workloads[key]!;
+        for (const scenario of ['floor', 'naive', 'exec', 'warm1', 'warm8', 'cold'] as const) {
+          expect(workload[scenario].n, `${key} ${scenario}`).toBeGreaterThan(0);
+          expect(workload[scenario].errors, `${key} ${scenario}`).toBe(0);
+          expect(workload[scenario].p50, `${key} ${scenario}`).toBeGreaterThan(0);
+        }
+        expect(report.ratios[key]!.naiveOverWarm).toBeGreaterThan(1);
+      }
+      expect(report.refill.rounds[0]!.containers).toBe(8);
+      expect(report.refill.medianPerSecond).toBeGreaterThan(0);
+      expect(report.gateway.rssPeakBytes).toBeGreaterThan(report.gateway.rssIdleBytes / 2);
+      expect(report.targets.map((t) => t.name)).toHaveLength(6);
+      // Nothing of the benchmark is left running.
+      const left = await execa('podman', ['ps', '-aq', '--filter', 'label=io.fnix.bench']);
+      expect(left.stdout.trim()).toBe('');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 180_000);
+});
