@@ -4,6 +4,7 @@
  * same Podman options (runc, the overlay store mount), so that (a), (b) and (c) differ from fnix only
  * in how a command reaches a container.
  */
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildAgent } from '../runtime/agent/build.ts';
 import { prepareRootfs } from '../runtime/container/rootfs.ts';
@@ -27,7 +28,8 @@ export interface BenchHost {
 
 /** Builds the agent and rootfs under `stateDir` and resolves busybox in the configured package set. */
 export async function prepareHost(stateDir: string): Promise<BenchHost> {
-  const podman = await Podman.create();
+  await mkdir(stateDir, { recursive: true });
+  const podman = await Podman.create({ cwd: stateDir });
   const rootfs = await prepareRootfs(join(stateDir, 'rootfs'), await buildAgent(join(stateDir, 'agent')));
   const resolver = new PackageResolver({
     packageSet: await choosePackageSet(process.env['FNIX_PACKAGES']),

@@ -3,7 +3,7 @@
  * Puts the runtime together: Podman, the package set, the agent and rootfs, the container pool, and the
  * functions built from a folder. The gateway receives the result; tests start one per suite.
  */
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { buildAgent } from './agent/build.ts';
@@ -82,7 +82,9 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
 async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLock): Promise<Runtime> {
   const { log } = options;
-  const podman = await Podman.create();
+  const podmanDir = join(stateDir, 'podman');
+  await mkdir(podmanDir, { recursive: true, mode: 0o700 });
+  const podman = await Podman.create({ cwd: podmanDir });
   const podmanInfo = await readPodmanInfo(podman).catch((error: unknown) => {
     throw new Error(`podman does not work (${describe(error)}); install it with: apt-get install podman runc`, { cause: error });
   });

@@ -21,6 +21,12 @@ export interface PodmanOptions {
    * @default 60_000
    */
   timeoutMs?: number;
+  /**
+   * Working directory of podman, and so of the conmon processes it starts. conmon writes a file named
+   * `oom` there when a container hits its memory limit, so it must not be the user's folder.
+   * @default the process's working directory
+   */
+  cwd?: string | undefined;
 }
 
 const RUNC_PATHS = ['/usr/sbin/runc', '/usr/bin/runc', '/usr/local/sbin/runc', '/usr/local/bin/runc'];
@@ -29,21 +35,23 @@ const RUNC_PATHS = ['/usr/sbin/runc', '/usr/bin/runc', '/usr/local/sbin/runc', '
 export class Podman {
   readonly globalArgs: readonly string[];
   readonly #timeoutMs: number;
+  readonly #cwd: string | undefined;
 
-  private constructor(globalArgs: string[], timeoutMs: number) {
+  private constructor(globalArgs: string[], timeoutMs: number, cwd: string | undefined) {
     this.globalArgs = globalArgs;
     this.#timeoutMs = timeoutMs;
+    this.#cwd = cwd;
   }
 
   /** Chooses the OCI runtime and returns a ready wrapper. */
   static async create(options: PodmanOptions = {}): Promise<Podman> {
     const runtime = options.runtime ?? (await findExecutable(RUNC_PATHS));
-    return new Podman(runtime ? ['--runtime', runtime] : [], options.timeoutMs ?? 60_000);
+    return new Podman(runtime ? ['--runtime', runtime] : [], options.timeoutMs ?? 60_000, options.cwd);
   }
 
   /** Runs `podman <global options> <args>`; rejects with execa's error (command, stderr, exit code). */
   exec(args: readonly string[], options: Options = {}): Promise<Result> {
-    return execa('podman', [...this.globalArgs, ...args], { timeout: this.#timeoutMs, ...options }) as Promise<Result>;
+    return execa('podman', [...this.globalArgs, ...args], { timeout: this.#timeoutMs, cwd: this.#cwd, ...options }) as Promise<Result>;
   }
 }
 

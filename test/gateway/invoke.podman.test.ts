@@ -4,8 +4,10 @@
  * bodies, streaming, CGI variables and responses, every error status, limits and disconnects.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -329,9 +331,14 @@ describe('invoking a function over HTTP', () => {
   });
 
   it('reports a function killed for exceeding memoryMb', async () => {
+    const strayFile = join(process.cwd(), 'oom');
+    const strayBefore = existsSync(strayFile);
     const response = await fetch(`${gateway.url}/fn/memory-hog`);
     expect(response.status).toBe(502);
     expect(await errorOf(response)).toMatchObject({ code: 'FUNCTION_FAILED', signal: 'SIGKILL' });
+    // conmon writes an `oom` file into podman's working directory: fnix gives it one in the state folder.
+    await waitUntil(() => existsSync(join(gateway.stateDir, 'podman', 'oom')), 5000, "conmon's oom file in the state folder");
+    if (!strayBefore) expect(existsSync(strayFile)).toBe(false);
   });
 
   it('keeps no response body after its request: memory stays flat over 300 echoes of 64 KiB', async () => {
