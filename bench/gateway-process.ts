@@ -50,12 +50,25 @@ export async function startGatewayProcess(env: Record<string, string>, logFile: 
       return health.pool;
     },
     async stop() {
-      child.kill('SIGTERM');
-      await exited;
+      await stopProcess(child, exited);
     },
   };
-  await waitForPool(gateway, child, Number(env['FNIX_POOL_SIZE'] ?? 4), logFile);
+  try {
+    await waitForPool(gateway, child, Number(env['FNIX_POOL_SIZE'] ?? 4), logFile);
+  } catch (error) {
+    await stopProcess(child, exited);
+    throw error;
+  }
   return gateway;
+}
+
+/** SIGTERM (the gateway removes its containers), then SIGKILL if it has not exited within 30 s. */
+async function stopProcess(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 async function waitForPool(gateway: GatewayProcess, child: ChildProcess, size: number, logFile: string): Promise<void> {
@@ -69,7 +82,6 @@ async function waitForPool(gateway: GatewayProcess, child: ChildProcess, size: n
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  child.kill('SIGKILL');
   throw new Error(`the gateway did not become ready within 120 s; see ${logFile}`);
 }
 

@@ -7,6 +7,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildAgent } from '../runtime/agent/build.ts';
+import { INSTANCE_LABEL, instanceOf } from '../runtime/container/launcher.ts';
 import { prepareRootfs } from '../runtime/container/rootfs.ts';
 import { choosePackageSet } from '../runtime/nix/package-set.ts';
 import { PackageResolver } from '../runtime/nix/resolve.ts';
@@ -47,6 +48,13 @@ export async function prepareHost(stateDir: string): Promise<BenchHost> {
 /** Removes containers an earlier, interrupted benchmark left. */
 export async function removeBenchContainers(podman: Podman): Promise<void> {
   const { stdout } = await podman.exec(['ps', '-aq', '--filter', `label=${BENCH_LABEL}`]);
+  const ids = String(stdout).split('\n').filter(Boolean);
+  if (ids.length > 0) await podman.exec(['rm', '-f', '-t', '0', ...ids]);
+}
+
+/** Removes the containers of the fnix instance whose state folder is `stateDir`, if any are left. */
+export async function removeInstanceContainers(podman: Podman, stateDir: string): Promise<void> {
+  const { stdout } = await podman.exec(['ps', '-aq', '--filter', `label=${INSTANCE_LABEL}=${instanceOf(stateDir)}`]);
   const ids = String(stdout).split('\n').filter(Boolean);
   if (ids.length > 0) await podman.exec(['rm', '-f', '-t', '0', ...ids]);
 }

@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { startGatewayProcess, sampleRss, type GatewayProcess } from './gateway-process.ts';
-import { prepareHost, removeBenchContainers, startExecTarget, type BenchHost } from './host.ts';
+import { prepareHost, removeBenchContainers, removeInstanceContainers, startExecTarget, type BenchHost } from './host.ts';
 import { createClient } from './http.ts';
 import { measureRefill, type RefillRound } from './refill.ts';
 import { formatReport, judgeTargets, type BenchReport, type WorkloadResults } from './report.ts';
@@ -57,10 +57,12 @@ async function main(): Promise<void> {
   const logFile = join(resultsDir, 'gateway.log');
   await writeFile(logFile, '');
   const say = (line: string) => process.stderr.write(`bench: ${line}\n`);
+  let prepared: BenchHost | undefined;
   try {
     say('compiling the gateway, preparing the agent, the rootfs and busybox');
     await execa('bash', ['scripts/build.sh'], { cwd: ROOT, stdio: 'inherit' });
     const host = await prepareHost(join(stateRoot, 'host'));
+    prepared = host;
     await removeBenchContainers(host.podman);
     const results = Object.fromEntries(WORKLOADS.map((w) => [w.key, {} as WorkloadResults])) as Record<Workload['key'], WorkloadResults>;
 
@@ -123,7 +125,14 @@ async function main(): Promise<void> {
     process.stdout.write(formatReport(report));
     process.stdout.write(`\nJSON: ${file}\nGateway log: ${logFile}\n`);
   } finally {
-    await rm(stateRoot, { recursive: true, force: true });
+    // Whatever failed, nothing of the run is left: the gateways' containers (a gateway stopped by
+    // SIGKILL cannot remove its own), the refill pool's, then the state folders.
+    if (prepared) {
+      const { podman } = prepared;
+      for (const dir of ['warm', 'cold', 'host/refill']) await removeInstanceContainers(podman, join(stateRoot, dir)).catch(() => {});
+      await removeBenchContainers(podman).catch(() => {});
+    }
+    await rm(stateRoot, { recursive: true, force: true }).catch((error: unknown) => say(`could not remove ${stateRoot}: ${String(error)}`));
   }
 }
 

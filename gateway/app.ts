@@ -42,7 +42,7 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
     await next();
   });
   const metrics = options.metrics ?? new GatewayMetrics(() => options.health().pool);
-  const invoke = createInvokeHandler({ ...options, runner: instrumentRunner(options.runner, metrics, 'http') });
+  const invoke = createInvokeHandler({ ...options, metrics, runner: instrumentRunner(options.runner, metrics, 'http') });
   app.all('/fn/:name', invoke);
   app.all('/fn/:name/*', invoke);
   app.get(

@@ -19,20 +19,23 @@ export function instrumentRunner(runner: Runner, metrics: GatewayMetrics, kind: 
         started = await runner.invoke(request);
       } catch (error) {
         const outcome = error instanceof FnixError ? error.code : request.signal?.aborted ? 'INVOCATION_ABORTED' : 'INTERNAL_ERROR';
-        metrics.invocationEnded({ function: name, kind, outcome, totalMs: performance.now() - begin, firstByteMs: undefined, cold: false });
+        metrics.invocationRefused(name, kind, outcome, performance.now() - begin);
         throw error;
       }
       // The command was spawned just now: its first-output time counts from here.
       const spawnedAfterMs = performance.now() - begin;
       const { lease, invocation } = started;
       metrics.containerAcquired(name, lease.coldStart, lease.timings);
-      void invocation.done.then((result) => {
+      void invocation.done.then(async (result) => {
+        // Recorded a turn after the end, so that the gateway's own verdict on the response (an override,
+        // made in the same turn as the end) is what gets counted.
+        await new Promise((resolve) => setImmediate(resolve));
         const firstByteMs = result.firstOutputMs === undefined ? undefined : spawnedAfterMs + result.firstOutputMs;
         if (lease.coldStart && result.firstOutputMs !== undefined) metrics.coldFirstByte(result.firstOutputMs);
         metrics.invocationEnded({
           function: name,
           kind,
-          outcome: result.error?.code ?? 'OK',
+          outcome: metrics.outcomeOverride(invocation) ?? result.error?.code ?? 'OK',
           totalMs: spawnedAfterMs + result.durationMs,
           firstByteMs,
           cold: lease.coldStart,

@@ -49,6 +49,8 @@ export class GatewayMetrics {
   readonly #deployments: Counter<'outcome'>;
   readonly #deployDuration: Histogram<'outcome'>;
   readonly #sessions: Gauge;
+  /** Outcomes the gateway decided itself (a 413, a bad CGI response), which the invocation cannot know. */
+  readonly #outcomes = new WeakMap<object, string>();
 
   /** `poolStats` is read at each scrape for the pool and queue gauges. */
   constructor(poolStats: () => PoolStats) {
@@ -62,7 +64,7 @@ export class GatewayMetrics {
     });
     this.#duration = new Histogram({
       name: 'fnix_invocation_duration_seconds',
-      help: 'From the request to the end of the process, queueing and cold start included',
+      help: 'Invocations that ran: from the request to the end of the process, queueing and cold start included',
       labelNames: ['function', 'kind'],
       buckets: LATENCY_BUCKETS,
       registers,
@@ -89,7 +91,7 @@ export class GatewayMetrics {
     });
     this.#queueWait = new Histogram({
       name: 'fnix_queue_wait_seconds',
-      help: 'How long an invocation waited for a container because all were busy (0 for most)',
+      help: 'How long an invocation waited for a container because all were busy (0 for most); refused ones included',
       buckets: [0, 0.001, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
@@ -143,7 +145,26 @@ export class GatewayMetrics {
     return metrics;
   }
 
-  /** Records an invocation that ended (or never started: `outcome` is then its error code). */
+  /**
+   * Sets the outcome counted for `invocation` when it ends, in place of its own: the gateway answered
+   * with an error of its own (BODY_TOO_LARGE, FUNCTION_BAD_RESPONSE) and killed it.
+   */
+  overrideOutcome(invocation: object, code: string): void {
+    this.#outcomes.set(invocation, code);
+  }
+
+  /** The override set for `invocation`, if any. */
+  outcomeOverride(invocation: object): string | undefined {
+    return this.#outcomes.get(invocation);
+  }
+
+  /** Records an invocation that never started: refused (NO_CAPACITY, ...) after waiting `waitMs`. */
+  invocationRefused(functionName: string, kind: InvocationKind, outcome: string, waitMs: number): void {
+    this.#invocations.inc({ function: functionName, kind, outcome });
+    this.#queueWait.observe(waitMs / 1000);
+  }
+
+  /** Records an invocation that ran and ended. */
   invocationEnded(record: InvocationRecord): void {
     this.#invocations.inc({ function: record.function, kind: record.kind, outcome: record.outcome });
     this.#duration.observe({ function: record.function, kind: record.kind }, record.totalMs / 1000);

@@ -9,9 +9,11 @@ import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { Invocation } from '../../runtime/invocation/invocation.ts';
 import type { Logger } from '../../runtime/log.ts';
 import type { Runner } from '../../runtime/runner.ts';
+import { FnixError } from '../../runtime/errors.ts';
 import { LineSplitter } from '../../runtime/stdio/line-splitter.ts';
 import { buildCgiEnv } from '../cgi/env.ts';
 import { bodyTooLarge } from '../errors.ts';
+import type { GatewayMetrics } from '../metrics/metrics.ts';
 import { respondWithInvocation } from './function-response.ts';
 import { deliverBody } from './request-body.ts';
 
@@ -24,6 +26,8 @@ export interface InvokeRouteOptions {
   runner: Runner;
   maxBody: number;
   log: Logger;
+  /** Told the outcome when the gateway itself answers with an error (a 413, a bad CGI response). */
+  metrics: GatewayMetrics;
 }
 
 /** The header that carries the invocation id on every /fn response. */
@@ -31,7 +35,7 @@ export const INVOCATION_ID_HEADER = 'x-fnix-invocation-id';
 
 /** Creates the handler for /fn/<name>[/<rest>]. */
 export function createInvokeHandler(options: InvokeRouteOptions) {
-  const { registry, runner, maxBody, log } = options;
+  const { registry, runner, maxBody, log, metrics } = options;
   return async function invoke(c: Context<GatewayEnv>): Promise<Response> {
     const id = c.get('invocationId');
     const name = c.req.param('name') ?? '';
@@ -82,6 +86,7 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
         abortConnection: () => c.env.outgoing.destroy(),
       });
     } catch (error) {
+      if (error instanceof FnixError) metrics.overrideOutcome(invocation, error.code);
       invocation.kill('aborted'); // nothing will read its output: it must not run on to its timeout
       throw error;
     }

@@ -202,7 +202,7 @@ export class Invocation {
     const room = this.#options.maxOutputBytes - total;
     const chunk = payload.length > room ? payload.subarray(0, Math.max(0, room)) : payload;
     if (stream === 'stdout') {
-      if (chunk.length > 0) this.#firstOutputMs ??= performance.now() - this.#startedAt;
+      if (chunk.length > 0 && !this.#killReason) this.#firstOutputMs ??= performance.now() - this.#startedAt;
       this.#stdoutBytes += chunk.length;
     } else this.#stderrBytes += chunk.length;
     if (chunk.length > 0 && !this.#killReason) {

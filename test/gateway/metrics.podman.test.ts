@@ -17,6 +17,7 @@ beforeAll(async () => {
     poolSize: 0,
     maxContainers: 1,
     queueTimeoutMs: 700,
+    maxBody: 1024,
   });
 });
 afterAll(async () => {
@@ -93,8 +94,28 @@ describe('GET /metrics', () => {
 
     const after = await scrape(gateway.url);
     expect(after.value('fnix_queue_length')).toBe(0);
+    // The refused request's wait counts too: that is when waits matter.
+    expect(after.value('fnix_queue_wait_seconds_sum') - before.value('fnix_queue_wait_seconds_sum')).toBeGreaterThan(0.6);
     expect(after.value('fnix_invocations_total', { function: 'hello', kind: 'http', outcome: 'NO_CAPACITY' })).toBe(
       before.value('fnix_invocations_total', { function: 'hello', kind: 'http', outcome: 'NO_CAPACITY' }) + 1,
+    );
+  });
+
+  it("counts the gateway's own verdict: a chunked body over the limit is BODY_TOO_LARGE, not an abort", async () => {
+    const before = await scrape(gateway.url);
+    const chunks = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < 4; i += 1) controller.enqueue(new Uint8Array(1000));
+        controller.close();
+      },
+    });
+    const response = await fetch(`${gateway.url}/fn/echo`, { method: 'POST', body: chunks, duplex: 'half' } as RequestInit);
+    expect(response.status).toBe(413);
+    const labels = { function: 'echo', kind: 'http', outcome: 'BODY_TOO_LARGE' };
+    await waitUntil(async () => (await scrape(gateway.url)).value('fnix_invocations_total', labels) === before.value('fnix_invocations_total', labels) + 1, 5_000, 'the 413 to be counted');
+    const after = await scrape(gateway.url);
+    expect(after.value('fnix_invocations_total', { ...labels, outcome: 'INVOCATION_ABORTED' })).toBe(
+      before.value('fnix_invocations_total', { ...labels, outcome: 'INVOCATION_ABORTED' }),
     );
   });
 });
