@@ -12,6 +12,7 @@ import { prepareRootfs } from '../runtime/container/rootfs.ts';
 import { choosePackageSet } from '../runtime/nix/package-set.ts';
 import { PackageResolver } from '../runtime/nix/resolve.ts';
 import { Podman } from '../runtime/podman/podman.ts';
+import { listContainers, removeContainers } from '../runtime/podman/remove.ts';
 import { isolationArgs } from '../runtime/podman/run.ts';
 
 /** Label of the benchmark's own containers, so that a run removes those an interrupted run left. */
@@ -47,16 +48,12 @@ export async function prepareHost(stateDir: string): Promise<BenchHost> {
 
 /** Removes containers an earlier, interrupted benchmark left. */
 export async function removeBenchContainers(podman: Podman): Promise<void> {
-  const { stdout } = await podman.exec(['ps', '-aq', '--filter', `label=${BENCH_LABEL}`]);
-  const ids = String(stdout).split('\n').filter(Boolean);
-  if (ids.length > 0) await podman.exec(['rm', '-f', '-t', '0', ...ids]);
+  await removeContainers(podman, await listContainers(podman, BENCH_LABEL, '1'));
 }
 
 /** Removes the containers of the fnix instance whose state folder is `stateDir`, if any are left. */
 export async function removeInstanceContainers(podman: Podman, stateDir: string): Promise<void> {
-  const { stdout } = await podman.exec(['ps', '-aq', '--filter', `label=${INSTANCE_LABEL}=${instanceOf(stateDir)}`]);
-  const ids = String(stdout).split('\n').filter(Boolean);
-  if (ids.length > 0) await podman.exec(['rm', '-f', '-t', '0', ...ids]);
+  await removeContainers(podman, await listContainers(podman, INSTANCE_LABEL, instanceOf(stateDir)));
 }
 
 /** Starts a long-lived container for `podman exec`; returns its name. */

@@ -14,6 +14,7 @@ import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { removeContainers } from '../runtime/podman/remove.ts';
 import { startGatewayProcess, sampleRss, type GatewayProcess } from './gateway-process.ts';
 import { prepareHost, removeBenchContainers, removeInstanceContainers, startExecTarget, type BenchHost } from './host.ts';
 import { createClient } from './http.ts';
@@ -111,7 +112,7 @@ async function main(): Promise<void> {
         results[w.key].exec = await measure(() => runToEnd(argv, w.input, w.expected), { concurrency: 1, requests: PLAN.exec });
       }
     } finally {
-      await host.podman.exec(['rm', '-f', '-t', '0', target]);
+      await removeContainers(host.podman, [target]);
     }
     for (const w of WORKLOADS) {
       say(`${w.key}: (b) naive, podman run --rm per request`);
