@@ -12,7 +12,7 @@ import type { Runner } from '../runtime/runner.ts';
 import type { RuntimeHealth } from '../runtime/runtime.ts';
 import { errorResponse, toFnixError } from './errors.ts';
 import { instrumentRunner } from './metrics/instrument-runner.ts';
-import { GatewayMetrics } from './metrics/metrics.ts';
+import type { GatewayMetrics } from './metrics/metrics.ts';
 import { createHealthHandler } from './routes/health.ts';
 import { createInvokeHandler, INVOCATION_ID_HEADER, type GatewayEnv } from './routes/invoke.ts';
 import { createMetricsHandler } from './routes/metrics.ts';
@@ -26,14 +26,14 @@ export interface AppOptions {
   log: Logger;
   /** True once shutdown has begun: /healthz reports 503. @default () => false */
   isShuttingDown?: () => boolean;
-  /** Served at /metrics. @default new metrics reading the pool from `health` */
-  metrics?: GatewayMetrics;
+  /** Served at /metrics, and fed by the routes (GatewayMetrics.forRuntime makes them). */
+  metrics: GatewayMetrics;
 }
 
 /**
  * Creates the gateway's Hono app.
  * @example
- * const app = createApp({ registry, runner, health, maxBody: 6 << 20, log });
+ * const app = createApp({ registry, runner, health, maxBody: 6 << 20, log, metrics: GatewayMetrics.forRuntime(runtime) });
  */
 export function createApp(options: AppOptions): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
@@ -41,8 +41,8 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
     c.set('invocationId', nanoid());
     await next();
   });
-  const metrics = options.metrics ?? new GatewayMetrics(() => options.health().pool);
-  const invoke = createInvokeHandler({ ...options, metrics, runner: instrumentRunner(options.runner, metrics, 'http') });
+  const { metrics } = options;
+  const invoke = createInvokeHandler({ ...options, runner: instrumentRunner(options.runner, metrics, 'http') });
   app.all('/fn/:name', invoke);
   app.all('/fn/:name/*', invoke);
   app.get(
