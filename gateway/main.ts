@@ -7,10 +7,14 @@ import { createLogger } from '../runtime/log.ts';
 import { startRuntime } from '../runtime/runtime.ts';
 import { createApp } from './app.ts';
 import { loadConfig } from './config.ts';
+import { instrumentRunner } from './metrics/instrument-runner.ts';
 import { GatewayMetrics } from './metrics/metrics.ts';
+import { createSessionUpgrade } from './sessions/upgrade.ts';
 import { startServer } from './server.ts';
 
 const log = createLogger();
+/** The largest WebSocket frame a session client may send. */
+const SESSION_MAX_FRAME = 1024 * 1024;
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
@@ -44,7 +48,15 @@ async function main(): Promise<void> {
     log,
     isShuttingDown: () => shuttingDown,
   });
-  const server = await startServer({ app, host: config.host, port: config.port }).catch(async (error: unknown) => {
+  const sessions = createSessionUpgrade({
+    registry: runtime.registry,
+    runner: instrumentRunner(runtime.runner, metrics, 'session'),
+    log,
+    metrics,
+    maxPayload: SESSION_MAX_FRAME,
+    isShuttingDown: () => shuttingDown,
+  });
+  const server = await startServer({ app, host: config.host, port: config.port, onUpgrade: sessions.handle }).catch(async (error: unknown) => {
     await runtime.close(0);
     throw error;
   });
@@ -58,6 +70,7 @@ async function main(): Promise<void> {
     shuttingDown = true;
     log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
     const closed = server.close();
+    await sessions.closeAll();
     await runtime.close(config.shutdownGraceMs);
     server.server.closeAllConnections();
     await closed;

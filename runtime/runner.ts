@@ -18,6 +18,8 @@ export interface InvokeRequest {
   id: string;
   /** Variables describing the request (CGI variables, FNIX_SESSION...). The manifest's env is added. */
   env: Readonly<Record<string, string>>;
+  /** Overrides the manifest's timeoutMs (sessions run for the manifest's sessionTimeoutMs). */
+  timeoutMs?: number | undefined;
   /** Run on a pseudo-terminal of this size. */
   tty?: { cols: number; rows: number } | undefined;
   /** Aborting it cancels the wait for a container, or kills the invocation. */
@@ -70,7 +72,7 @@ export class PoolRunner implements Runner {
         id: request.id,
         functionName: fn.name,
         spawn: { argv: fn.manifest.command, env, cwd: FUNCTION_DIR, tty: request.tty },
-        timeoutMs: fn.manifest.timeoutMs,
+        timeoutMs: request.timeoutMs ?? fn.manifest.timeoutMs,
         maxOutputBytes: this.#maxOutputBytes,
         signal: request.signal,
       });

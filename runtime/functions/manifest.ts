@@ -18,7 +18,14 @@ const RESERVED_ENV = new Set([
 const MAX_MANIFEST_BYTES = 64 * 1024;
 
 /** Defaults for the optional fields. */
-export const MANIFEST_DEFAULTS = { timeoutMs: 30_000, memoryMb: 256, network: false, cgi: false } as const;
+export const MANIFEST_DEFAULTS = {
+  timeoutMs: 30_000,
+  memoryMb: 256,
+  network: false,
+  cgi: false,
+  sessionTimeoutMs: 900_000,
+  idleTimeoutMs: 300_000,
+} as const;
 
 const noNul = (s: string) => !s.includes('\0');
 
@@ -69,6 +76,10 @@ const manifestSchema = z.strictObject({
   memoryMb: z.number().int().min(16).max(65_536).default(MANIFEST_DEFAULTS.memoryMb),
   network: z.boolean().default(MANIFEST_DEFAULTS.network),
   cgi: z.boolean().default(MANIFEST_DEFAULTS.cgi),
+  /** How long a WebSocket session may last (timeoutMs is for HTTP invocations). */
+  sessionTimeoutMs: z.number().int().min(1000).max(86_400_000).default(MANIFEST_DEFAULTS.sessionTimeoutMs),
+  /** How long a session may pass with no traffic either way. */
+  idleTimeoutMs: z.number().int().min(1000).max(86_400_000).default(MANIFEST_DEFAULTS.idleTimeoutMs),
 });
 
 /** A validated manifest, every default filled in. */

@@ -29,6 +29,9 @@ const ALL_CODES = [
   'CONTAINER_START_FAILED',
   'CONTAINER_LOST',
   'SHUTTING_DOWN',
+  'SESSION_PROTOCOL_ERROR',
+  'SESSION_IDLE',
+  'SESSION_TIMEOUT',
   'ROUTE_NOT_FOUND',
   'INTERNAL_ERROR',
 ] as const satisfies readonly ErrorCode[];

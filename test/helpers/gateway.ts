@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApp } from '../../gateway/app.ts';
+import { instrumentRunner } from '../../gateway/metrics/instrument-runner.ts';
 import { GatewayMetrics } from '../../gateway/metrics/metrics.ts';
+import { createSessionUpgrade, type SessionUpgrade } from '../../gateway/sessions/upgrade.ts';
 import { startServer, type RunningServer } from '../../gateway/server.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { startRuntime, type Runtime, type RuntimeOptions } from '../../runtime/runtime.ts';
@@ -23,6 +25,7 @@ export interface TestGateway {
   url: string;
   runtime: Runtime;
   server: RunningServer;
+  sessions: SessionUpgrade;
   stateDir: string;
   /** Every log line written so far. */
   logs: string[];
@@ -32,6 +35,7 @@ export interface TestGateway {
 /** Options: any runtime option, plus the body limit. */
 export type TestGatewayOptions = Partial<Omit<RuntimeOptions, 'log' | 'limits'>> & {
   maxBody?: number;
+  sessionMaxFrame?: number;
   limits?: Partial<RuntimeOptions['limits']>;
 };
 
@@ -52,22 +56,33 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     limits: { memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1, ...options.limits },
     log,
   });
+  const metrics = GatewayMetrics.forRuntime(runtime);
+  const sessions = createSessionUpgrade({
+    registry: runtime.registry,
+    runner: instrumentRunner(runtime.runner, metrics, 'session'),
+    log,
+    metrics,
+    maxPayload: options.sessionMaxFrame ?? 1024 * 1024,
+    isShuttingDown: () => false,
+  });
   const app = createApp({
-    metrics: GatewayMetrics.forRuntime(runtime),
+    metrics,
     registry: runtime.registry,
     runner: runtime.runner,
     health: runtime.health,
     maxBody: options.maxBody ?? 6 * 1024 * 1024,
     log,
   });
-  const server = await startServer({ app, host: '127.0.0.1', port: 0 });
+  const server = await startServer({ app, host: '127.0.0.1', port: 0, onUpgrade: sessions.handle });
   return {
     url: server.url,
     runtime,
     server,
+    sessions,
     stateDir,
     logs,
     async close() {
+      await sessions.closeAll();
       server.server.closeAllConnections();
       await server.close();
       await runtime.close(1000);

@@ -39,11 +39,20 @@ describe('parseManifest: defaults', () => {
       memoryMb: 256,
       network: false,
       cgi: false,
+      sessionTimeoutMs: 900_000,
+      idleTimeoutMs: 300_000,
     });
   });
 
   it('exports the same defaults it applies', () => {
-    expect(MANIFEST_DEFAULTS).toEqual({ timeoutMs: 30_000, memoryMb: 256, network: false, cgi: false });
+    expect(MANIFEST_DEFAULTS).toEqual({
+      timeoutMs: 30_000,
+      memoryMb: 256,
+      network: false,
+      cgi: false,
+      sessionTimeoutMs: 900_000,
+      idleTimeoutMs: 300_000,
+    });
   });
 
   it('keeps every value given instead of the default', () => {
@@ -55,6 +64,8 @@ describe('parseManifest: defaults', () => {
       memoryMb: 65_536,
       network: true,
       cgi: true,
+      sessionTimeoutMs: 1000,
+      idleTimeoutMs: 86_400_000,
     };
     expect(parseManifest(input, FILE)).toEqual(input);
   });
@@ -110,7 +121,7 @@ describe('parseManifest: unknown fields', () => {
     expect(error.issues).toContainEqual(expect.objectContaining({ field: 'timeout', value: 5 }));
     expect(error.issues).toContainEqual(expect.objectContaining({ field: 'Memory', value: { mb: 1 } }));
     for (const issue of error.issues) {
-      for (const known of ['packages', 'command', 'env', 'timeoutMs', 'memoryMb', 'network', 'cgi']) {
+      for (const known of ['packages', 'command', 'env', 'timeoutMs', 'memoryMb', 'network', 'cgi', 'sessionTimeoutMs', 'idleTimeoutMs']) {
         expect(issue.message).toContain(known);
       }
     }
@@ -308,6 +319,8 @@ describe('loadManifest', () => {
       memoryMb: 256,
       network: false,
       cgi: true,
+      sessionTimeoutMs: 900_000,
+      idleTimeoutMs: 300_000,
     });
   });
 

@@ -1,0 +1,158 @@
+/**
+ * @module
+ * `GET /sessions/<name>` with a WebSocket upgrade. The function and a container are settled before the
+ * handshake, so an unknown function is a plain 404 and no capacity a 503, with the core's JSON errors;
+ * only then does the socket become a session.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { nanoid } from 'nanoid';
+import { WebSocketServer } from 'ws';
+import { FnixError } from '../../runtime/errors.ts';
+import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
+import type { Logger } from '../../runtime/log.ts';
+import type { Runner } from '../../runtime/runner.ts';
+import { buildCgiEnv } from '../cgi/env.ts';
+import { STATUS_BY_CODE, toFnixError } from '../errors.ts';
+import type { GatewayMetrics } from '../metrics/metrics.ts';
+import { MAX_TERMINAL_SIZE } from './protocol.ts';
+import { runSession, type Session } from './session.ts';
+
+/** What the upgrade handler needs. */
+export interface SessionUpgradeOptions {
+  registry: FunctionRegistry;
+  /** A runner that counts its invocations as sessions. */
+  runner: Runner;
+  log: Logger;
+  metrics: GatewayMetrics;
+  /** The largest frame a client may send; larger ones close the session with 1009. */
+  maxPayload: number;
+  /** True once shutdown has begun: new sessions are refused. */
+  isShuttingDown: () => boolean;
+}
+
+/** The upgrade handler, and the open sessions (for shutdown). */
+export interface SessionUpgrade {
+  handle(request: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Ends every open session (status SHUTTING_DOWN, close 1001) and resolves when they have ended. */
+  closeAll(): Promise<void>;
+}
+
+/** Creates the handler for WebSocket upgrades on /sessions/<name>. */
+export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpgrade {
+  const { registry, runner, log, metrics } = options;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, perMessageDeflate: false });
+  const sessions = new Set<Session>();
+
+  async function handle(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => {});
+    const url = new URL(request.url ?? '/', 'http://fnix');
+    const match = /^\/sessions\/([^/]*)$/.exec(url.pathname);
+    if (!match) throw new FnixError('ROUTE_NOT_FOUND', `no WebSocket route for ${url.pathname}; sessions are at /sessions/<name>`);
+    if (options.isShuttingDown()) throw new FnixError('SHUTTING_DOWN', 'fnix is shutting down and accepts no new sessions');
+    const fn = registry.get(safeDecode(match[1]!));
+    const tty = readTty(url.searchParams);
+    const id = nanoid();
+    const closed = new AbortController();
+    socket.once('close', () => closed.abort());
+    const socketAddress = socket as unknown as { localPort?: number; remoteAddress?: string; remotePort?: number };
+    const env = {
+      ...buildCgiEnv({
+        method: 'GET',
+        pathInfo: '',
+        query: url.search.slice(1),
+        scriptName: `/sessions/${fn.name}`,
+        headers: toHeaders(request),
+        requestUri: request.url ?? url.pathname,
+        serverName: url.hostname,
+        serverPort: String(socketAddress.localPort ?? ''),
+        remoteAddr: socketAddress.remoteAddress ?? '',
+        remotePort: String(socketAddress.remotePort ?? ''),
+      }),
+      FNIX_SESSION: '1',
+      ...(tty ? { TERM: 'xterm-256color' } : {}),
+    };
+    const { invocation } = await runner.invoke({
+      fn,
+      id,
+      env,
+      tty,
+      timeoutMs: fn.manifest.sessionTimeoutMs,
+      signal: closed.signal,
+    });
+    if (closed.signal.aborted) return; // the client left while a container was found; the signal killed it
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      metrics.sessionOpened();
+      const session = runSession({ ws, invocation, idleTimeoutMs: fn.manifest.idleTimeoutMs, sessionTimeoutMs: fn.manifest.sessionTimeoutMs });
+      sessions.add(session);
+      log.info('session started', { function: fn.name, id, tty: tty ? `${tty.cols}x${tty.rows}` : 'no' });
+      void session.ended.then((status) => {
+        sessions.delete(session);
+        metrics.sessionClosed();
+        log.info('session ended', { function: fn.name, id, status: JSON.stringify(status) });
+      });
+    });
+  }
+
+  return {
+    handle(request, socket, head) {
+      handle(request, socket, head).catch((error: unknown) => {
+        const fnixError = toFnixError(error);
+        if (fnixError.code === 'INTERNAL_ERROR') log.error('session upgrade failed', { error: String(error), stack: (error as Error).stack });
+        rejectUpgrade(socket, fnixError);
+      });
+    },
+    async closeAll() {
+      const open = [...sessions];
+      for (const session of open) session.shutdown();
+      await Promise.allSettled(open.map((s) => s.ended));
+    },
+  };
+}
+
+/** `?tty=1&cols=80&rows=24`: the terminal size, or undefined without tty. */
+function readTty(params: URLSearchParams): { cols: number; rows: number } | undefined {
+  const tty = params.get('tty');
+  if (tty === null || tty === '0' || tty === 'false') return undefined;
+  const read = (name: string, fallback: number) => {
+    const raw = params.get(name);
+    if (raw === null) return fallback;
+    const value = Number(raw);
+    if (!/^\d+$/.test(raw) || value < 1 || value > MAX_TERMINAL_SIZE) {
+      throw new FnixError('SESSION_PROTOCOL_ERROR', `${name}=${JSON.stringify(raw)}: expected an integer from 1 to ${MAX_TERMINAL_SIZE}`);
+    }
+    return value;
+  };
+  return { cols: read('cols', 80), rows: read('rows', 24) };
+}
+
+function safeDecode(name: string): string {
+  try {
+    return decodeURIComponent(name);
+  } catch {
+    return name; // the registry refuses it as an invalid name
+  }
+}
+
+function toHeaders(request: IncomingMessage): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+  }
+  return headers;
+}
+
+/** Answers the upgrade request with the core's JSON error, and closes the socket. */
+function rejectUpgrade(socket: Duplex, error: FnixError): void {
+  if (socket.destroyed) return;
+  const status = STATUS_BY_CODE[error.code];
+  const body = JSON.stringify({ error: error.toJSON() });
+  const lines = [
+    `HTTP/1.1 ${status} ${error.code}`,
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    'Connection: close',
+    ...(status === 503 ? ['Retry-After: 1'] : []),
+  ];
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
+}
