@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fnix set-up for a fresh Debian 12 machine: installs whatever is missing (system packages, npm
 # dependencies) and warms the offline starter package set. Safe to run again: it only does what is
-# missing, so `npm start` and `npm test` run it every time.
+# missing, so `npm start` and `npm test` run it every time. `--test` adds what only the tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,11 @@ declare -A PACKAGES=(
   [libc6-dev]=/usr/include/stdio.h
   [git]=/usr/bin/git
 )
+# With --test (what `npm test` passes): what only the test suite needs. The browser terminal's test
+# drives Debian's Chromium through playwright-core; nothing downloads a browser.
+if [ "${1:-}" = "--test" ]; then
+  PACKAGES[chromium]=/usr/bin/chromium
+fi
 missing=()
 for pkg in "${!PACKAGES[@]}"; do
   [ -e "${PACKAGES[$pkg]}" ] || missing+=("$pkg")

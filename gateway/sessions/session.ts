@@ -3,6 +3,7 @@
  * One live session: a WebSocket joined to a running invocation's stdio, with backpressure both ways,
  * an idle timeout, and an end that always says why (a status frame on channel 3, then a close).
  */
+import { finished } from 'node:stream/promises';
 import type { WebSocket } from 'ws';
 import type { Invocation, InvocationResult } from '../../runtime/invocation/invocation.ts';
 import { CHANNEL, decodeClientFrame, encodeFrame, ProtocolViolation } from './protocol.ts';
@@ -87,9 +88,16 @@ export function runSession(options: SessionOptions): Session {
     if (frame.channel === 'stdin') {
       if (frame.data.length === 0) invocation.stdin.end();
       else if (!invocation.stdin.writableEnded && !invocation.stdin.write(frame.data)) {
-        // The command reads slower than the client types: stop reading the socket until it catches up.
+        // The command reads slower than the client sends: stop reading the socket until it catches up.
+        // ('drain' never comes once stdin is ending, so the end of the invocation resumes too.)
         ws.pause();
-        invocation.stdin.once('drain', () => ws.resume());
+        const resume = () => {
+          invocation.stdin.off('drain', resume);
+          ws.resume();
+        };
+        invocation.stdin.on('drain', resume);
+        invocation.stdin.once('finish', resume);
+        void invocation.done.then(resume);
       }
     } else if (frame.channel === 'resize') {
       invocation.resize(frame.cols, frame.rows);
@@ -103,12 +111,12 @@ export function runSession(options: SessionOptions): Session {
   ws.on('error', () => {}); // a close always follows
 
   touch();
-  const streamEnded = (stream: NodeJS.ReadableStream) => new Promise<void>((resolve) => stream.once('end', resolve));
   const ended = (async (): Promise<SessionStatus> => {
     const result = await invocation.done;
     clearTimeout(idleTimer);
     // Everything the command wrote goes out before the status.
-    if (ws.readyState === ws.OPEN) await Promise.all([streamEnded(invocation.stdout), streamEnded(invocation.stderr)]);
+    // (finished() also settles for a stream that ended before it was called; errors cannot occur here.)
+    if (ws.readyState === ws.OPEN) await Promise.allSettled([finished(invocation.stdout), finished(invocation.stderr)]);
     const status = verdict?.status ?? statusOf(result, sessionTimeoutMs);
     if (ws.readyState === ws.OPEN) {
       ws.send(encodeFrame(CHANNEL.STATUS, JSON.stringify(status)), { binary: true });
