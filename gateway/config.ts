@@ -19,7 +19,9 @@ export interface Config {
   packages: string | undefined;
   /** FNIX_POOL_SIZE: generic containers kept warm. @default 4 */
   poolSize: number;
-  /** FNIX_MAX_CONTAINERS: containers of every kind. @default max(16, poolSize + 4) */
+  /** FNIX_MAX_SESSIONS: WebSocket sessions open at once (each holds a container). @default 32 */
+  maxSessions: number;
+  /** FNIX_MAX_CONTAINERS: containers of every kind. @default max(16, poolSize + 4) + maxSessions */
   maxContainers: number;
   /** FNIX_MAX_BODY: request body bytes. @default 6 MiB */
   maxBody: number;
@@ -57,7 +59,10 @@ export class ConfigError extends Error {
  */
 export function loadConfig(env: Env, cwd = process.cwd()): Config {
   const poolSize = readInteger(env, 'FNIX_POOL_SIZE', 4, 0, 256);
-  const maxContainers = readInteger(env, 'FNIX_MAX_CONTAINERS', Math.max(16, poolSize + 4), 1, 4096);
+  const maxSessions = readInteger(env, 'FNIX_MAX_SESSIONS', 32, 0, 4096);
+  // A session holds its container for as long as it is open: by default the sessions get room of
+  // their own, so that open sessions never starve HTTP invocations of containers.
+  const maxContainers = readInteger(env, 'FNIX_MAX_CONTAINERS', Math.max(16, poolSize + 4) + maxSessions, 1, 4096);
   if (maxContainers < poolSize) {
     throw new ConfigError(`FNIX_MAX_CONTAINERS (${maxContainers}) must be at least FNIX_POOL_SIZE (${poolSize})`);
   }
@@ -69,6 +74,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     functionsDir: resolve(cwd, env['FNIX_FUNCTIONS_DIR'] || 'functions'),
     packages: env['FNIX_PACKAGES'] || undefined,
     poolSize,
+    maxSessions,
     maxContainers,
     maxBody: readBytes(env, 'FNIX_MAX_BODY', 6 * MIB, 0, 1024 * MIB),
     maxOutput: readBytes(env, 'FNIX_MAX_OUTPUT', 100 * MIB, 1, 64 * 1024 * MIB),

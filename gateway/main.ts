@@ -54,6 +54,7 @@ async function main(): Promise<void> {
     log,
     metrics,
     maxPayload: SESSION_MAX_FRAME,
+    maxSessions: config.maxSessions,
     isShuttingDown: () => shuttingDown,
   });
   const server = await startServer({ app, host: config.host, port: config.port, onUpgrade: sessions.handle }).catch(async (error: unknown) => {

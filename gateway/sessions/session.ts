@@ -12,10 +12,14 @@ import { CHANNEL, decodeClientFrame, encodeFrame, ProtocolViolation } from './pr
 export interface SessionOptions {
   ws: WebSocket;
   invocation: Invocation;
+  /** The command runs on a pseudo-terminal: an empty stdin frame sends the terminal's EOF (Ctrl-D). */
+  tty: boolean;
   /** The session ends after this long with no traffic either way. */
   idleTimeoutMs: number;
   /** The manifest's sessionTimeoutMs, for the message when the invocation's clock runs out. */
   sessionTimeoutMs: number;
+  /** Told the status as soon as the command has ended, before it is sent (metrics count it). */
+  onStatus?: ((status: SessionStatus) => void) | undefined;
   /** Bytes the socket may hold unsent before the command's output is paused. @default 1 MiB */
   highWaterMark?: number;
 }
@@ -32,45 +36,53 @@ export interface Session {
 }
 
 const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
+/** After the server's close frame, how long a client has to answer before its socket is dropped. */
+const CLOSE_GRACE_MS = 2000;
+const CTRL_D = Buffer.of(0x04);
 
 /** Joins `ws` to `invocation` until one of them ends. */
 export function runSession(options: SessionOptions): Session {
   const { ws, invocation, idleTimeoutMs, sessionTimeoutMs } = options;
   const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
-  // Why the session ends, when the gateway decides it rather than the command.
-  let verdict: { status: SessionStatus; closeCode: number } | undefined;
-  let outputPaused = false;
-  let idleTimer: NodeJS.Timeout | undefined;
 
-  const touch = () => {
-    clearTimeout(idleTimer);
-    idleTimer = setTimeout(() => {
-      end({ error: { code: 'SESSION_IDLE', message: `no traffic either way for idleTimeoutMs (${idleTimeoutMs} ms)` } }, 1000);
-    }, idleTimeoutMs);
-  };
-  /** The gateway ends the session: the command is killed, and the status says why. */
+  // Why the session ends, when the gateway decides it rather than the command. Once decided, output
+  // that has not reached the socket is dropped: the client may be gone, or too slow to wait for.
+  let verdict: { status: SessionStatus; closeCode: number } | undefined;
+  let abandonOutput!: () => void;
+  const outputAbandoned = new Promise<void>((resolve) => (abandonOutput = resolve));
   const end = (status: SessionStatus, closeCode: number) => {
     verdict ??= { status, closeCode };
     invocation.kill('aborted');
+    setOutputPaused(false);
+    abandonOutput();
   };
 
+  // The idle clock: traffic only stamps the time; one timer looks at the stamp when it fires.
+  let lastTraffic = performance.now();
+  const touch = () => (lastTraffic = performance.now());
+  let idleTimer: NodeJS.Timeout | undefined;
+  const checkIdle = () => {
+    const quietMs = performance.now() - lastTraffic;
+    if (quietMs < idleTimeoutMs) idleTimer = setTimeout(checkIdle, idleTimeoutMs - quietMs);
+    else end({ error: { code: 'SESSION_IDLE', message: `no traffic either way for idleTimeoutMs (${idleTimeoutMs} ms)` } }, 1000);
+  };
+  idleTimer = setTimeout(checkIdle, idleTimeoutMs);
+
+  // Output: a slow client makes the command wait (the streams pause, so the agent stops reading the
+  // command's pipes), rather than the gateway buffering without bound.
+  let outputPaused = false;
+  function setOutputPaused(paused: boolean): void {
+    if (paused === outputPaused) return;
+    outputPaused = paused;
+    for (const stream of [invocation.stdout, invocation.stderr]) paused ? stream.pause() : stream.resume();
+  }
   const forward = (channel: number) => (chunk: Buffer) => {
     touch();
-    if (ws.readyState !== ws.OPEN) return;
+    if (verdict || ws.readyState !== ws.OPEN) return;
     ws.send(encodeFrame(channel, chunk), { binary: true }, () => {
-      if (outputPaused && ws.bufferedAmount < highWaterMark / 2) {
-        outputPaused = false;
-        invocation.stdout.resume();
-        invocation.stderr.resume();
-      }
+      if (outputPaused && ws.bufferedAmount < highWaterMark / 2) setOutputPaused(false);
     });
-    if (!outputPaused && ws.bufferedAmount >= highWaterMark) {
-      // A slow client: the command's output waits (the agent stops reading its pipes) rather than the
-      // gateway buffering without bound.
-      outputPaused = true;
-      invocation.stdout.pause();
-      invocation.stderr.pause();
-    }
+    if (ws.bufferedAmount >= highWaterMark) setOutputPaused(true);
   };
   invocation.stdout.on('data', forward(CHANNEL.STDOUT));
   invocation.stderr.on('data', forward(CHANNEL.STDERR));
@@ -85,43 +97,46 @@ export function runSession(options: SessionOptions): Session {
       end({ error: { code: 'SESSION_PROTOCOL_ERROR', message: error.message } }, error.closeCode);
       return;
     }
-    if (frame.channel === 'stdin') {
-      if (frame.data.length === 0) invocation.stdin.end();
-      else if (!invocation.stdin.writableEnded && !invocation.stdin.write(frame.data)) {
-        // The command reads slower than the client sends: stop reading the socket until it catches up.
-        // ('drain' never comes once stdin is ending, so the end of the invocation resumes too.)
-        ws.pause();
-        const resume = () => {
-          invocation.stdin.off('drain', resume);
-          ws.resume();
-        };
-        invocation.stdin.on('drain', resume);
-        invocation.stdin.once('finish', resume);
-        void invocation.done.then(resume);
-      }
-    } else if (frame.channel === 'resize') {
-      invocation.resize(frame.cols, frame.rows);
-    } else {
-      invocation.sendSignal(frame.signal);
+    if (frame.channel === 'resize') invocation.resize(frame.cols, frame.rows);
+    else if (frame.channel === 'signal') invocation.sendSignal(frame.signal);
+    else if (frame.data.length === 0) {
+      // A pty has no end of input of its own: a terminal user types Ctrl-D, which the line discipline
+      // turns into end-of-file for a reader at the start of a line.
+      if (options.tty) invocation.stdin.write(CTRL_D);
+      else invocation.stdin.end();
+    } else if (!invocation.stdin.writableEnded && !invocation.stdin.write(frame.data)) {
+      // The command reads slower than the client sends: stop reading the socket until it catches up.
+      // ('drain' never comes once stdin is ending, hence 'finish' and the end of the command too.)
+      ws.pause();
+      const resume = () => {
+        invocation.stdin.off('drain', resume).off('finish', resume);
+        ws.resume();
+      };
+      invocation.stdin.on('drain', resume).on('finish', resume);
+      void invocation.done.then(resume);
     }
   });
-  // The client went away (or the frame was too large, which ws closes with 1009): nothing is left to
-  // read the output, so the command goes within the agent's kill deadline.
-  ws.on('close', () => invocation.kill('aborted'));
+  // The client went away (or sent a frame over maxPayload, which ws answers with 1009): nothing is left
+  // to read the output, so the command goes, within the agent's kill deadline.
+  ws.on('close', () => end({ error: { code: 'INVOCATION_ABORTED', message: 'the client closed the session' } }, 1000));
   ws.on('error', () => {}); // a close always follows
 
-  touch();
   const ended = (async (): Promise<SessionStatus> => {
     const result = await invocation.done;
-    clearTimeout(idleTimer);
-    // Everything the command wrote goes out before the status.
-    // (finished() also settles for a stream that ended before it was called; errors cannot occur here.)
-    if (ws.readyState === ws.OPEN) await Promise.allSettled([finished(invocation.stdout), finished(invocation.stderr)]);
     const status = verdict?.status ?? statusOf(result, sessionTimeoutMs);
+    options.onStatus?.(status);
+    // Everything the command wrote goes out before the status, unless the gateway has given up on it.
+    // (finished() also settles for a stream that ended before it was called.)
+    await Promise.race([Promise.allSettled([finished(invocation.stdout), finished(invocation.stderr)]), outputAbandoned]);
+    clearTimeout(idleTimer);
     if (ws.readyState === ws.OPEN) {
       ws.send(encodeFrame(CHANNEL.STATUS, JSON.stringify(status)), { binary: true });
       ws.close(verdict?.closeCode ?? (result.reason === 'shutdown' ? 1001 : 1000));
     }
+    // A client that never answers the close (or never reads) does not hold its socket for long.
+    const drop = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+    ws.once('close', () => clearTimeout(drop));
+    if (ws.readyState === ws.CLOSED) clearTimeout(drop);
     return status;
   })();
   return {

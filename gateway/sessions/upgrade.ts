@@ -15,6 +15,7 @@ import type { Runner } from '../../runtime/runner.ts';
 import { buildCgiEnv } from '../cgi/env.ts';
 import { STATUS_BY_CODE, toFnixError } from '../errors.ts';
 import type { GatewayMetrics } from '../metrics/metrics.ts';
+import { INVOCATION_ID_HEADER } from '../routes/invoke.ts';
 import { MAX_TERMINAL_SIZE } from './protocol.ts';
 import { runSession, type Session } from './session.ts';
 
@@ -27,6 +28,8 @@ export interface SessionUpgradeOptions {
   metrics: GatewayMetrics;
   /** The largest frame a client may send; larger ones close the session with 1009. */
   maxPayload: number;
+  /** Sessions open (or being opened) at once; more are refused with 503 NO_CAPACITY. */
+  maxSessions: number;
   /** True once shutdown has begun: new sessions are refused. */
   isShuttingDown: () => boolean;
 }
@@ -43,6 +46,14 @@ export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpg
   const { registry, runner, log, metrics } = options;
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, perMessageDeflate: false });
   const sessions = new Set<Session>();
+  // The 101 response carries the invocation id, as every HTTP response does.
+  const invocationIds = new WeakMap<IncomingMessage, string>();
+  wss.on('headers', (headers, request) => {
+    const id = invocationIds.get(request);
+    if (id) headers.push(`${INVOCATION_ID_HEADER}: ${id}`);
+  });
+  // Sessions being opened or open, counted from before the container is found until the command ends.
+  let reserved = 0;
 
   async function handle(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => {});
@@ -52,6 +63,11 @@ export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpg
     if (options.isShuttingDown()) throw new FnixError('SHUTTING_DOWN', 'fnix is shutting down and accepts no new sessions');
     const fn = registry.get(safeDecode(match[1]!));
     const tty = readTty(url.searchParams);
+    if (reserved >= options.maxSessions) {
+      throw new FnixError('NO_CAPACITY', `${options.maxSessions} sessions are open, which is FNIX_MAX_SESSIONS; retry later, or raise it`, {
+        details: { maxSessions: options.maxSessions },
+      });
+    }
     const id = nanoid();
     const closed = new AbortController();
     socket.once('close', () => closed.abort());
@@ -72,18 +88,30 @@ export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpg
       FNIX_SESSION: '1',
       ...(tty ? { TERM: 'xterm-256color' } : {}),
     };
-    const { invocation } = await runner.invoke({
-      fn,
-      id,
-      env,
-      tty,
-      timeoutMs: fn.manifest.sessionTimeoutMs,
-      signal: closed.signal,
-    });
+    reserved++;
+    let invocation;
+    try {
+      ({ invocation } = await runner.invoke({ fn, id, env, tty, timeoutMs: fn.manifest.sessionTimeoutMs, signal: closed.signal }));
+    } catch (error) {
+      reserved--;
+      throw error;
+    }
+    void invocation.done.then(() => reserved--);
     if (closed.signal.aborted) return; // the client left while a container was found; the signal killed it
+    invocationIds.set(request, id);
     wss.handleUpgrade(request, socket, head, (ws) => {
       metrics.sessionOpened();
-      const session = runSession({ ws, invocation, idleTimeoutMs: fn.manifest.idleTimeoutMs, sessionTimeoutMs: fn.manifest.sessionTimeoutMs });
+      const session = runSession({
+        ws,
+        invocation,
+        tty: tty !== undefined,
+        idleTimeoutMs: fn.manifest.idleTimeoutMs,
+        sessionTimeoutMs: fn.manifest.sessionTimeoutMs,
+        // Counted under the session's own codes (SESSION_IDLE, SESSION_TIMEOUT...), not the invocation's.
+        onStatus: (status) => {
+          if ('error' in status) metrics.overrideOutcome(invocation, status.error.code);
+        },
+      });
       sessions.add(session);
       log.info('session started', { function: fn.name, id, tty: tty ? `${tty.cols}x${tty.rows}` : 'no' });
       void session.ended.then((status) => {

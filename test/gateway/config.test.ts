@@ -28,7 +28,8 @@ describe('loadConfig: defaults', () => {
       functionsDir: '/srv/fnix/functions',
       packages: undefined,
       poolSize: 4,
-      maxContainers: 16,
+      maxSessions: 32,
+      maxContainers: 48,
       maxBody: 6 * MiB,
       maxOutput: 100 * MiB,
       idleTtlMs: 300_000,
@@ -45,7 +46,7 @@ describe('loadConfig: defaults', () => {
     const env = Object.fromEntries(
       [
         'FNIX_PORT', 'FNIX_HOST', 'FNIX_STATE_DIR', 'FNIX_FUNCTIONS_DIR', 'FNIX_PACKAGES', 'FNIX_POOL_SIZE',
-        'FNIX_MAX_CONTAINERS', 'FNIX_MAX_BODY', 'FNIX_MAX_OUTPUT', 'FNIX_IDLE_TTL_MS', 'FNIX_QUEUE_TIMEOUT_MS',
+        'FNIX_MAX_SESSIONS', 'FNIX_MAX_CONTAINERS', 'FNIX_MAX_BODY', 'FNIX_MAX_OUTPUT', 'FNIX_IDLE_TTL_MS', 'FNIX_QUEUE_TIMEOUT_MS',
         'FNIX_PIDS_LIMIT', 'FNIX_NOFILE', 'FNIX_TMP_SIZE', 'FNIX_SHUTDOWN_GRACE_MS', 'FNIX_CPUS',
       ].map((name) => [name, '']),
     );
@@ -62,11 +63,13 @@ describe('loadConfig: defaults', () => {
     expect(config.functionsDir).toBe(path.resolve(process.cwd(), 'functions'));
   });
 
-  it('derives the default FNIX_MAX_CONTAINERS as max(16, FNIX_POOL_SIZE + 4)', () => {
-    expect(loadConfig({ FNIX_POOL_SIZE: '0' }, CWD).maxContainers).toBe(16);
-    expect(loadConfig({ FNIX_POOL_SIZE: '12' }, CWD).maxContainers).toBe(16);
-    expect(loadConfig({ FNIX_POOL_SIZE: '13' }, CWD).maxContainers).toBe(17);
-    expect(loadConfig({ FNIX_POOL_SIZE: '256' }, CWD).maxContainers).toBe(260);
+  it('derives the default FNIX_MAX_CONTAINERS as max(16, FNIX_POOL_SIZE + 4) + FNIX_MAX_SESSIONS', () => {
+    const none = { FNIX_MAX_SESSIONS: '0' };
+    expect(loadConfig({ ...none, FNIX_POOL_SIZE: '0' }, CWD).maxContainers).toBe(16);
+    expect(loadConfig({ ...none, FNIX_POOL_SIZE: '12' }, CWD).maxContainers).toBe(16);
+    expect(loadConfig({ ...none, FNIX_POOL_SIZE: '13' }, CWD).maxContainers).toBe(17);
+    expect(loadConfig({ ...none, FNIX_POOL_SIZE: '256' }, CWD).maxContainers).toBe(260);
+    expect(loadConfig({ FNIX_POOL_SIZE: '13', FNIX_MAX_SESSIONS: '10' }, CWD).maxContainers).toBe(27);
   });
 });
 
@@ -80,6 +83,7 @@ describe('loadConfig: overrides', () => {
         FNIX_FUNCTIONS_DIR: '/opt/functions',
         FNIX_PACKAGES: '<nixpkgs>',
         FNIX_POOL_SIZE: '2',
+        FNIX_MAX_SESSIONS: '5',
         FNIX_MAX_CONTAINERS: '3',
         FNIX_MAX_BODY: '1024',
         FNIX_MAX_OUTPUT: '2MiB',
@@ -100,6 +104,7 @@ describe('loadConfig: overrides', () => {
       functionsDir: '/opt/functions',
       packages: '<nixpkgs>',
       poolSize: 2,
+      maxSessions: 5,
       maxContainers: 3,
       maxBody: 1024,
       maxOutput: 2 * MiB,

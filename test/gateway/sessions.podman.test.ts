@@ -1,92 +1,324 @@
 /**
  * @module
  * WebSocket sessions against a real gateway and real containers, driven by a ws client with the channel
- * protocol.
+ * protocol: stdio, binary exactness, exit statuses, tty mode, signals, disconnects (checked in the host's
+ * process table), many sessions at once, malformed frames, timeouts, backpressure, limits and shutdown.
  */
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { EXAMPLES_DIR, FIXTURES_DIR, functionsFrom, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { scrape } from '../helpers/metrics.ts';
+import { pidsWithEnv, waitUntil } from '../helpers/processes.ts';
+import { openSession, refusedUpgrade } from '../helpers/session-client.ts';
 
 let gateway: TestGateway;
+const open = (path: string) => openSession(gateway.url, path);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
-  gateway = await startTestGateway({ functionsDir: await functionsFrom(EXAMPLES_DIR, FIXTURES_DIR) });
+  // Room for 20 sessions at once, each holding its own container.
+  gateway = await startTestGateway({ functionsDir: await functionsFrom(EXAMPLES_DIR, FIXTURES_DIR), maxContainers: 24 });
 });
 afterAll(async () => {
   await gateway?.close();
 });
 
-/** A session client that collects what each channel carries, and the close. */
-async function open(path: string) {
-  const ws = new WebSocket(gateway.url.replace('http', 'ws') + path);
-  const channels = new Map<number, Buffer[]>();
-  const closed = new Promise<{ code: number; status: any }>((resolve) =>
-    ws.on('close', (code) => {
-      const status = channels.get(3);
-      resolve({ code, status: status ? JSON.parse(Buffer.concat(status).toString()) : undefined });
-    }),
-  );
-  ws.on('message', (data: Buffer) => {
-    const list = channels.get(data[0]!) ?? [];
-    list.push(data.subarray(1));
-    channels.set(data[0]!, list);
-  });
-  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-  return {
-    ws,
-    closed,
-    text: (channel: number) => Buffer.concat(channels.get(channel) ?? []).toString(),
-    bytes: (channel: number) => Buffer.concat(channels.get(channel) ?? []),
-    send: (channel: number, payload: string | Buffer = '') => ws.send(Buffer.concat([Buffer.of(channel), Buffer.from(payload)])),
-  };
-}
-
-describe('WebSocket sessions', () => {
+describe('sessions: stdio and status', () => {
   it('pipes stdin to stdout byte-exact, binary included, and ends with the exit status', async () => {
-    const session = await open('/sessions/base64');
-    const data = randomBytes(100_000);
-    session.send(0, data);
+    const session = await open('/sessions/echo');
+    const data = randomBytes(300_000); // several frames, every byte value
+    session.send(0, data.subarray(0, 100_000));
+    session.send(0, data.subarray(100_000));
     session.send(0); // end of input
     const { code, status } = await session.closed;
     expect(status).toEqual({ exitCode: 0 });
     expect(code).toBe(1000);
-    expect(Buffer.from(session.text(1).replace(/\s/g, ''), 'base64').equals(data)).toBe(true);
+    expect(session.bytes(1).equals(data)).toBe(true);
+    expect(session.invocationId).toMatch(/^[\w-]{21}$/);
   });
 
   it('carries stderr on channel 2 and a non-zero exit code in the status', async () => {
     const session = await open('/sessions/exit-3');
-    const { status } = await session.closed;
-    expect(status).toEqual({ exitCode: 3 });
-    expect(session.text(2).length).toBeGreaterThan(0);
-  });
-
-  it('answers an unknown function before the upgrade with the JSON 404', async () => {
-    const response = await fetch(`${gateway.url}/sessions/nope`, { headers: { connection: 'upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } });
-    expect(response.status).toBe(404);
-    expect(((await response.json()) as any).error.code).toBe('FUNCTION_NOT_FOUND');
-  });
-
-  it('refuses a text frame with an error status and 1003', async () => {
-    const session = await open('/sessions/forever');
-    session.ws.send('hello');
     const { code, status } = await session.closed;
-    expect(code).toBe(1003);
-    expect(status.error.code).toBe('SESSION_PROTOCOL_ERROR');
+    expect(status).toEqual({ exitCode: 3 });
+    expect(code).toBe(1000);
+    expect(session.text(2)).toContain('something broke');
   });
 
-  it('runs on a terminal with tty=1: isatty, the size, and resize', async () => {
+  it('gives the command the CGI environment, the query, and FNIX_SESSION=1', async () => {
+    const session = await open('/sessions/env-dump?a=1&b=two');
+    expect((await session.closed).status).toEqual({ exitCode: 0 });
+    const env = session.text(1);
+    expect(env).toContain('QUERY_STRING=a=1&b=two\n');
+    expect(env).toContain('FNIX_SESSION=1\n');
+    expect(env).toContain('REQUEST_METHOD=GET\n');
+    expect(env).toContain(`FNIX_INVOCATION_ID=${session.invocationId}\n`);
+    expect(env).toContain('GREETING=hi there\n');
+    expect(env).not.toContain('TERM=');
+  });
+
+  it('counts sessions in /metrics: open while they run, by kind and outcome when they end', async () => {
+    const session = await open('/sessions/forever');
+    await session.waitFor('started', 2);
+    expect((await scrape(gateway.url)).value('fnix_sessions_open')).toBe(1);
+    session.ws.close();
+    await session.closed;
+    await waitUntil(async () => (await scrape(gateway.url)).value('fnix_sessions_open') === 0, 2000, 'fnix_sessions_open to be 0');
+    const metrics = await scrape(gateway.url);
+    expect(metrics.value('fnix_invocations_total', { function: 'forever', kind: 'session', outcome: 'INVOCATION_ABORTED' })).toBe(1);
+  });
+});
+
+describe('sessions: refused before the upgrade', () => {
+  it('answers an unknown function with the JSON 404', async () => {
+    const { status, body } = await refusedUpgrade(gateway.url, '/sessions/nope');
+    expect(status).toBe(404);
+    expect(body.error.code).toBe('FUNCTION_NOT_FOUND');
+  });
+
+  it('answers a bad terminal size with the JSON 400', async () => {
+    const { status, body } = await refusedUpgrade(gateway.url, '/sessions/shell-test?tty=1&cols=0');
+    expect(status).toBe(400);
+    expect(body.error.code).toBe('SESSION_PROTOCOL_ERROR');
+    expect(body.error.message).toContain('cols');
+  });
+});
+
+describe('sessions: malformed frames', () => {
+  it.each([
+    ['a text frame', (s: Awaited<ReturnType<typeof open>>) => s.ws.send('hello'), 1003],
+    ['an unknown channel', (s: Awaited<ReturnType<typeof open>>) => s.send(9, 'x'), 1008],
+    ['a server-only channel', (s: Awaited<ReturnType<typeof open>>) => s.send(1, 'x'), 1008],
+    ['a resize that is not JSON', (s: Awaited<ReturnType<typeof open>>) => s.send(4, 'wide'), 1008],
+    ['a signal not on the allowlist', (s: Awaited<ReturnType<typeof open>>) => s.send(5, '{"signal":"SIGSTOP"}'), 1008],
+  ])('refuses %s with an error status and close %d, and the command goes', async (_name, misbehave, closeCode) => {
+    const session = await open('/sessions/forever');
+    await session.waitFor('started', 2);
+    misbehave(session);
+    const { code, status } = await session.closed;
+    expect(code).toBe(closeCode);
+    expect(status?.error?.code).toBe('SESSION_PROTOCOL_ERROR');
+    await waitUntil(async () => (await pidsWithEnv('FNIX_INVOCATION_ID', session.invocationId)).length === 0, 1000, 'the command to be gone');
+  });
+
+  it('closes with 1009 on a frame over the size limit (1 MiB), and the command goes', async () => {
+    const session = await open('/sessions/forever');
+    await session.waitFor('started', 2);
+    session.send(0, Buffer.alloc(1024 * 1024 + 1));
+    const { code } = await session.closed;
+    expect(code).toBe(1009);
+    await waitUntil(async () => (await pidsWithEnv('FNIX_INVOCATION_ID', session.invocationId)).length === 0, 1000, 'the command to be gone');
+  });
+});
+
+describe('sessions: tty mode', () => {
+  it('runs on a terminal: isatty, the size from the query, resize, stderr merged into channel 1', async () => {
     const session = await open('/sessions/shell-test?tty=1&cols=100&rows=30');
-    session.send(0, 'stty size; [ -t 0 ] && echo is-a-tty\n');
-    await new Promise((r) => setTimeout(r, 500));
+    session.send(0, 'stty size; [ -t 0 ] && [ -t 1 ] && echo is-a-tty; echo to-stderr >&2; echo TERM=$TERM\n');
+    await session.waitFor('TERM=xterm-256color');
     session.send(4, JSON.stringify({ cols: 132, rows: 50 }));
-    await new Promise((r) => setTimeout(r, 200));
     session.send(0, 'stty size; exit 7\n');
     const { status } = await session.closed;
     expect(status).toEqual({ exitCode: 7 });
     const out = session.text(1);
     expect(out).toContain('30 100');
     expect(out).toContain('is-a-tty');
+    expect(out).toContain('to-stderr');
     expect(out).toContain('50 132');
+    expect(session.bytes(2).length).toBe(0);
+  });
+
+  it('interrupts the foreground process on Ctrl-C (0x03) and keeps the shell', async () => {
+    const session = await open('/sessions/shell-test?tty=1');
+    session.send(0, 'sleep 30\n');
+    await sleep(300); // let the shell start sleep in the foreground
+    const sent = performance.now();
+    session.send(0, Buffer.of(0x03));
+    session.send(0, 'echo after-$((40 + 2))\n');
+    await session.waitFor('after-42');
+    expect(performance.now() - sent).toBeLessThan(5000);
+    expect(session.text(1)).toContain('^C');
+    session.send(0, 'exit\n');
+    expect((await session.closed).status).toEqual({ exitCode: 0 });
+  });
+
+  it('sends end of input (Ctrl-D) on an empty stdin frame', async () => {
+    const session = await open('/sessions/shell-test?tty=1');
+    session.send(0);
+    expect((await session.closed).status).toEqual({ exitCode: 0 });
+  });
+});
+
+describe('sessions: signals and disconnects', () => {
+  it('delivers an allowed signal to the command (channel 5), and reports it in the status', async () => {
+    const session = await open('/sessions/forever');
+    await session.waitFor('started', 2);
+    session.send(5, JSON.stringify({ signal: 'SIGTERM' }));
+    expect((await session.closed).status).toEqual({ signal: 'SIGTERM' });
+  });
+
+  it('delivers SIGINT to a command that traps it', async () => {
+    const session = await open('/sessions/shell-test');
+    session.send(0, "trap 'echo got-int; exit 4' INT; echo ready; while :; do sleep 0.05; done\n");
+    await session.waitFor('ready');
+    session.send(5, JSON.stringify({ signal: 'SIGINT' }));
+    await session.waitFor('got-int');
+    expect((await session.closed).status).toEqual({ exitCode: 4 });
+  });
+
+  it('kills the process tree within 1 s when the client disconnects', async () => {
+    for (const end of ['close', 'terminate'] as const) {
+      const session = await open('/sessions/shell-test');
+      session.send(0, 'busybox sleep 3600 & busybox sleep 3600 & echo children-started\n');
+      await session.waitFor('children-started');
+      const pids = await pidsWithEnv('FNIX_INVOCATION_ID', session.invocationId);
+      expect(pids.length).toBeGreaterThanOrEqual(3); // the shell and its two children
+      session.ws[end](); // a clean close, then an abrupt disconnect
+      const elapsed = await waitUntil(
+        async () => (await pidsWithEnv('FNIX_INVOCATION_ID', session.invocationId)).length === 0,
+        1000,
+        `the session's processes to be gone after ${end}`,
+      );
+      expect(elapsed).toBeLessThan(1000);
+    }
+  });
+});
+
+describe('sessions: many at once', () => {
+  it('runs 20 sessions at once, each with its own stdio', async () => {
+    const sessions = await Promise.all(Array.from({ length: 20 }, () => open('/sessions/echo')));
+    // All 20 are open, each in its own container, before any is given input.
+    const running = await Promise.all(sessions.map((s) => pidsWithEnv('FNIX_INVOCATION_ID', s.invocationId)));
+    expect(running.every((pids) => pids.length > 0)).toBe(true);
+    const inputs = sessions.map((_, i) => randomBytes(10_000 + i));
+    sessions.forEach((s, i) => {
+      s.send(0, inputs[i]);
+      s.send(0);
+    });
+    const results = await Promise.all(sessions.map((s) => s.closed));
+    expect(results.map((r) => r.status)).toEqual(Array(20).fill({ exitCode: 0 }));
+    sessions.forEach((s, i) => expect(s.bytes(1).equals(inputs[i]!)).toBe(true));
+  });
+});
+
+describe('sessions: timeouts', () => {
+  it('ends a session after idleTimeoutMs without traffic, with SESSION_IDLE', async () => {
+    const session = await open('/sessions/session-idle'); // idleTimeoutMs: 1000
+    const opened = performance.now();
+    const { code, status } = await session.closed;
+    const elapsed = performance.now() - opened;
+    expect(status?.error?.code).toBe('SESSION_IDLE');
+    expect(code).toBe(1000);
+    expect(elapsed).toBeGreaterThanOrEqual(950);
+    expect(elapsed).toBeLessThan(5000);
+  });
+
+  it('counts traffic either way as activity', async () => {
+    const session = await open('/sessions/session-idle');
+    for (let i = 0; i < 4; i++) {
+      await sleep(400);
+      session.send(0, `line ${i}\n`); // echoed back by cat
+    }
+    await session.waitFor('line 3');
+    expect(session.ws.readyState).toBe(session.ws.OPEN); // 1.6 s in, with a 1 s idle limit
+    expect((await session.closed).status?.error?.code).toBe('SESSION_IDLE');
+  });
+
+  it('ends a session at sessionTimeoutMs even while it is busy, with SESSION_TIMEOUT', async () => {
+    const session = await open('/sessions/session-ticker'); // sessionTimeoutMs: 1500, prints every 200 ms
+    const { code, status } = await session.closed;
+    expect(status?.error?.code).toBe('SESSION_TIMEOUT');
+    expect(status?.error?.message).toContain('1500');
+    expect(code).toBe(1000);
+    expect(session.text(1)).toContain('tick');
+  });
+});
+
+describe('sessions: backpressure', () => {
+  it('pauses the command while the client reads nothing, and then delivers every byte', async () => {
+    const session = await open('/sessions/session-flood'); // dd: 50 MiB of zeros
+    session.ws.pause(); // the client stops reading its socket
+    await sleep(1000);
+    const [pid] = await pidsWithEnv('FNIX_INVOCATION_ID', session.invocationId);
+    expect(pid).toBeDefined(); // unpaused, dd writes 50 MiB in well under a second
+    const written = async () => Number(/wchar: (\d+)/.exec(await readFile(`/proc/${pid}/io`, 'utf8'))![1]);
+    const stalledAt = await written();
+    await sleep(1000);
+    // Stalled: what it wrote sits in the socket buffers (the kernel's, 1 MiB of the gateway's, the agent's).
+    expect(await written()).toBe(stalledAt);
+    expect(stalledAt).toBeLessThan(25 * 1024 * 1024);
+    console.log(`backpressure: dd stalled after ${(stalledAt / 1048576).toFixed(1)} MiB of 50 MiB`);
+    session.ws.resume();
+    const { status } = await session.closed;
+    expect(status).toEqual({ exitCode: 0 });
+    const out = session.bytes(1);
+    expect(out.length).toBe(50 * 1024 * 1024);
+    expect(out.every((byte) => byte === 0)).toBe(true);
+  });
+});
+
+describe('sessions: a client that reads nothing', () => {
+  it('does not hold up shutdown: its session ends within the close grace, and the command goes', async () => {
+    const session = await open('/sessions/flood'); // cat /dev/zero, endless
+    session.ws.pause();
+    await sleep(500);
+    const began = performance.now();
+    await gateway.sessions.closeAll();
+    const elapsed = performance.now() - began;
+    expect(elapsed).toBeLessThan(5000);
+    // A paused client learns of the end only when it reads again: the status and the close frame if it
+    // reads within the close grace, a dropped socket after it.
+    session.ws.resume();
+    expect([1001, 1006]).toContain((await session.closed).code);
+    await waitUntil(async () => (await pidsWithEnv('FNIX_INVOCATION_ID', session.invocationId)).length === 0, 1000, 'the command to be gone');
+  });
+});
+
+describe('sessions: limits and shutdown', () => {
+  let limited: TestGateway;
+  beforeAll(async () => {
+    limited = await startTestGateway({
+      functionsDir: await functionsFrom(EXAMPLES_DIR, FIXTURES_DIR),
+      poolSize: 1,
+      maxOutputBytes: 1024 * 1024,
+      maxSessions: 2,
+    });
+  });
+  afterAll(async () => {
+    await limited?.close();
+  });
+
+  it('caps a session output at FNIX_MAX_OUTPUT, with OUTPUT_LIMIT', async () => {
+    const session = await openSession(limited.url, '/sessions/session-flood');
+    const { status } = await session.closed;
+    expect(status?.error?.code).toBe('OUTPUT_LIMIT');
+    expect(session.bytes(1).length).toBeLessThanOrEqual(1024 * 1024);
+  });
+
+  it('refuses a session beyond FNIX_MAX_SESSIONS with 503 NO_CAPACITY and Retry-After', async () => {
+    const open2 = await Promise.all([openSession(limited.url, '/sessions/forever'), openSession(limited.url, '/sessions/forever')]);
+    const { status, headers, body } = await refusedUpgrade(limited.url, '/sessions/forever');
+    expect(status).toBe(503);
+    expect(headers['retry-after']).toBe('1');
+    expect(body.error.code).toBe('NO_CAPACITY');
+    expect(body.error.message).toContain('FNIX_MAX_SESSIONS');
+    for (const s of open2) s.ws.close();
+    await Promise.all(open2.map((s) => s.closed));
+    // The slots come back.
+    await waitUntil(async () => {
+      const s = await openSession(limited.url, '/sessions/exit-3').catch(() => undefined);
+      return s !== undefined && (await s.closed).status?.exitCode === 3;
+    }, 5000, 'a session slot');
+  });
+
+  it('ends open sessions at shutdown with SHUTTING_DOWN and close 1001', async () => {
+    const session = await openSession(limited.url, '/sessions/forever');
+    await session.waitFor('started', 2);
+    await limited.sessions.closeAll();
+    const { code, status } = await session.closed;
+    expect(code).toBe(1001);
+    expect(status?.error?.code).toBe('SHUTTING_DOWN');
+    await waitUntil(async () => (await pidsWithEnv('FNIX_INVOCATION_ID', session.invocationId)).length === 0, 1000, 'the command to be gone');
   });
 });

@@ -36,6 +36,7 @@ export interface TestGateway {
 export type TestGatewayOptions = Partial<Omit<RuntimeOptions, 'log' | 'limits'>> & {
   maxBody?: number;
   sessionMaxFrame?: number;
+  maxSessions?: number;
   limits?: Partial<RuntimeOptions['limits']>;
 };
 
@@ -63,6 +64,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     log,
     metrics,
     maxPayload: options.sessionMaxFrame ?? 1024 * 1024,
+    maxSessions: options.maxSessions ?? 32,
     isShuttingDown: () => false,
   });
   const app = createApp({
