@@ -16,6 +16,7 @@ import type { GatewayMetrics } from './metrics/metrics.ts';
 import { createHealthHandler } from './routes/health.ts';
 import { createInvokeHandler, INVOCATION_ID_HEADER, type GatewayEnv } from './routes/invoke.ts';
 import { createMetricsHandler } from './routes/metrics.ts';
+import { createTerminalHandlers, TERMINAL_ASSETS_PATH } from './routes/terminal.ts';
 
 /** What the app is made from. */
 export interface AppOptions {
@@ -50,6 +51,10 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
     createHealthHandler({ health: options.health, registry: options.registry, isShuttingDown: options.isShuttingDown ?? (() => false) }),
   );
   app.get('/metrics', createMetricsHandler(metrics));
+  // The browser terminal; the WebSocket upgrade of the same URL goes to gateway/sessions/upgrade.ts.
+  const terminal = createTerminalHandlers({ registry: options.registry });
+  app.get('/sessions/:name', terminal.servePage);
+  app.get(`${TERMINAL_ASSETS_PATH}/:file`, terminal.serveAsset);
   app.notFound((c) => errorResponse(new FnixError('ROUTE_NOT_FOUND', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`)));
   app.onError(function handleError(error, c) {
     const fnixError = toFnixError(error);
