@@ -60,6 +60,7 @@ export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpg
     const url = new URL(request.url ?? '/', 'http://fnix');
     const match = /^\/sessions\/([^/]*)$/.exec(url.pathname);
     if (!match) throw new FnixError('ROUTE_NOT_FOUND', `no WebSocket route for ${url.pathname}; sessions are at /sessions/<name>`);
+    checkOrigin(request);
     if (options.isShuttingDown()) throw new FnixError('SHUTTING_DOWN', 'fnix is shutting down and accepts no new sessions');
     const fn = registry.get(safeDecode(match[1]!));
     const tty = readTty(url.searchParams);
@@ -136,6 +137,29 @@ export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpg
       await Promise.allSettled(open.map((s) => s.ended));
     },
   };
+}
+
+/**
+ * Refuses a cross-site session: a browser sends the Origin of the page that opens a WebSocket, and any
+ * web page could otherwise open a shell on a gateway its visitor can reach. Clients that are not
+ * browsers send no Origin and are not concerned.
+ */
+function checkOrigin(request: IncomingMessage): void {
+  const origin = request.headers.origin;
+  if (origin === undefined) return;
+  let originHost: string;
+  try {
+    originHost = new URL(origin).host;
+  } catch {
+    originHost = '';
+  }
+  const forwarded = request.headers['x-forwarded-host'];
+  const hosts = [request.headers.host, ...(typeof forwarded === 'string' ? forwarded.split(',').map((h) => h.trim()) : [])];
+  if (originHost === '' || !hosts.includes(originHost)) {
+    throw new FnixError('ORIGIN_NOT_ALLOWED', `a page from ${origin} may not open sessions here: only pages served by this gateway may`, {
+      details: { origin },
+    });
+  }
 }
 
 /** `?tty=1&cols=80&rows=24`: the terminal size, or undefined without tty. */

@@ -32,6 +32,7 @@ const ALL_CODES = [
   'SESSION_PROTOCOL_ERROR',
   'SESSION_IDLE',
   'SESSION_TIMEOUT',
+  'ORIGIN_NOT_ALLOWED',
   'ROUTE_NOT_FOUND',
   'INTERNAL_ERROR',
 ] as const satisfies readonly ErrorCode[];

@@ -6,12 +6,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLES_DIR, FIXTURES_DIR, functionsFrom, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { scrape } from '../helpers/metrics.ts';
 import { pidsWithEnv, waitUntil } from '../helpers/processes.ts';
 import { openSession, refusedUpgrade } from '../helpers/session-client.ts';
 
+const SESSION_SCRIPT = fileURLToPath(new URL('../../scripts/session.mjs', import.meta.url));
 let gateway: TestGateway;
 const open = (path: string) => openSession(gateway.url, path);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -70,11 +73,51 @@ describe('sessions: stdio and status', () => {
   });
 });
 
+describe('sessions: the command-line client (scripts/session.mjs)', () => {
+  const client = (fn: string, input: string) =>
+    execa('node', [SESSION_SCRIPT, fn], { input, reject: false, env: { FNIX_URL: gateway.url } });
+
+  it('pipes its stdin to the function and the output back, and exits with the exit code', async () => {
+    const echoed = await client('echo', 'through the channel protocol\n');
+    expect(echoed.stdout).toBe('through the channel protocol');
+    expect(echoed.exitCode).toBe(0);
+    const failed = await client('exit-3', '');
+    expect(failed.stderr).toContain('something broke');
+    expect(failed.exitCode).toBe(3);
+  });
+
+  it('README: the short client example works as written', async () => {
+    const readme = await readFile(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+    const example = /A client in a dozen lines[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(example).toBeDefined();
+    const code = example!.replace('ws://127.0.0.1:8080', gateway.url.replace('http', 'ws'));
+    const run = await execa('node', ['--input-type=module', '-e', code], { cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+    expect(run.stdout).toContain('hello over the channel protocol\nstatus { exitCode: 0 }');
+  });
+
+  it('says why when the session is refused', async () => {
+    const refused = await client('nope', '');
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toContain('404');
+    expect(refused.stderr).toContain('FUNCTION_NOT_FOUND');
+  });
+});
+
 describe('sessions: refused before the upgrade', () => {
   it('answers an unknown function with the JSON 404', async () => {
     const { status, body } = await refusedUpgrade(gateway.url, '/sessions/nope');
     expect(status).toBe(404);
     expect(body.error.code).toBe('FUNCTION_NOT_FOUND');
+  });
+
+  it('refuses a page from another origin with 403 ORIGIN_NOT_ALLOWED, and accepts its own', async () => {
+    for (const origin of ['http://evil.example', 'null', 'http://127.0.0.1:1']) {
+      const { status, body } = await refusedUpgrade(gateway.url, '/sessions/shell-test', { origin });
+      expect(status).toBe(403);
+      expect(body.error.code).toBe('ORIGIN_NOT_ALLOWED');
+    }
+    const own = await openSession(gateway.url, '/sessions/exit-3', { origin: gateway.url });
+    expect((await own.closed).status).toEqual({ exitCode: 3 });
   });
 
   it('answers a bad terminal size with the JSON 400', async () => {
@@ -115,6 +158,7 @@ describe('sessions: malformed frames', () => {
 describe('sessions: tty mode', () => {
   it('runs on a terminal: isatty, the size from the query, resize, stderr merged into channel 1', async () => {
     const session = await open('/sessions/shell-test?tty=1&cols=100&rows=30');
+    await session.waitFor('$ ');
     session.send(0, 'stty size; [ -t 0 ] && [ -t 1 ] && echo is-a-tty; echo to-stderr >&2; echo TERM=$TERM\n');
     await session.waitFor('TERM=xterm-256color');
     session.send(4, JSON.stringify({ cols: 132, rows: 50 }));
@@ -131,6 +175,7 @@ describe('sessions: tty mode', () => {
 
   it('interrupts the foreground process on Ctrl-C (0x03) and keeps the shell', async () => {
     const session = await open('/sessions/shell-test?tty=1');
+    await session.waitFor('$ ');
     session.send(0, 'sleep 30\n');
     await sleep(300); // let the shell start sleep in the foreground
     const sent = performance.now();
@@ -145,6 +190,7 @@ describe('sessions: tty mode', () => {
 
   it('sends end of input (Ctrl-D) on an empty stdin frame', async () => {
     const session = await open('/sessions/shell-test?tty=1');
+    await session.waitFor('$ '); // the prompt: the shell reads its terminal (input sent earlier may be flushed)
     session.send(0);
     expect((await session.closed).status).toEqual({ exitCode: 0 });
   });

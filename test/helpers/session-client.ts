@@ -25,8 +25,8 @@ export interface SessionClient {
 }
 
 /** Opens a session at `path` (e.g. `/sessions/echo?tty=1`) on the gateway at `baseUrl`. */
-export async function openSession(baseUrl: string, path: string): Promise<SessionClient> {
-  const ws = new WebSocket(baseUrl.replace(/^http/, 'ws') + path);
+export async function openSession(baseUrl: string, path: string, options: WebSocket.ClientOptions = {}): Promise<SessionClient> {
+  const ws = new WebSocket(baseUrl.replace(/^http/, 'ws') + path, options);
   const channels = new Map<number, Buffer[]>();
   const listeners = new Set<() => void>();
   let invocationId = '';
@@ -71,10 +71,14 @@ export async function openSession(baseUrl: string, path: string): Promise<Sessio
 }
 
 /** Sends an upgrade request that the gateway refuses; resolves with the HTTP answer. */
-export function refusedUpgrade(baseUrl: string, path: string): Promise<{ status: number; headers: Record<string, unknown>; body: any }> {
+export function refusedUpgrade(
+  baseUrl: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Record<string, unknown>; body: any }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(baseUrl + path, {
-      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' },
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', ...headers },
     });
     req.on('upgrade', () => reject(new Error(`${path} was upgraded; expected a refusal`)));
     req.on('response', (response) => {
