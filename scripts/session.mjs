@@ -13,7 +13,7 @@ if (!name) {
   process.exit(2);
 }
 const base = (process.env.FNIX_URL ?? 'http://127.0.0.1:8080').replace(/^http/, 'ws');
-const tty = process.stdin.isTTY === true;
+const tty = process.stdin.isTTY === true && process.stdout.isTTY === true;
 const params = new URLSearchParams(query);
 if (tty) {
   params.set('tty', '1');
@@ -29,7 +29,18 @@ ws.on('open', () => {
     process.stdin.setRawMode(true); // keystrokes, Ctrl-C included, go to the function's terminal
     process.stdout.on('resize', () => send(4, JSON.stringify({ cols: process.stdout.columns, rows: process.stdout.rows })));
   }
-  process.stdin.on('data', (chunk) => send(0, chunk));
+  process.stdin.on('data', (chunk) => {
+    send(0, chunk);
+    // Piped input goes no faster than the socket takes it.
+    if (ws.bufferedAmount > 1 << 20) {
+      process.stdin.pause();
+      const wait = setInterval(() => {
+        if (ws.bufferedAmount > 1 << 19) return;
+        clearInterval(wait);
+        process.stdin.resume();
+      }, 10);
+    }
+  });
   process.stdin.on('end', () => send(0)); // an empty stdin frame: end of input
 });
 ws.on('message', (frame) => {

@@ -30,8 +30,11 @@ export function instrumentRunner(runner: Runner, metrics: GatewayMetrics, kind: 
         // Recorded a turn after the end, so that the gateway's own verdict on the response (an override,
         // made in the same turn as the end) is what gets counted.
         await new Promise((resolve) => setImmediate(resolve));
-        const firstByteMs = result.firstOutputMs === undefined ? undefined : spawnedAfterMs + result.firstOutputMs;
-        if (lease.coldStart && result.firstOutputMs !== undefined) metrics.coldFirstByte(result.firstOutputMs);
+        // Time to first byte is a measure of HTTP answers: a session's first output (a prompt, or a
+        // program waiting for its user) says nothing about fnix.
+        const firstOutputMs = kind === 'http' ? result.firstOutputMs : undefined;
+        const firstByteMs = firstOutputMs === undefined ? undefined : spawnedAfterMs + firstOutputMs;
+        if (lease.coldStart && firstOutputMs !== undefined) metrics.coldFirstByte(firstOutputMs);
         metrics.invocationEnded({
           function: name,
           kind,

@@ -1,7 +1,8 @@
 /**
  * @module
  * One live session: a WebSocket joined to a running invocation's stdio, with backpressure both ways,
- * an idle timeout, and an end that always says why (a status frame on channel 3, then a close).
+ * a heartbeat, an idle timeout, and an end that always says why (a status frame on channel 3, then a
+ * close).
  */
 import { finished } from 'node:stream/promises';
 import type { WebSocket } from 'ws';
@@ -36,14 +37,24 @@ export interface Session {
 }
 
 const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
+/** Stdin bytes queued for a command that does not read them, before fnix stops reading the socket. */
+const STDIN_QUEUE_LIMIT = 1024 * 1024;
 /** After the server's close frame, how long a client has to answer before its socket is dropped. */
 const CLOSE_GRACE_MS = 2000;
+/** A ping this often; a client that has not answered the previous one is gone. */
+const HEARTBEAT_MS = 15_000;
+/**
+ * While fnix is not reading the socket (stdin is full), it cannot see a close or a pong either; a ping
+ * this often finds a client that has gone, because writing to its socket fails.
+ */
+const BLOCKED_PROBE_MS = 250;
 const CTRL_D = Buffer.of(0x04);
 
 /** Joins `ws` to `invocation` until one of them ends. */
 export function runSession(options: SessionOptions): Session {
   const { ws, invocation, idleTimeoutMs, sessionTimeoutMs } = options;
   const highWaterMark = options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
+  let commandEnded = false;
 
   // Why the session ends, when the gateway decides it rather than the command. Once decided, output
   // that has not reached the socket is dropped: the client may be gone, or too slow to wait for.
@@ -68,6 +79,16 @@ export function runSession(options: SessionOptions): Session {
   };
   idleTimer = setTimeout(checkIdle, idleTimeoutMs);
 
+  // The heartbeat finds clients that vanished without a close (a dropped network, a sleeping laptop).
+  let awaitingPong = false;
+  ws.on('pong', () => (awaitingPong = false));
+  const heartbeat = setInterval(() => {
+    if (stdinBlocked) return; // pongs cannot be read now; the probe below covers it
+    if (awaitingPong) return void ws.terminate();
+    awaitingPong = true;
+    ws.ping();
+  }, HEARTBEAT_MS);
+
   // Output: a slow client makes the command wait (the streams pause, so the agent stops reading the
   // command's pipes), rather than the gateway buffering without bound.
   let outputPaused = false;
@@ -87,8 +108,30 @@ export function runSession(options: SessionOptions): Session {
   invocation.stdout.on('data', forward(CHANNEL.STDOUT));
   invocation.stderr.on('data', forward(CHANNEL.STDERR));
 
+  // Stdin: frames are written as they come (resize and signal frames act at once) until more than
+  // STDIN_QUEUE_LIMIT waits for a command that is not reading; then fnix stops reading the socket.
+  let stdinBlocked = false;
+  let probe: NodeJS.Timeout | undefined;
+  const unblockStdin = () => {
+    if (!stdinBlocked) return;
+    stdinBlocked = false;
+    clearInterval(probe);
+    ws.resume();
+  };
+  const blockStdin = () => {
+    if (stdinBlocked) return;
+    stdinBlocked = true;
+    ws.pause();
+    invocation.stdin.once('drain', unblockStdin);
+    probe = setInterval(() => ws.ping(), BLOCKED_PROBE_MS);
+  };
+  // 'drain' never comes once stdin is ending or the command is gone.
+  invocation.stdin.once('finish', unblockStdin);
+  void invocation.done.then(unblockStdin);
+
   ws.on('message', (data: Buffer, isBinary: boolean) => {
     touch();
+    if (commandEnded) return; // too late to matter: the status is on its way
     let frame;
     try {
       frame = decodeClientFrame(data, isBinary);
@@ -104,39 +147,45 @@ export function runSession(options: SessionOptions): Session {
       // turns into end-of-file for a reader at the start of a line.
       if (options.tty) invocation.stdin.write(CTRL_D);
       else invocation.stdin.end();
-    } else if (!invocation.stdin.writableEnded && !invocation.stdin.write(frame.data)) {
-      // The command reads slower than the client sends: stop reading the socket until it catches up.
-      // ('drain' never comes once stdin is ending, hence 'finish' and the end of the command too.)
-      ws.pause();
-      const resume = () => {
-        invocation.stdin.off('drain', resume).off('finish', resume);
-        ws.resume();
-      };
-      invocation.stdin.on('drain', resume).on('finish', resume);
-      void invocation.done.then(resume);
+    } else if (!invocation.stdin.writableEnded) {
+      invocation.stdin.write(frame.data);
+      if (invocation.stdin.writableLength > STDIN_QUEUE_LIMIT) blockStdin();
     }
   });
-  // The client went away (or sent a frame over maxPayload, which ws answers with 1009): nothing is left
-  // to read the output, so the command goes, within the agent's kill deadline.
+  // The client went away: nothing is left to read the output, so the command goes, within the agent's
+  // kill deadline.
   ws.on('close', () => end({ error: { code: 'INVOCATION_ABORTED', message: 'the client closed the session' } }, 1000));
-  ws.on('error', () => {}); // a close always follows
+  // ws closes the socket itself after an error: a frame over maxPayload (1009), a malformed frame
+  // (1002). The command goes now rather than when the client gets round to answering the close.
+  ws.on('error', (error: Error & { code?: string }) => {
+    const broken = error.code?.startsWith('WS_ERR_') ?? false;
+    end({ error: { code: broken ? 'SESSION_PROTOCOL_ERROR' : 'INVOCATION_ABORTED', message: error.message } }, 1002);
+  });
 
   const ended = (async (): Promise<SessionStatus> => {
     const result = await invocation.done;
+    commandEnded = true;
     const status = verdict?.status ?? statusOf(result, sessionTimeoutMs);
     options.onStatus?.(status);
-    // Everything the command wrote goes out before the status, unless the gateway has given up on it.
-    // (finished() also settles for a stream that ended before it was called.)
+    // Every byte the command wrote, and then the status, reach the client before the close, unless the
+    // gateway gives up on it meanwhile (the idle timeout, shutdown, a disconnect). (finished() also
+    // settles for a stream that ended before it was called.)
     await Promise.race([Promise.allSettled([finished(invocation.stdout), finished(invocation.stderr)]), outputAbandoned]);
-    clearTimeout(idleTimer);
     if (ws.readyState === ws.OPEN) {
-      ws.send(encodeFrame(CHANNEL.STATUS, JSON.stringify(status)), { binary: true });
-      ws.close(verdict?.closeCode ?? (result.reason === 'shutdown' ? 1001 : 1000));
+      await new Promise<void>((resolve) => {
+        ws.send(encodeFrame(CHANNEL.STATUS, JSON.stringify(status)), { binary: true }, () => resolve());
+        void outputAbandoned.then(resolve);
+      });
     }
-    // A client that never answers the close (or never reads) does not hold its socket for long.
-    const drop = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
-    ws.once('close', () => clearTimeout(drop));
-    if (ws.readyState === ws.CLOSED) clearTimeout(drop);
+    clearTimeout(idleTimer);
+    clearInterval(heartbeat);
+    clearInterval(probe);
+    if (ws.readyState === ws.OPEN) ws.close(verdict?.closeCode ?? closeCodeOf(result));
+    // A client that never answers the close does not hold its socket for long.
+    if (ws.readyState !== ws.CLOSED) {
+      const drop = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+      ws.once('close', () => clearTimeout(drop));
+    }
     return status;
   })();
   return {
@@ -157,4 +206,11 @@ function statusOf(result: InvocationResult, sessionTimeoutMs: number): SessionSt
   }
   const error = result.error!;
   return { error: { code: error.code, message: error.message } };
+}
+
+/** 1001 (going away) at shutdown, 1011 (internal error) when the container was lost, else 1000. */
+function closeCodeOf(result: InvocationResult): number {
+  if (result.reason === 'shutdown') return 1001;
+  if (result.reason === 'lost') return 1011;
+  return 1000;
 }

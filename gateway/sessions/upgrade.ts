@@ -44,7 +44,9 @@ export interface SessionUpgrade {
 /** Creates the handler for WebSocket upgrades on /sessions/<name>. */
 export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpgrade {
   const { registry, runner, log, metrics } = options;
-  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, perMessageDeflate: false });
+  // No compression (output is often already compact, and inflating is work a client could abuse); text
+  // frames are refused by the protocol whatever they hold, so ws need not check their UTF-8.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, perMessageDeflate: false, skipUTF8Validation: true });
   const sessions = new Set<Session>();
   // The 101 response carries the invocation id, as every HTTP response does.
   const invocationIds = new WeakMap<IncomingMessage, string>();
@@ -55,23 +57,35 @@ export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpg
   // Sessions being opened or open, counted from before the container is found until the command ends.
   let reserved = 0;
 
+  let closing = false;
+
   async function handle(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => {});
-    const url = new URL(request.url ?? '/', 'http://fnix');
+    const url = requestUrl(request);
     const match = /^\/sessions\/([^/]*)$/.exec(url.pathname);
     if (!match) throw new FnixError('ROUTE_NOT_FOUND', `no WebSocket route for ${url.pathname}; sessions are at /sessions/<name>`);
+    checkHandshake(request);
     checkOrigin(request);
-    if (options.isShuttingDown()) throw new FnixError('SHUTTING_DOWN', 'fnix is shutting down and accepts no new sessions');
     const fn = registry.get(safeDecode(match[1]!));
-    const tty = readTty(url.searchParams);
-    if (reserved >= options.maxSessions) {
-      throw new FnixError('NO_CAPACITY', `${options.maxSessions} sessions are open, which is FNIX_MAX_SESSIONS; retry later, or raise it`, {
-        details: { maxSessions: options.maxSessions },
-      });
+    let tty: { cols: number; rows: number } | undefined;
+    try {
+      if (closing || options.isShuttingDown()) throw new FnixError('SHUTTING_DOWN', 'fnix is shutting down and accepts no new sessions');
+      tty = readTty(url.searchParams);
+      if (reserved >= options.maxSessions) {
+        throw new FnixError('NO_CAPACITY', `${options.maxSessions} sessions are open, which is FNIX_MAX_SESSIONS; retry later, or raise it`, {
+          details: { maxSessions: options.maxSessions },
+        });
+      }
+    } catch (error) {
+      if (error instanceof FnixError) metrics.invocationRefused(fn.name, 'session', error.code, 0);
+      throw error;
     }
     const id = nanoid();
-    const closed = new AbortController();
-    socket.once('close', () => closed.abort());
+    // The client may leave while a container is found: a FIN ('end': upgrade sockets stay half-open)
+    // or a reset ('close') cancels the wait, or kills the command if it has started.
+    const left = new AbortController();
+    const leave = () => left.abort();
+    socket.once('end', leave).once('close', leave);
     const socketAddress = socket as unknown as { localPort?: number; remoteAddress?: string; remotePort?: number };
     const env = {
       ...buildCgiEnv({
@@ -92,35 +106,45 @@ export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpg
     reserved++;
     let invocation;
     try {
-      ({ invocation } = await runner.invoke({ fn, id, env, tty, timeoutMs: fn.manifest.sessionTimeoutMs, signal: closed.signal }));
+      ({ invocation } = await runner.invoke({ fn, id, env, tty, timeoutMs: fn.manifest.sessionTimeoutMs, signal: left.signal }));
     } catch (error) {
       reserved--;
       throw error;
     }
     void invocation.done.then(() => reserved--);
-    if (closed.signal.aborted) return; // the client left while a container was found; the signal killed it
+    if (left.signal.aborted) return; // the signal has killed the command
+    if (closing) {
+      invocation.kill('shutdown');
+      throw new FnixError('SHUTTING_DOWN', 'fnix is shutting down and accepts no new sessions');
+    }
+    socket.off('end', leave); // from here the session owns the socket, and sees its close
     invocationIds.set(request, id);
-    wss.handleUpgrade(request, socket, head, (ws) => {
-      metrics.sessionOpened();
-      const session = runSession({
-        ws,
-        invocation,
-        tty: tty !== undefined,
-        idleTimeoutMs: fn.manifest.idleTimeoutMs,
-        sessionTimeoutMs: fn.manifest.sessionTimeoutMs,
-        // Counted under the session's own codes (SESSION_IDLE, SESSION_TIMEOUT...), not the invocation's.
-        onStatus: (status) => {
-          if ('error' in status) metrics.overrideOutcome(invocation, status.error.code);
-        },
+    try {
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        metrics.sessionOpened();
+        const session = runSession({
+          ws,
+          invocation,
+          tty: tty !== undefined,
+          idleTimeoutMs: fn.manifest.idleTimeoutMs,
+          sessionTimeoutMs: fn.manifest.sessionTimeoutMs,
+          // Counted under the session's own codes (SESSION_IDLE, SESSION_TIMEOUT...), not the invocation's.
+          onStatus: (status) => {
+            if ('error' in status) metrics.overrideOutcome(invocation, status.error.code);
+          },
+        });
+        sessions.add(session);
+        log.info('session started', { function: fn.name, id, tty: tty ? `${tty.cols}x${tty.rows}` : 'no' });
+        void session.ended.then((status) => {
+          sessions.delete(session);
+          metrics.sessionClosed();
+          log.info('session ended', { function: fn.name, id, status: JSON.stringify(status) });
+        });
       });
-      sessions.add(session);
-      log.info('session started', { function: fn.name, id, tty: tty ? `${tty.cols}x${tty.rows}` : 'no' });
-      void session.ended.then((status) => {
-        sessions.delete(session);
-        metrics.sessionClosed();
-        log.info('session ended', { function: fn.name, id, status: JSON.stringify(status) });
-      });
-    });
+    } catch (error) {
+      invocation.kill('aborted');
+      throw error;
+    }
   }
 
   return {
@@ -132,11 +156,37 @@ export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpg
       });
     },
     async closeAll() {
+      closing = true; // sessions still finding a container are refused when they find one
       const open = [...sessions];
       for (const session of open) session.shutdown();
       await Promise.allSettled(open.map((s) => s.ended));
     },
   };
+}
+
+/** The request's URL, with the host the client asked for (SERVER_NAME comes from it, as over HTTP). */
+function requestUrl(request: IncomingMessage): URL {
+  try {
+    return new URL(request.url ?? '/', `http://${request.headers.host ?? 'localhost'}`);
+  } catch {
+    return new URL(request.url ?? '/', 'http://localhost');
+  }
+}
+
+/**
+ * Refuses what is not a WebSocket handshake (another protocol's upgrade, a missing key, an old version)
+ * before a container is found for it; ws would refuse it only after.
+ */
+function checkHandshake(request: IncomingMessage): void {
+  const upgrade = request.headers.upgrade?.toLowerCase();
+  const key = request.headers['sec-websocket-key'];
+  const version = request.headers['sec-websocket-version'];
+  if (upgrade !== 'websocket' || !key || !/^[+/0-9A-Za-z]{22}==$/.test(key) || (version !== '13' && version !== '8')) {
+    throw new FnixError(
+      'SESSION_PROTOCOL_ERROR',
+      'not a WebSocket handshake (Upgrade: websocket, a Sec-WebSocket-Key and Sec-WebSocket-Version: 13 are required)',
+    );
+  }
 }
 
 /**
@@ -149,12 +199,12 @@ function checkOrigin(request: IncomingMessage): void {
   if (origin === undefined) return;
   let originHost: string;
   try {
-    originHost = new URL(origin).host;
+    originHost = new URL(origin).host; // lower-cased by URL
   } catch {
     originHost = '';
   }
   const forwarded = request.headers['x-forwarded-host'];
-  const hosts = [request.headers.host, ...(typeof forwarded === 'string' ? forwarded.split(',').map((h) => h.trim()) : [])];
+  const hosts = [request.headers.host, ...(typeof forwarded === 'string' ? forwarded.split(',') : [])].map((h) => h?.trim().toLowerCase());
   if (originHost === '' || !hosts.includes(originHost)) {
     throw new FnixError('ORIGIN_NOT_ALLOWED', `a page from ${origin} may not open sessions here: only pages served by this gateway may`, {
       details: { origin },
@@ -206,5 +256,7 @@ function rejectUpgrade(socket: Duplex, error: FnixError): void {
     'Connection: close',
     ...(status === 503 ? ['Retry-After: 1'] : []),
   ];
+  // Server sockets are half-open: end() alone would leave this one waiting for the client to close it.
+  socket.once('finish', () => socket.destroy());
   socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
 }

@@ -298,8 +298,10 @@ static void spawn(const unsigned char *p, uint32_t len) {
     signal(SIGPIPE, SIG_DFL);
     setsid();
     if (tty) {
-      ioctl(slave, TIOCSCTTY, 0);
+      int ctty_error = ioctl(slave, TIOCSCTTY, 0) == 0 ? 0 : errno;
       dup2(slave, 0); dup2(slave, 1); dup2(slave, 2);
+      /* without a controlling terminal, Ctrl-C and job control do nothing: say so on the terminal */
+      if (ctty_error) dprintf(2, "fnix-agent: no controlling terminal: %s\r\n", strerror(ctty_error));
     } else {
       dup2(in[0], 0); dup2(out[1], 1); dup2(err[1], 2);
     }

@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -70,6 +71,11 @@ describe('sessions: stdio and status', () => {
     await waitUntil(async () => (await scrape(gateway.url)).value('fnix_sessions_open') === 0, 2000, 'fnix_sessions_open to be 0');
     const metrics = await scrape(gateway.url);
     expect(metrics.value('fnix_invocations_total', { function: 'forever', kind: 'session', outcome: 'INVOCATION_ABORTED' })).toBe(1);
+    // Sessions that wrote to stdout (echo, above) count as sessions, and stay out of time to first byte.
+    expect(metrics.value('fnix_invocations_total', { function: 'echo', kind: 'session', outcome: 'OK' })).toBeGreaterThanOrEqual(1);
+    for (const start of ['warm', 'cold']) {
+      expect(metrics.value('fnix_time_to_first_byte_seconds_count', { function: 'echo', start })).toBe(0);
+    }
   });
 });
 
@@ -118,6 +124,13 @@ describe('sessions: refused before the upgrade', () => {
     }
     const own = await openSession(gateway.url, '/sessions/exit-3', { origin: gateway.url });
     expect((await own.closed).status).toEqual({ exitCode: 3 });
+  });
+
+  it('refuses an upgrade that is not a WebSocket handshake, before finding a container', async () => {
+    const { status, body } = await refusedUpgrade(gateway.url, '/sessions/forever', { upgrade: 'h2c' });
+    expect(status).toBe(400);
+    expect(body.error.code).toBe('SESSION_PROTOCOL_ERROR');
+    expect(body.error.message).toContain('not a WebSocket handshake');
   });
 
   it('answers a bad terminal size with the JSON 400', async () => {
@@ -177,7 +190,8 @@ describe('sessions: tty mode', () => {
     const session = await open('/sessions/shell-test?tty=1');
     await session.waitFor('$ ');
     session.send(0, 'sleep 30\n');
-    await sleep(300); // let the shell start sleep in the foreground
+    // The shell and sleep, in the foreground: then Ctrl-C is for sleep.
+    await waitUntil(async () => (await pidsWithEnv('FNIX_INVOCATION_ID', session.invocationId)).length >= 2, 5000, 'sleep to start');
     const sent = performance.now();
     session.send(0, Buffer.of(0x03));
     session.send(0, 'echo after-$((40 + 2))\n');
@@ -228,6 +242,42 @@ describe('sessions: signals and disconnects', () => {
       );
       expect(elapsed).toBeLessThan(1000);
     }
+  });
+});
+
+describe('sessions: clients that go away at awkward moments', () => {
+  const gone = (session: { invocationId: string }, what: string) =>
+    waitUntil(async () => (await pidsWithEnv('FNIX_INVOCATION_ID', session.invocationId)).length === 0, 1000, what);
+
+  it('notices a disconnect while stdin is full (the socket is not being read)', async () => {
+    const session = await open('/sessions/forever'); // never reads its stdin
+    await session.waitFor('started', 2);
+    for (let i = 0; i < 32; i++) session.send(0, Buffer.alloc(64 * 1024)); // 2 MiB, over the 1 MiB queue
+    await sleep(300);
+    session.ws.terminate();
+    await gone(session, 'the command to be gone after a disconnect with stdin full');
+  });
+
+  it('kills the command at once on a frame over the limit, even if the client never answers the close', async () => {
+    const session = await open('/sessions/forever');
+    await session.waitFor('started', 2);
+    session.send(0, Buffer.alloc(1024 * 1024 + 1));
+    session.ws.pause(); // it never reads the 1009
+    await gone(session, 'the command to be gone after a 1009');
+    session.ws.terminate();
+  });
+
+  it('cancels a session whose client leaves before the upgrade completes', async () => {
+    const before = (await pidsWithEnv('FNIX_FUNCTION', 'forever')).length;
+    const socket = connect(gateway.server.port, "127.0.0.1");
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.end(
+      'GET /sessions/forever HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    ); // and a FIN right behind it
+    await sleep(1500);
+    expect((await pidsWithEnv('FNIX_FUNCTION', 'forever')).length).toBe(before);
+    socket.destroy();
   });
 });
 
@@ -289,10 +339,14 @@ describe('sessions: backpressure', () => {
     const [pid] = await pidsWithEnv('FNIX_INVOCATION_ID', session.invocationId);
     expect(pid).toBeDefined(); // unpaused, dd writes 50 MiB in well under a second
     const written = async () => Number(/wchar: (\d+)/.exec(await readFile(`/proc/${pid}/io`, 'utf8'))![1]);
-    const stalledAt = await written();
-    await sleep(1000);
     // Stalled: what it wrote sits in the socket buffers (the kernel's, 1 MiB of the gateway's, the agent's).
-    expect(await written()).toBe(stalledAt);
+    let stalledAt = -1;
+    await waitUntil(async () => {
+      const previous = stalledAt;
+      stalledAt = await written();
+      await sleep(500);
+      return (await written()) === stalledAt && stalledAt === previous;
+    }, 10_000, 'dd to stall');
     expect(stalledAt).toBeLessThan(25 * 1024 * 1024);
     console.log(`backpressure: dd stalled after ${(stalledAt / 1048576).toFixed(1)} MiB of 50 MiB`);
     session.ws.resume();
@@ -301,6 +355,18 @@ describe('sessions: backpressure', () => {
     const out = session.bytes(1);
     expect(out.length).toBe(50 * 1024 * 1024);
     expect(out.every((byte) => byte === 0)).toBe(true);
+  });
+});
+
+describe('sessions: a command that reads slowly', () => {
+  it('holds stdin back while the command does not read, and loses not a byte', async () => {
+    const session = await open('/sessions/slow-reader'); // reads nothing for a second, then cat
+    const data = randomBytes(4 * 1024 * 1024);
+    for (let offset = 0; offset < data.length; offset += 64 * 1024) session.send(0, data.subarray(offset, offset + 64 * 1024));
+    session.send(0);
+    const { status } = await session.closed;
+    expect(status).toEqual({ exitCode: 0 });
+    expect(session.bytes(1).equals(data)).toBe(true);
   });
 });
 
@@ -339,7 +405,7 @@ describe('sessions: limits and shutdown', () => {
     const session = await openSession(limited.url, '/sessions/session-flood');
     const { status } = await session.closed;
     expect(status?.error?.code).toBe('OUTPUT_LIMIT');
-    expect(session.bytes(1).length).toBeLessThanOrEqual(1024 * 1024);
+    expect(session.bytes(1).length).toBe(1024 * 1024); // up to the limit, exactly
   });
 
   it('refuses a session beyond FNIX_MAX_SESSIONS with 503 NO_CAPACITY and Retry-After', async () => {

@@ -14,12 +14,13 @@ import { INSTANCE_LABEL, instanceOf } from '../../runtime/container/launcher.ts'
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { scrape } from '../helpers/metrics.ts';
 import { waitUntil } from '../helpers/processes.ts';
+import { openSession } from '../helpers/session-client.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const MIXED_DIR = fileURLToPath(new URL('../fixtures/mixed', import.meta.url));
 
 describe('gateway/main.ts', () => {
-  it('serves the example functions and removes every container on SIGTERM', async () => {
+  it('serves the example functions, ends open sessions, and removes every container on SIGTERM', async () => {
     const stateDir = await mkdtemp(join(tmpdir(), 'fnix-main-'));
     const child = execa('node', ['--import', 'tsx', 'gateway/main.ts'], {
       cwd: ROOT,
@@ -34,8 +35,13 @@ describe('gateway/main.ts', () => {
       const url = /at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
       expect(await (await fetch(`${url}/fn/hello`)).text()).toBe('Hello, world! This is fnix.\n');
       expect(output).toMatch(/package set kind=starter/);
+      const session = await openSession(url, '/sessions/shell?tty=1');
+      await session.waitFor('$ ');
 
       child.kill('SIGTERM');
+      const closed = await session.closed;
+      expect(closed.code).toBe(1001);
+      expect(closed.status?.error?.code).toBe('SHUTTING_DOWN');
       const result = await child;
       expect({ exitCode: result.exitCode, signal: result.signal }).toEqual({ exitCode: 0, signal: undefined });
       expect(output).toContain('stopped');
