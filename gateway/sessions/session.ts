@@ -23,6 +23,8 @@ export interface SessionOptions {
   onStatus?: ((status: SessionStatus) => void) | undefined;
   /** Bytes the socket may hold unsent before the command's output is paused. @default 1 MiB */
   highWaterMark?: number;
+  /** A ping this often; a client that has not answered by the next one is gone. @default 15000 */
+  heartbeatMs?: number;
 }
 
 /** The status a session ends with (channel 3). */
@@ -41,8 +43,7 @@ const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
 const STDIN_QUEUE_LIMIT = 1024 * 1024;
 /** After the server's close frame, how long a client has to answer before its socket is dropped. */
 const CLOSE_GRACE_MS = 2000;
-/** A ping this often; a client that has not answered the previous one is gone. */
-const HEARTBEAT_MS = 15_000;
+const DEFAULT_HEARTBEAT_MS = 15_000;
 /**
  * While fnix is not reading the socket (stdin is full), it cannot see a close or a pong either; a ping
  * this often finds a client that has gone, because writing to its socket fails.
@@ -87,7 +88,7 @@ export function runSession(options: SessionOptions): Session {
     if (awaitingPong) return void ws.terminate();
     awaitingPong = true;
     ws.ping();
-  }, HEARTBEAT_MS);
+  }, options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
 
   // Output: a slow client makes the command wait (the streams pause, so the agent stops reading the
   // command's pipes), rather than the gateway buffering without bound.

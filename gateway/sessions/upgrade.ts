@@ -30,6 +30,8 @@ export interface SessionUpgradeOptions {
   maxPayload: number;
   /** Sessions open (or being opened) at once; more are refused with 503 NO_CAPACITY. */
   maxSessions: number;
+  /** How often sessions ping their clients. @default 15000 */
+  heartbeatMs?: number;
   /** True once shutdown has begun: new sessions are refused. */
   isShuttingDown: () => boolean;
 }
@@ -126,6 +128,7 @@ export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpg
           ws,
           invocation,
           tty: tty !== undefined,
+          heartbeatMs: options.heartbeatMs,
           idleTimeoutMs: fn.manifest.idleTimeoutMs,
           sessionTimeoutMs: fn.manifest.sessionTimeoutMs,
           // Counted under the session's own codes (SESSION_IDLE, SESSION_TIMEOUT...), not the invocation's.

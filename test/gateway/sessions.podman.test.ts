@@ -392,6 +392,7 @@ describe('sessions: limits and shutdown', () => {
   beforeAll(async () => {
     limited = await startTestGateway({
       functionsDir: await functionsFrom(EXAMPLES_DIR, FIXTURES_DIR),
+      sessionHeartbeatMs: 500,
       poolSize: 1,
       maxOutputBytes: 1024 * 1024,
       maxSessions: 2,
@@ -406,6 +407,21 @@ describe('sessions: limits and shutdown', () => {
     const { status } = await session.closed;
     expect(status?.error?.code).toBe('OUTPUT_LIMIT');
     expect(session.bytes(1).length).toBe(1024 * 1024); // up to the limit, exactly
+  });
+
+  it('drops a client that stops answering pings, and the command goes', async () => {
+    const silent = await openSession(limited.url, '/sessions/forever', { autoPong: false });
+    await silent.waitFor('started', 2);
+    const began = performance.now();
+    await silent.closed;
+    expect(performance.now() - began).toBeLessThan(3000); // a ping every 500 ms, and none answered
+    await waitUntil(async () => (await pidsWithEnv('FNIX_INVOCATION_ID', silent.invocationId)).length === 0, 1000, 'the command to be gone');
+    // One that answers stays.
+    const lively = await openSession(limited.url, '/sessions/forever');
+    await sleep(1500);
+    expect(lively.ws.readyState).toBe(lively.ws.OPEN);
+    lively.ws.close();
+    await lively.closed;
   });
 
   it('refuses a session beyond FNIX_MAX_SESSIONS with 503 NO_CAPACITY and Retry-After', async () => {

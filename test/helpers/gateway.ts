@@ -37,6 +37,7 @@ export type TestGatewayOptions = Partial<Omit<RuntimeOptions, 'log' | 'limits'>>
   maxBody?: number;
   sessionMaxFrame?: number;
   maxSessions?: number;
+  sessionHeartbeatMs?: number;
   limits?: Partial<RuntimeOptions['limits']>;
 };
 
@@ -65,6 +66,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     metrics,
     maxPayload: options.sessionMaxFrame ?? 1024 * 1024,
     maxSessions: options.maxSessions ?? 32,
+    heartbeatMs: options.sessionHeartbeatMs,
     isShuttingDown: () => false,
   });
   const app = createApp({
