@@ -13,6 +13,11 @@ import type { RuntimeHealth } from '../runtime/runtime.ts';
 import { errorResponse, toFnixError } from './errors.ts';
 import { instrumentRunner } from './metrics/instrument-runner.ts';
 import type { GatewayMetrics } from './metrics/metrics.ts';
+import type { Deployer } from '../runtime/deploy/deployer.ts';
+import type { PushDeploys } from '../runtime/deploy/pushes.ts';
+import type { TokenCheck } from './auth/token.ts';
+import { createGitHandler, GIT_PATH } from './git/http-backend.ts';
+import { createAdminApi } from './routes/admin.ts';
 import { createHealthHandler } from './routes/health.ts';
 import { createInvokeHandler, INVOCATION_ID_HEADER, type GatewayEnv } from './routes/invoke.ts';
 import { createMetricsHandler } from './routes/metrics.ts';
@@ -29,6 +34,19 @@ export interface AppOptions {
   isShuttingDown?: () => boolean;
   /** Served at /metrics, and fed by the routes (GatewayMetrics.forRuntime makes them). */
   metrics: GatewayMetrics;
+  /** Deploys by git push, and the admin API; both behind the deploy token. */
+  deploys?: DeployRoutesOptions | undefined;
+}
+
+/** What the git endpoint and the admin API need. */
+export interface DeployRoutesOptions {
+  deployer: Deployer;
+  pushes: PushDeploys;
+  token: TokenCheck;
+  /** The folder holding functions.git. */
+  gitRoot: string;
+  /** The largest push, in bytes. */
+  maxPushBytes: number;
 }
 
 /**
@@ -51,6 +69,12 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
     createHealthHandler({ health: options.health, registry: options.registry, isShuttingDown: options.isShuttingDown ?? (() => false) }),
   );
   app.get('/metrics', createMetricsHandler(metrics));
+  if (options.deploys) {
+    const { deployer, pushes, token, gitRoot, maxPushBytes } = options.deploys;
+    const git = createGitHandler({ gitRoot, token, pushes, log: options.log, maxBodyBytes: maxPushBytes + 1024 * 1024 });
+    app.all(`${GIT_PATH}/*`, git);
+    app.route('/api', createAdminApi({ deployer, registry: options.registry, token }));
+  }
   // The browser terminal; the WebSocket upgrade of the same URL goes to gateway/sessions/upgrade.ts.
   const terminal = createTerminalHandlers({ registry: options.registry });
   app.get('/sessions/:name', terminal.servePage);

@@ -41,6 +41,10 @@ export interface Config {
   shutdownGraceMs: number;
   /** FNIX_CPUS: CPUs each container may use. @default 1 */
   cpus: number;
+  /** FNIX_TOKEN: the deploy token; unset, one is made at first start and kept in the state folder. */
+  token: string | undefined;
+  /** FNIX_MAX_PUSH: the largest pack a git push may send. @default 100 MiB */
+  maxPushBytes: number;
 }
 
 const MIB = 1024 * 1024;
@@ -85,6 +89,8 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     tmpBytes: readBytes(env, 'FNIX_TMP_SIZE', 64 * MIB, MIB, 64 * 1024 * MIB),
     shutdownGraceMs: readInteger(env, 'FNIX_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     cpus: readDecimal(env, 'FNIX_CPUS', 1, 0.01, 1024),
+    token: env['FNIX_TOKEN'] || undefined,
+    maxPushBytes: readBytes(env, 'FNIX_MAX_PUSH', 100 * MIB, MIB, 64 * 1024 * MIB),
   };
 }
 

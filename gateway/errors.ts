@@ -31,6 +31,10 @@ export const STATUS_BY_CODE: Record<ErrorCode, ContentfulStatusCode> = {
   SESSION_IDLE: 408,
   SESSION_TIMEOUT: 408,
   ORIGIN_NOT_ALLOWED: 403,
+  UNAUTHORIZED: 401,
+  DEPLOYMENT_NOT_FOUND: 404,
+  DEPLOYMENT_REFUSED: 409,
+  DEPLOY_IN_PROGRESS: 409,
   ROUTE_NOT_FOUND: 404,
   INTERNAL_ERROR: 500,
 };
@@ -45,6 +49,10 @@ export function toFnixError(error: unknown): FnixError {
 export function errorResponse(error: FnixError, headers: Record<string, string> = {}): Response {
   const status = STATUS_BY_CODE[error.code];
   const extra: Record<string, string> = status === 503 ? { 'retry-after': '1' } : {};
+  // A 401 names the scheme to answer with: git sends its credentials once it is challenged for Basic.
+  if (error.code === 'UNAUTHORIZED') {
+    extra['www-authenticate'] = error.details['scheme'] === 'Bearer' ? 'Bearer realm="fnix"' : 'Basic realm="fnix", charset="UTF-8"';
+  }
   return new Response(JSON.stringify({ error: error.toJSON() }), {
     status,
     headers: { 'content-type': 'application/json; charset=utf-8', ...extra, ...headers },

@@ -3,9 +3,12 @@
  * `npm start`: reads the configuration, starts the runtime and the HTTP server, and shuts both down
  * on SIGINT or SIGTERM (running invocations get FNIX_SHUTDOWN_GRACE_MS to finish).
  */
+import { join } from 'node:path';
+import { startDeploys } from '../runtime/deploy/deploys.ts';
 import { createLogger } from '../runtime/log.ts';
 import { startRuntime } from '../runtime/runtime.ts';
 import { createApp } from './app.ts';
+import { loadToken, TokenCheck } from './auth/token.ts';
 import { loadConfig } from './config.ts';
 import { instrumentRunner } from './metrics/instrument-runner.ts';
 import { GatewayMetrics } from './metrics/metrics.ts';
@@ -20,7 +23,6 @@ async function main(): Promise<void> {
   const config = loadConfig(process.env);
   const runtime = await startRuntime({
     stateDir: config.stateDir,
-    functionsDir: config.functionsDir,
     packages: config.packages,
     poolSize: config.poolSize,
     maxContainers: config.maxContainers,
@@ -38,6 +40,28 @@ async function main(): Promise<void> {
     log,
   });
   const metrics = GatewayMetrics.forRuntime(runtime);
+  let token;
+  let deploys;
+  try {
+    token = await loadToken(config.stateDir, config.token);
+    // What is served comes from the repository: the active deployment, or at first start the
+    // functions folder, imported as the first commit.
+    deploys = await startDeploys({
+      runtime,
+      stateDir: config.stateDir,
+      functionsDir: config.functionsDir,
+      maxPushBytes: config.maxPushBytes,
+      log,
+      onDeployment: (outcome, durationMs) => metrics.deploymentFinished(outcome, durationMs),
+    });
+  } catch (error) {
+    await runtime.close(0);
+    throw error;
+  }
+  if (token.source === 'generated') {
+    // Shown once; it stays in the state folder (mode 0600).
+    log.info(`deploy token (kept in ${join(config.stateDir, 'token')}): ${token.token}`);
+  }
   let shuttingDown = false;
   const app = createApp({
     metrics,
@@ -47,6 +71,13 @@ async function main(): Promise<void> {
     maxBody: config.maxBody,
     log,
     isShuttingDown: () => shuttingDown,
+    deploys: {
+      deployer: deploys.deployer,
+      pushes: deploys.pushes,
+      token: new TokenCheck(token.token),
+      gitRoot: deploys.repository.root,
+      maxPushBytes: config.maxPushBytes,
+    },
   });
   const sessions = createSessionUpgrade({
     registry: runtime.registry,
@@ -58,10 +89,11 @@ async function main(): Promise<void> {
     isShuttingDown: () => shuttingDown,
   });
   const server = await startServer({ app, host: config.host, port: config.port, onUpgrade: sessions.handle }).catch(async (error: unknown) => {
+    await deploys.close();
     await runtime.close(0);
     throw error;
   });
-  log.info(`fnix is serving ${config.functionsDir} at ${server.url}`);
+  log.info(`fnix is serving at ${server.url}; deploy with: git push ${server.url}/git/functions.git main`);
 
   const shutdown = async (signal: string) => {
     if (shuttingDown) {
@@ -72,6 +104,7 @@ async function main(): Promise<void> {
     log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
     const closed = server.close();
     await sessions.closeAll();
+    await deploys.close();
     await runtime.close(config.shutdownGraceMs);
     server.server.closeAllConnections();
     await closed;

@@ -122,7 +122,9 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
     functions: functions.length,
     broken: functions.filter((f) => f.status !== 'ready').length,
   };
-  await resolver.pruneRoots(registry.versions().map((v) => v.resolution.rootKey));
+  // Served from a folder, the folder's functions are all there is to keep; deployments (runtime/deploy)
+  // keep the roots of their history themselves.
+  if (options.functionsDir) await resolver.pruneRoots(registry.versions().map((v) => v.resolution.rootKey));
   try {
     await pool.start();
   } catch (error) {

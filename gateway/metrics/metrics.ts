@@ -141,7 +141,8 @@ export class GatewayMetrics {
   static forRuntime(runtime: Pick<Runtime, 'pool' | 'startup'>): GatewayMetrics {
     const metrics = new GatewayMetrics(() => runtime.pool.stats());
     const { startup } = runtime;
-    metrics.deploymentFinished(startup.broken > 0 ? 'partial' : 'activated', startup.durationMs);
+    // A functions folder served directly counts as a deployment; deployments from git count themselves.
+    if (startup.functions > 0) metrics.deploymentFinished(startup.broken > 0 ? 'partial' : 'activated', startup.durationMs);
     return metrics;
   }
 

@@ -17,7 +17,7 @@ type Entry = { status: 'ready'; version: FunctionVersion } | { status: 'broken';
 
 /** The served functions, by name. */
 export class FunctionRegistry {
-  readonly #entries = new Map<string, Entry>();
+  #entries = new Map<string, Entry>();
 
   /** The version to run for `name`. Throws FUNCTION_NOT_FOUND or FUNCTION_UNAVAILABLE. */
   get(name: string): FunctionVersion {
@@ -40,6 +40,21 @@ export class FunctionRegistry {
     const previous = this.#entries.get(version.name);
     this.#entries.set(version.name, { status: 'ready', version });
     return previous?.status === 'ready' ? previous.version : undefined;
+  }
+
+  /**
+   * Serves exactly `versions` from now on (a deployment): one swap of the whole map, so a request sees
+   * the old set or the new one, never a mix. Functions absent from `versions` are no longer served.
+   * Returns the versions that stopped being served.
+   */
+  replaceAll(versions: readonly FunctionVersion[], broken: ReadonlyMap<string, FnixError> = new Map()): FunctionVersion[] {
+    const next = new Map<string, Entry>();
+    for (const [name, error] of broken) next.set(name, { status: 'broken', error });
+    for (const version of versions) next.set(version.name, { status: 'ready', version });
+    const kept = new Set(versions.map((v) => v.key));
+    const dropped = this.versions().filter((v) => !kept.has(v.key));
+    this.#entries = next;
+    return dropped;
   }
 
   /** Records that `name` could not be built. A served version stays served. */

@@ -105,6 +105,8 @@ export class Pool {
   readonly #maxQueue: number;
   readonly #onError: (error: unknown) => void;
   readonly #idle: IdleSet;
+  /** Function versions no longer served: their containers are removed rather than kept idle. */
+  readonly #retired = new Set<string>();
   #generic: Container[] = [];
   #starting = new Set<Starting>();
   #busy = new Set<Container>();
@@ -222,8 +224,9 @@ export class Pool {
     }
     handoff?.settle(undefined);
     if (!this.#busy.delete(container)) return;
-    if (reusable && !this.#closed && container.isAlive) this.#idle.add(container);
-    else this.#remove(container, reusable ? 'pool closed' : 'not reusable');
+    const retired = container.specializedFor !== undefined && this.#retired.has(container.specializedFor);
+    if (reusable && !retired && !this.#closed && container.isAlive) this.#idle.add(container);
+    else this.#remove(container, !reusable ? 'not reusable' : retired ? `${container.specializedFor} retired` : 'pool closed');
     this.#pump();
   }
 
@@ -239,7 +242,31 @@ export class Pool {
 
   /** Removes the idle containers of a function version that is no longer served. */
   retire(key: string): void {
+    this.#retired.add(key);
     for (const container of this.#idle.takeAll(key)) this.#remove(container, `${key} retired`);
+    this.#pump();
+  }
+
+  /**
+   * Says which function versions are served from now on (a deployment was activated): idle containers
+   * of any other version go now, and busy ones when their invocation ends.
+   */
+  serve(keys: Iterable<string>): void {
+    const served = new Set(keys);
+    for (const key of served) this.#retired.delete(key);
+    const retired = new Set<string>();
+    for (const container of this.#idle.takeAll()) {
+      const key = container.specializedFor!;
+      if (served.has(key)) this.#idle.add(container);
+      else {
+        retired.add(key);
+        this.#remove(container, `${key} retired`);
+      }
+    }
+    for (const container of this.#busy) {
+      if (container.specializedFor !== undefined && !served.has(container.specializedFor)) retired.add(container.specializedFor);
+    }
+    for (const key of retired) this.#retired.add(key);
     this.#pump();
   }
 

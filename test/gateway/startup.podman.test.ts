@@ -31,7 +31,7 @@ describe('gateway/main.ts', () => {
     try {
       let output = '';
       child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      await waitUntil(() => /is serving .* at http:\/\/127\.0\.0\.1:\d+/.test(output), 60_000, 'the gateway to listen');
+      await waitUntil(() => /is serving at http:\/\/127\.0\.0\.1:\d+/.test(output), 60_000, 'the gateway to listen');
       const url = /at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
       expect(await (await fetch(`${url}/fn/hello`)).text()).toBe('Hello, world! This is fnix.\n');
       expect(output).toMatch(/package set kind=starter/);

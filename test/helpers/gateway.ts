@@ -12,8 +12,13 @@ import { instrumentRunner } from '../../gateway/metrics/instrument-runner.ts';
 import { GatewayMetrics } from '../../gateway/metrics/metrics.ts';
 import { createSessionUpgrade, type SessionUpgrade } from '../../gateway/sessions/upgrade.ts';
 import { startServer, type RunningServer } from '../../gateway/server.ts';
+import { TokenCheck } from '../../gateway/auth/token.ts';
+import { startDeploys, type Deploys } from '../../runtime/deploy/deploys.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { startRuntime, type Runtime, type RuntimeOptions } from '../../runtime/runtime.ts';
+
+/** The deploy token of test gateways. */
+export const TEST_TOKEN = 'test-token-0123456789';
 
 /** The example functions that ship with fnix. */
 export const EXAMPLES_DIR = fileURLToPath(new URL('../../functions', import.meta.url));
@@ -26,6 +31,9 @@ export interface TestGateway {
   runtime: Runtime;
   server: RunningServer;
   sessions: SessionUpgrade;
+  /** With `deploys: true`: the deployments, and the token that git and the admin API take. */
+  deploys: Deploys | undefined;
+  token: string;
   stateDir: string;
   /** Every log line written so far. */
   logs: string[];
@@ -38,6 +46,12 @@ export type TestGatewayOptions = Partial<Omit<RuntimeOptions, 'log' | 'limits'>>
   sessionMaxFrame?: number;
   maxSessions?: number;
   sessionHeartbeatMs?: number;
+  /**
+   * Serve through deployments, as `npm start` does: the functions folder is imported into the git
+   * repository as the first deployment (when the repository is empty), and /git and /api are on.
+   * Without it the folder is built and served directly, broken functions included.
+   */
+  deploys?: boolean;
   limits?: Partial<RuntimeOptions['limits']>;
 };
 
@@ -47,18 +61,33 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
   const logs: string[] = [];
   const log = createLogger({ stream: { write: (line: string) => logs.push(line) } });
   const runtime = await startRuntime({
-    functionsDir: FIXTURES_DIR,
     poolSize: 2,
     maxContainers: 8,
     idleTtlMs: 60_000,
     queueTimeoutMs: 10_000,
     maxOutputBytes: 100 * 1024 * 1024,
     ...options,
+    functionsDir: options.deploys ? undefined : (options.functionsDir ?? FIXTURES_DIR),
     stateDir,
     limits: { memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1, ...options.limits },
     log,
   });
   const metrics = GatewayMetrics.forRuntime(runtime);
+  const token = TEST_TOKEN;
+  const deploys = options.deploys
+    ? await startDeploys({
+        runtime,
+        stateDir,
+        functionsDir: options.functionsDir ?? FIXTURES_DIR,
+        maxPushBytes: 16 * 1024 * 1024,
+        log,
+        onDeployment: (outcome, durationMs) => metrics.deploymentFinished(outcome, durationMs),
+        pushWaitMs: 60_000,
+      }).catch(async (error: unknown) => {
+        await runtime.close(0);
+        throw error;
+      })
+    : undefined;
   const sessions = createSessionUpgrade({
     registry: runtime.registry,
     runner: instrumentRunner(runtime.runner, metrics, 'session'),
@@ -76,6 +105,13 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     health: runtime.health,
     maxBody: options.maxBody ?? 6 * 1024 * 1024,
     log,
+    deploys: deploys && {
+      deployer: deploys.deployer,
+      pushes: deploys.pushes,
+      token: new TokenCheck(token),
+      gitRoot: deploys.repository.root,
+      maxPushBytes: 16 * 1024 * 1024,
+    },
   });
   const server = await startServer({ app, host: '127.0.0.1', port: 0, onUpgrade: sessions.handle });
   return {
@@ -83,12 +119,15 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     runtime,
     server,
     sessions,
+    deploys,
+    token,
     stateDir,
     logs,
     async close() {
       await sessions.closeAll();
       server.server.closeAllConnections();
       await server.close();
+      await deploys?.close();
       await runtime.close(1000);
       if (!options.stateDir) await rm(stateDir, { recursive: true, force: true });
     },

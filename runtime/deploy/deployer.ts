@@ -1,0 +1,311 @@
+/**
+ * @module
+ * Deployments: a commit's functions/ is read from git, every function built (manifest, Nix packages,
+ * command) and started once, and only then may the whole set be activated, at once. Also: the history
+ * (records.ts), rollback to any earlier ready deployment, the restore at start, and the first import of
+ * a functions folder. The lock (lock.ts) keeps one deployment at a time.
+ */
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { nanoid } from 'nanoid';
+import { FnixError } from '../errors.ts';
+import { buildFunction } from '../functions/build.ts';
+import type { FunctionRegistry } from '../functions/registry.ts';
+import type { FunctionVersion } from '../functions/version.ts';
+import type { Logger } from '../log.ts';
+import type { PackageResolver } from '../nix/resolve.ts';
+import type { Pool } from '../pool/pool.ts';
+import type { Runner } from '../runner.ts';
+import { DEPLOY_REF, ZERO_OID, type QuarantineEnv, type Repository } from './git.ts';
+import { DeployLock } from './lock.ts';
+import type { DeployedFunction, DeploymentRecord, DeploymentStore } from './records.ts';
+import { smokeCheck } from './smoke.ts';
+import { readFunctionsTree, writeFunctionsTree, FUNCTIONS_FOLDER } from './tree.ts';
+
+/** Told each line of a deployment's progress (a push shows them as `remote:` lines). */
+export type Progress = (line: string) => void;
+
+/** Options of {@link Deployer}. */
+export interface DeployerOptions {
+  repository: Repository;
+  store: DeploymentStore;
+  resolver: PackageResolver;
+  runner: Runner;
+  registry: FunctionRegistry;
+  pool: Pool;
+  /** `<state>/builds`, where function builds are kept. */
+  buildsDir: string;
+  /** Where a commit's files are written while it is checked. */
+  stagingDir: string;
+  log: Logger;
+  /** Deployment records kept; older ones (never the active one) go, with their GC roots. @default 50 */
+  historyLimit?: number;
+  /** Told how each deployment went, for the metrics. */
+  onDeployment?: ((outcome: 'activated' | 'refused', durationMs: number) => void) | undefined;
+}
+
+/** A checked deployment, and the built versions that activating it serves. */
+export interface CheckedDeployment {
+  record: DeploymentRecord;
+  versions: FunctionVersion[];
+}
+
+const DEFAULT_HISTORY_LIMIT = 50;
+/** Built versions kept in memory for activation; older deployments are rebuilt (from cache) when activated. */
+const PREPARED_KEPT = 4;
+
+/** Deploys commits. */
+export class Deployer {
+  readonly lock = new DeployLock();
+  readonly #options: DeployerOptions;
+  readonly #prepared = new Map<string, FunctionVersion[]>();
+
+  constructor(options: DeployerOptions) {
+    this.#options = options;
+  }
+
+  get repository(): Repository {
+    return this.#options.repository;
+  }
+
+  get store(): DeploymentStore {
+    return this.#options.store;
+  }
+
+  /**
+   * Checks and builds `commit` (its objects may still be in a push's quarantine: `env`), and records the
+   * deployment as `ready` or `refused`. Every problem found is reported, not only the first. The caller
+   * holds the lock.
+   */
+  async check(commit: string, options: { env?: QuarantineEnv; progress?: Progress; source: 'push' | 'import' }): Promise<CheckedDeployment> {
+    const { repository, store } = this.#options;
+    const env = options.env ?? {};
+    const progress = options.progress ?? (() => {});
+    const begin = performance.now();
+    const id = `d-${new Date().toISOString().slice(0, 10).replaceAll('-', '')}-${nanoid(8).replaceAll('_', 'x')}`;
+    const subject = await repository.subject(commit, env);
+    progress(`deployment ${id}: commit ${commit.slice(0, 12)} "${subject}"`);
+    const problems: string[] = [];
+    const versions: FunctionVersion[] = [];
+    const staging = await mkdtemp(join(this.#options.stagingDir, `${id}-`));
+    try {
+      const tree = await readFunctionsTree(repository, commit, env);
+      for (const found of tree.problems.values()) problems.push(...found);
+      if (tree.names.length === 0) {
+        problems.push(`${FUNCTIONS_FOLDER}/ holds no function: each function is a folder ${FUNCTIONS_FOLDER}/<name>/ with a function.json`);
+      }
+      if (!tree.problems.has('')) {
+        for (const path of tree.ignored) progress(`${path}: not inside a function's folder, ignored`);
+        await writeFunctionsTree(repository, tree, staging, env);
+        // Every function is built, so that one push reports every problem it has.
+        for (const name of tree.names.filter((n) => !tree.problems.has(n))) {
+          const started = performance.now();
+          try {
+            const version = await buildFunction({ name, sourceDir: join(staging, name), buildsDir: this.#options.buildsDir, resolver: this.#options.resolver });
+            versions.push(version);
+            const packages = version.resolution.packages.map((p) => `${p.attr} ${p.storePath}`).join(', ') || 'none';
+            progress(`${FUNCTIONS_FOLDER}/${name}: built in ${seconds(started)} (packages: ${packages})`);
+          } catch (error) {
+            const problem = describeBuildError(error, staging);
+            problems.push(problem);
+            progress(`${FUNCTIONS_FOLDER}/${name}: FAILED after ${seconds(started)}`);
+          }
+        }
+      }
+      if (problems.length === 0) {
+        // Containers that started before new store paths were built may not see them.
+        if (versions.some((v) => v.resolution.builtNewPaths)) this.#options.pool.markStoreChanged();
+        for (const version of versions) {
+          const started = performance.now();
+          const problem = await smokeCheck(this.#options.runner, version);
+          if (problem) problems.push(`${FUNCTIONS_FOLDER}/${version.name}: ${problem}`);
+          else progress(`${FUNCTIONS_FOLDER}/${version.name}: started in a container (${seconds(started)})`);
+        }
+      }
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+    const record: DeploymentRecord = {
+      id,
+      commit,
+      subject,
+      createdAt: new Date().toISOString(),
+      source: options.source,
+      result: problems.length === 0 ? 'ready' : 'refused',
+      reason: problems.length === 0 ? undefined : problems.join('\n'),
+      functions: versions.map(describeVersion),
+      activations: [],
+    };
+    await store.save(record);
+    if (record.result === 'ready') {
+      this.#prepared.set(id, versions);
+      for (const old of [...this.#prepared.keys()].slice(0, -PREPARED_KEPT)) this.#prepared.delete(old);
+    } else {
+      this.#options.onDeployment?.('refused', performance.now() - begin);
+      this.#options.log.warn('deployment refused', { id, commit, problems: problems.length });
+    }
+    return { record, versions };
+  }
+
+  /**
+   * Makes deployment `id` the one served: the record first (durably), then the registry, in one swap.
+   * Invocations under way finish on the version they started with; idle containers of versions no
+   * longer served go. The caller holds the lock.
+   */
+  async activate(id: string): Promise<DeploymentRecord> {
+    const begin = performance.now();
+    const { store, registry, pool, log } = this.#options;
+    const record = await store.get(id);
+    if (!record) throw new FnixError('DEPLOYMENT_NOT_FOUND', `no deployment ${JSON.stringify(id)}; GET /api/deployments lists them`);
+    if (record.result !== 'ready') {
+      throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} was refused, so it cannot be activated: ${record.reason ?? ''}`, {
+        details: { deployment: id },
+      });
+    }
+    let versions = this.#prepared.get(id);
+    if (!versions) {
+      // An older deployment: built again from its commit (quick, from Nix's store and the build cache).
+      const rebuilt = await this.#rebuild(record);
+      const [failed] = rebuilt.broken;
+      if (failed) {
+        throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} can no longer be built: ${failed[0]}: ${failed[1].message}`, {
+          details: { deployment: id },
+        });
+      }
+      versions = rebuilt.versions;
+    }
+    await store.activate(record, new Date());
+    registry.replaceAll(versions);
+    pool.serve(versions.map((v) => v.key));
+    await this.#pruneHistory(id);
+    this.#options.onDeployment?.('activated', performance.now() - begin);
+    log.info('deployment active', { id, commit: record.commit.slice(0, 12), functions: versions.map((v) => v.name).join(',') });
+    return record;
+  }
+
+  /**
+   * At start: serves the active deployment again, rebuilt from its commit (Nix and the builds are
+   * cached, so this is quick). A function that no longer builds is reported as broken. Returns the
+   * record, or undefined when there is no active deployment.
+   */
+  async restore(): Promise<DeploymentRecord | undefined> {
+    const { store, registry, pool, log } = this.#options;
+    const id = await store.current();
+    const record = id === undefined ? undefined : await store.get(id);
+    if (!record) return undefined;
+    const { versions, broken } = await this.#rebuild(record);
+    registry.replaceAll(versions, broken);
+    pool.serve(versions.map((v) => v.key));
+    for (const [name, error] of broken) log.error('function not served', { function: name, code: error.code, error: error.message });
+    await this.#pruneHistory(record.id);
+    log.info('deployment restored', { id: record.id, commit: record.commit.slice(0, 12), functions: versions.length, broken: broken.size });
+    return record;
+  }
+
+  /**
+   * At first start, with an empty repository: `dir` becomes the first commit of main, and is deployed
+   * through the same checks as a push. When they fail nothing is served, main stays unborn, and the
+   * next start tries again.
+   */
+  async importFolder(dir: string, progress: Progress): Promise<CheckedDeployment> {
+    const { repository } = this.#options;
+    const work = await mkdtemp(join(this.#options.stagingDir, 'import-'));
+    try {
+      await cp(dir, join(work, FUNCTIONS_FOLDER), { recursive: true, verbatimSymlinks: true });
+      const env = { GIT_INDEX_FILE: join(work, '.index'), GIT_WORK_TREE: work } as QuarantineEnv;
+      await repository.git(['add', '--all', '--', FUNCTIONS_FOLDER], { env });
+      const tree = String((await repository.git(['write-tree'], { env })).stdout).trim();
+      const identity = { GIT_AUTHOR_NAME: 'fnix', GIT_AUTHOR_EMAIL: 'fnix@localhost', GIT_COMMITTER_NAME: 'fnix', GIT_COMMITTER_EMAIL: 'fnix@localhost' };
+      const commit = String(
+        (await repository.git(['commit-tree', tree, '-m', `Functions imported from ${dir}`], { env: identity as QuarantineEnv })).stdout,
+      ).trim();
+      const held = await this.lock.acquire('the first import', 60_000);
+      try {
+        const checked = await this.check(commit, { progress, source: 'import' });
+        if (checked.record.result === 'ready') {
+          // Only while main is still unborn: a push that landed meanwhile wins.
+          await repository.git(['update-ref', DEPLOY_REF, commit, ZERO_OID]);
+          await this.activate(checked.record.id);
+        }
+        return checked;
+      } finally {
+        held.release();
+      }
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /** Builds a recorded deployment's commit again (no smoke check: it passed before). */
+  async #rebuild(record: DeploymentRecord): Promise<{ versions: FunctionVersion[]; broken: Map<string, FnixError> }> {
+    const { repository } = this.#options;
+    const staging = await mkdtemp(join(this.#options.stagingDir, `${record.id}-rebuild-`));
+    const versions: FunctionVersion[] = [];
+    const broken = new Map<string, FnixError>();
+    try {
+      const tree = await readFunctionsTree(repository, record.commit);
+      await writeFunctionsTree(repository, tree, staging);
+      for (const name of tree.names.filter((n) => !tree.problems.has(n))) {
+        try {
+          versions.push(await buildFunction({ name, sourceDir: join(staging, name), buildsDir: this.#options.buildsDir, resolver: this.#options.resolver }));
+        } catch (error) {
+          const fnixError = error instanceof FnixError ? error : new FnixError('FUNCTION_BUILD_FAILED', String(error), { cause: error });
+          broken.set(name, fnixError);
+        }
+      }
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+    if (versions.some((v) => v.resolution.builtNewPaths)) this.#options.pool.markStoreChanged();
+    if (broken.size === 0) this.#prepared.set(record.id, versions);
+    return { versions, broken };
+  }
+
+  /** Keeps the newest `historyLimit` records (and the active one), and the GC roots of the ready ones. */
+  async #pruneHistory(activeId: string): Promise<void> {
+    const { store, resolver } = this.#options;
+    const limit = this.#options.historyLimit ?? DEFAULT_HISTORY_LIMIT;
+    const records = await store.list();
+    const kept: DeploymentRecord[] = [];
+    for (const [index, record] of records.entries()) {
+      if (index < limit || record.id === activeId) kept.push(record);
+      else await store.remove(record.id);
+    }
+    await resolver.pruneRoots(kept.filter((r) => r.result === 'ready').flatMap((r) => r.functions.map((f) => f.rootKey)));
+  }
+}
+
+/** What the record keeps of a built version. */
+function describeVersion(version: FunctionVersion): DeployedFunction {
+  const { manifest } = version;
+  return {
+    name: version.name,
+    version: version.version,
+    packages: version.resolution.packages.map((p) => p.attr),
+    storePaths: version.resolution.packages.map((p) => p.storePath),
+    rootKey: version.resolution.rootKey,
+    command: manifest.command,
+    limits: {
+      timeoutMs: manifest.timeoutMs,
+      memoryMb: manifest.memoryMb,
+      network: manifest.network,
+      sessionTimeoutMs: manifest.sessionTimeoutMs,
+      idleTimeoutMs: manifest.idleTimeoutMs,
+    },
+  };
+}
+
+/** A build error, with paths as the pusher knows them (`functions/<name>/...`) and Nix's output tail. */
+function describeBuildError(error: unknown, staging: string): string {
+  const fnixError = error instanceof FnixError ? error : undefined;
+  let text = fnixError ? `${fnixError.message}` : String((error as Error)?.message ?? error);
+  const log = fnixError?.details['log'];
+  if (typeof log === 'string' && log.trim()) {
+    text += `\nthe end of the build output:\n${log.trim().split('\n').slice(-15).map((line) => `  ${line}`).join('\n')}`;
+  }
+  return text.replaceAll(`${staging}/`, `${FUNCTIONS_FOLDER}/`);
+}
+
+function seconds(since: number): string {
+  return `${((performance.now() - since) / 1000).toFixed(1)} s`;
+}

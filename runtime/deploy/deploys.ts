@@ -1,0 +1,107 @@
+/**
+ * @module
+ * Puts deployments together for a running runtime: the repository and its hooks, the records, the
+ * deployer, the hook socket, and what to serve at start (the active deployment; or, with an empty
+ * repository, the functions folder imported as the first commit).
+ */
+import type { Server } from 'node:net';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../log.ts';
+import type { Runtime } from '../runtime.ts';
+import { Deployer } from './deployer.ts';
+import { DEPLOY_REF, Repository } from './git.ts';
+import { startHookServer } from './hook-server.ts';
+import { PushDeploys } from './pushes.ts';
+import { DeploymentStore } from './records.ts';
+
+/** Options of {@link startDeploys}. */
+export interface DeploysOptions {
+  runtime: Runtime;
+  stateDir: string;
+  /** Imported as the first deployment when the repository is empty. */
+  functionsDir?: string | undefined;
+  /** receive.maxInputSize: the largest pack a push may send. */
+  maxPushBytes: number;
+  log: Logger;
+  /** Told how each deployment went (the metrics). */
+  onDeployment?: ((outcome: 'activated' | 'refused', durationMs: number) => void) | undefined;
+  /** How long a push waits for another one. */
+  pushWaitMs?: number;
+}
+
+/** Deployments, started. */
+export interface Deploys {
+  deployer: Deployer;
+  pushes: PushDeploys;
+  repository: Repository;
+  close(): Promise<void>;
+}
+
+const HOOK_SCRIPT = fileURLToPath(new URL('./hook.mjs', import.meta.url));
+
+/** Starts deployments and serves the active one. */
+export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
+  const { runtime, stateDir, log } = options;
+  const gitRoot = join(stateDir, 'git');
+  const socketPath = join(gitRoot, 'hook.sock');
+  const hook = (name: string) => `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(HOOK_SCRIPT)} ${name} ${quote(socketPath)}\n`;
+  const repository = await Repository.open({
+    root: gitRoot,
+    maxPushBytes: options.maxPushBytes,
+    hooks: { preReceive: hook('pre-receive'), postReceive: hook('post-receive') },
+  });
+  const store = new DeploymentStore(join(stateDir, 'deployments'));
+  await store.init();
+  const stagingDir = join(stateDir, 'staging');
+  await rm(stagingDir, { recursive: true, force: true });
+  await mkdir(stagingDir, { recursive: true, mode: 0o700 });
+  const deployer = new Deployer({
+    repository,
+    store,
+    resolver: runtime.resolver,
+    runner: runtime.runner,
+    registry: runtime.registry,
+    pool: runtime.pool,
+    buildsDir: join(stateDir, 'builds'),
+    stagingDir,
+    log,
+    onDeployment: options.onDeployment,
+  });
+  const pushes = new PushDeploys(deployer, { waitMs: options.pushWaitMs });
+  const server: Server = await startHookServer(socketPath, pushes, log);
+
+  const restored = await deployer.restore();
+  if (!restored) {
+    const main = await repository.resolve(DEPLOY_REF);
+    const progress = (line: string) => log.info(`deploy: ${line}`);
+    if (main) {
+      // main moved but was never activated (fnix stopped between the two): deploy it now.
+      const held = await deployer.lock.acquire('the deployment of main at start', 60_000);
+      try {
+        const { record } = await deployer.check(main, { progress, source: 'push' });
+        if (record.result === 'ready') await deployer.activate(record.id);
+      } finally {
+        held.release();
+      }
+    } else if (options.functionsDir) {
+      const { record } = await deployer.importFolder(options.functionsDir, progress);
+      if (record.result === 'refused') {
+        log.error(`the functions folder ${options.functionsDir} was not deployed; fix it and restart, or push a fix`, { deployment: record.id });
+        for (const line of (record.reason ?? '').split('\n')) log.error(`deploy: ${line}`);
+      }
+    }
+  }
+  return {
+    deployer,
+    pushes,
+    repository,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** A shell word for `value`. */
+function quote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}

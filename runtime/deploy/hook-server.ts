@@ -1,0 +1,99 @@
+/**
+ * @module
+ * The other end of the repository's hooks (hook.mjs): a unix socket in the state folder, which only root
+ * can reach. A hook sends one JSON line (which hook, the push's id, its ref updates, the quarantine
+ * variables) and gets back lines of progress, `{"line":"…"}`, and its exit code, `{"exit":0}`.
+ */
+import { chmod, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { isAbsolute } from 'node:path';
+import type { Logger } from '../log.ts';
+import { QUARANTINE_VARIABLES, type QuarantineEnv } from './git.ts';
+import type { PushDeploys, RefUpdate } from './pushes.ts';
+
+/** A request from a hook. */
+interface HookRequest {
+  hook: 'pre-receive' | 'post-receive';
+  pushId: string;
+  updates: RefUpdate[];
+  env: Record<string, string>;
+}
+
+/** Listens on `socketPath` for hooks; resolves once listening. */
+export async function startHookServer(socketPath: string, pushes: PushDeploys, log: Logger): Promise<Server> {
+  await rm(socketPath, { force: true });
+  const server = createServer((socket) => void serve(socket, pushes, log));
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
+  await chmod(socketPath, 0o600);
+  return server;
+}
+
+async function serve(socket: Socket, pushes: PushDeploys, log: Logger): Promise<void> {
+  socket.on('error', () => {});
+  const send = (message: object) => {
+    if (!socket.destroyed) socket.write(JSON.stringify(message) + '\n');
+  };
+  const progress = (line: string) => send({ line });
+  let request: HookRequest;
+  try {
+    request = parseRequest(await readLine(socket));
+  } catch (error) {
+    send({ line: `fnix: ${(error as Error).message}`, exit: 1 });
+    socket.end();
+    return;
+  }
+  try {
+    if (request.hook === 'pre-receive') {
+      const accepted = await pushes.preReceive(request.pushId, request.updates, quarantineEnv(request.env), progress);
+      send({ exit: accepted ? 0 : 1 });
+    } else {
+      await pushes.postReceive(request.pushId, progress);
+      send({ exit: 0 });
+    }
+  } catch (error) {
+    log.error('deploy hook failed', { hook: request.hook, error: String(error), stack: (error as Error).stack });
+    send({ line: `fnix: internal error while deploying (${(error as Error).message}); the gateway log has the details`, exit: 1 });
+  }
+  socket.end();
+}
+
+function readLine(socket: Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffer = '';
+    const onData = (chunk: Buffer) => {
+      buffer += chunk.toString('utf8');
+      const newline = buffer.indexOf('\n');
+      if (newline >= 0) {
+        socket.off('data', onData);
+        resolve(buffer.slice(0, newline));
+      } else if (buffer.length > 1024 * 1024) reject(new Error('hook request too large'));
+    };
+    socket.on('data', onData);
+    socket.once('end', () => reject(new Error('the hook sent no request')));
+  });
+}
+
+function parseRequest(line: string): HookRequest {
+  const value = JSON.parse(line) as HookRequest;
+  if (value.hook !== 'pre-receive' && value.hook !== 'post-receive') throw new Error('unknown hook');
+  if (typeof value.pushId !== 'string' || value.pushId === '') {
+    throw new Error('this push did not come through the gateway: push to http://<gateway>/git/functions.git');
+  }
+  if (!Array.isArray(value.updates)) throw new Error('malformed hook request');
+  for (const update of value.updates) {
+    if (!/^[0-9a-f]{40}$/.test(update.old) || !/^[0-9a-f]{40}$/.test(update.new) || typeof update.ref !== 'string') {
+      throw new Error('malformed ref update');
+    }
+  }
+  return value;
+}
+
+/** The quarantine variables, and only those, as absolute paths. */
+function quarantineEnv(env: Record<string, string>): QuarantineEnv {
+  const result: QuarantineEnv = {};
+  for (const name of QUARANTINE_VARIABLES) {
+    const value = env[name];
+    if (typeof value === 'string' && value.split(':').every((part) => isAbsolute(part))) result[name] = value;
+  }
+  return result;
+}

@@ -1,0 +1,112 @@
+/**
+ * @module
+ * A push, as git's hooks report it: pre-receive checks and builds main's new commit while git holds the
+ * push in quarantine (refusing leaves main where it was), and post-receive activates it once git has
+ * moved main. The deploy lock is held from one to the other, so pushes never interleave.
+ */
+import type { Deployer, Progress } from './deployer.ts';
+import { DEPLOY_REF, ZERO_OID, type QuarantineEnv } from './git.ts';
+import type { Held } from './lock.ts';
+
+/** One line of a hook's stdin: `<old> <new> <ref>`. */
+export interface RefUpdate {
+  old: string;
+  new: string;
+  ref: string;
+}
+
+/** How long a push waits for another deployment before it is refused. */
+export const PUSH_WAIT_MS = 120_000;
+
+interface PendingPush {
+  held: Held;
+  commit: string;
+  deploymentId: string;
+}
+
+/** The pushes under way, by the id the gateway gave each (FNIX_PUSH_ID). */
+export class PushDeploys {
+  readonly #deployer: Deployer;
+  readonly #pending = new Map<string, PendingPush>();
+  readonly #waitMs: number;
+
+  constructor(deployer: Deployer, options: { waitMs?: number } = {}) {
+    this.#deployer = deployer;
+    this.#waitMs = options.waitMs ?? PUSH_WAIT_MS;
+  }
+
+  /** pre-receive: true accepts the push. On true for main, the lock stays held until {@link postReceive}. */
+  async preReceive(pushId: string, updates: RefUpdate[], env: QuarantineEnv, progress: Progress): Promise<boolean> {
+    for (const update of updates) {
+      if (update.ref !== DEPLOY_REF) progress(`${update.ref}: kept, not deployed (only main is deployed)`);
+    }
+    const main = updates.find((u) => u.ref === DEPLOY_REF);
+    if (!main) return true;
+    if (main.new === ZERO_OID) {
+      progress('refused: main cannot be deleted, it is what fnix serves');
+      return false;
+    }
+    let held: Held;
+    try {
+      held = await this.#deployer.lock.acquire(`the push of ${main.new.slice(0, 12)}`, this.#waitMs, (holder) =>
+        progress(`waiting for ${holder} to finish (pushes deploy one at a time)...`),
+      );
+    } catch (error) {
+      progress(`refused: ${(error as Error).message}; push again later`);
+      return false;
+    }
+    try {
+      // Another push may have moved main while this one waited: this one was made against the old main.
+      const current = (await this.#deployer.repository.resolve(DEPLOY_REF)) ?? ZERO_OID;
+      if (current !== main.old) {
+        progress(`refused: main moved to ${current.slice(0, 12)} while this push waited; fetch, merge or rebase, and push again`);
+        held.release();
+        return false;
+      }
+      const { record } = await this.#deployer.check(main.new, { env, progress, source: 'push' });
+      if (record.result === 'refused') {
+        progress(`refused: deployment ${record.id} did not pass its checks; the functions being served are unchanged:`);
+        for (const line of (record.reason ?? '').split('\n')) progress(`  ${line}`);
+        held.release();
+        return false;
+      }
+      progress(`deployment ${record.id} passed its checks; it goes live when git has updated main`);
+      this.#pending.set(pushId, { held, commit: main.new, deploymentId: record.id });
+      return true;
+    } catch (error) {
+      held.release();
+      throw error;
+    }
+  }
+
+  /** post-receive: git has updated the refs; main's deployment goes live. */
+  async postReceive(pushId: string, progress: Progress): Promise<void> {
+    await this.#finish(pushId, progress);
+  }
+
+  /**
+   * The push's request is over (git http-backend exited). A push whose post-receive never ran (git
+   * failed to update main, or the hook was killed) is settled here: activated if main did move to its
+   * commit, dropped if not; the lock is released either way.
+   */
+  async pushEnded(pushId: string): Promise<void> {
+    await this.#finish(pushId, () => {});
+  }
+
+  async #finish(pushId: string, progress: Progress): Promise<void> {
+    const pending = this.#pending.get(pushId);
+    if (!pending) return;
+    this.#pending.delete(pushId);
+    try {
+      const main = await this.#deployer.repository.resolve(DEPLOY_REF);
+      if (main !== pending.commit) {
+        progress(`main is not at ${pending.commit.slice(0, 12)}: deployment ${pending.deploymentId} was not activated`);
+        return;
+      }
+      const record = await this.#deployer.activate(pending.deploymentId);
+      progress(`deployment ${record.id} is live: ${record.functions.map((f) => f.name).join(', ')}`);
+    } finally {
+      pending.held.release();
+    }
+  }
+}
