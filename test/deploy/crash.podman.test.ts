@@ -1,0 +1,109 @@
+/**
+ * @module
+ * `kill -9` of the real gateway (gateway/main.ts) at several moments of a push: after each restart it
+ * serves exactly the deployment that was last activated, and the history reads whole.
+ */
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, describe, expect, it } from 'vitest';
+import { INSTANCE_LABEL, instanceOf } from '../../runtime/container/launcher.ts';
+import { waitUntil } from '../helpers/processes.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const TOKEN = 'crash-test-token-0123456789';
+const GIT_ENV = {
+  GIT_TERMINAL_PROMPT: '0',
+  GIT_AUTHOR_NAME: 'dev',
+  GIT_AUTHOR_EMAIL: 'dev@example.com',
+  GIT_COMMITTER_NAME: 'dev',
+  GIT_COMMITTER_EMAIL: 'dev@example.com',
+  GIT_CONFIG_GLOBAL: '/dev/null',
+};
+
+const work = await mkdtemp(join(tmpdir(), 'fnix-crash-'));
+const stateDir = join(work, 'state');
+let gateway: { child: ResultPromise; url: string } | undefined;
+
+async function writeGreet(dir: string, text: string): Promise<void> {
+  const folder = join(dir, 'functions', 'greet');
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, 'function.json'), JSON.stringify({ packages: ['busybox'], command: ['./main.sh'] }));
+  await writeFile(join(folder, 'main.sh'), `#!/usr/bin/env sh\necho '${text}'\n`);
+  await chmod(join(folder, 'main.sh'), 0o755);
+  // A function whose smoke check runs its full 2 s: a push spends a while in its checks.
+  const slow = join(dir, 'functions', 'slow');
+  await mkdir(slow, { recursive: true });
+  await writeFile(join(slow, 'function.json'), JSON.stringify({ packages: ['busybox'], command: ['busybox', 'sleep', '30'] }));
+}
+
+async function start(): Promise<{ child: ResultPromise; url: string }> {
+  const child = execa('node', ['--import', 'tsx', 'gateway/main.ts'], {
+    cwd: ROOT,
+    env: { FNIX_PORT: '0', FNIX_STATE_DIR: stateDir, FNIX_POOL_SIZE: '1', FNIX_TOKEN: TOKEN, FNIX_FUNCTIONS_DIR: join(work, 'initial', 'functions') },
+    reject: false,
+    all: true,
+  });
+  let output = '';
+  child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  await waitUntil(() => /is serving at http:\/\/127\.0\.0\.1:\d+/.test(output) || child.exitCode !== null, 90_000, 'the gateway to listen');
+  const url = /is serving at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+  if (!url) throw new Error(`the gateway did not start:\n${output}`);
+  return { child, url };
+}
+
+async function served(url: string): Promise<{ text: string; activeCommit: string }> {
+  const text = await (await fetch(`${url}/fn/greet`)).text();
+  const { deployments } = (await (await fetch(`${url}/api/deployments`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as any;
+  const active = deployments.find((d: any) => d.status === 'active');
+  return { text, activeCommit: active.commit };
+}
+
+afterAll(async () => {
+  if (gateway && gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
+  await gateway?.child;
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('kill -9 during a push', () => {
+  it('serves the last activated deployment after every restart', async () => {
+    await writeGreet(join(work, 'initial'), 'v0');
+    gateway = await start();
+    expect((await served(gateway.url)).text).toBe('v0\n');
+    const clone = join(work, 'clone');
+    const remote = `${gateway.url.replace('http://', `http://fnix:${TOKEN}@`)}/git/functions.git`;
+    await execa('git', ['clone', '--quiet', remote, clone], { env: GIT_ENV });
+
+    const moments = ['deployment d-', 'functions/greet: built', 'passed its checks', 'is live'];
+    for (const [round, moment] of moments.entries()) {
+      const text = `v${round + 1}`;
+      await writeGreet(clone, text);
+      await execa('git', ['add', '--all'], { cwd: clone, env: GIT_ENV });
+      await execa('git', ['commit', '--quiet', '-m', text], { cwd: clone, env: GIT_ENV });
+      const url = `${gateway.url.replace('http://', `http://fnix:${TOKEN}@`)}/git/functions.git`;
+      const push = execa('git', ['push', '--force', url, 'HEAD:main'], { cwd: clone, env: GIT_ENV, reject: false, all: true });
+      let output = '';
+      push.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      await waitUntil(() => output.includes(moment) || push.exitCode !== null, 30_000, `"${moment}" in the push's output`);
+      gateway.child.kill('SIGKILL');
+      await gateway.child;
+      await push;
+
+      gateway = await start();
+      const { text: answer, activeCommit } = await served(gateway.url);
+      const pushed = (await execa('git', ['rev-parse', 'HEAD'], { cwd: clone })).stdout.trim();
+      // Whichever deployment `current` names is the one that answers: the new one only if it went live.
+      if (activeCommit === pushed) expect(answer).toBe(`${text}\n`);
+      else expect(answer).not.toBe(`${text}\n`);
+      if (moment === 'deployment d-' || moment === 'functions/greet: built') expect(activeCommit).not.toBe(pushed);
+      if (moment === 'is live') expect(activeCommit).toBe(pushed);
+    }
+    // The containers the killed gateways left were removed by the next start; the last one removes its own.
+    gateway.child.kill('SIGTERM');
+    expect((await gateway.child).exitCode).toBe(0);
+    const { stdout } = await execa('podman', ['ps', '--all', '--filter', `label=${INSTANCE_LABEL}=${instanceOf(stateDir)}`, '--format', '{{.Names}}']);
+    expect(stdout).toBe('');
+  }, 240_000);
+});
