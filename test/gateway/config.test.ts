@@ -39,6 +39,8 @@ describe('loadConfig: defaults', () => {
       tmpBytes: 64 * MiB,
       shutdownGraceMs: 10_000,
       cpus: 1,
+      token: undefined,
+      maxPushBytes: 100 * MiB,
     });
   });
 
@@ -48,6 +50,7 @@ describe('loadConfig: defaults', () => {
         'FNIX_PORT', 'FNIX_HOST', 'FNIX_STATE_DIR', 'FNIX_FUNCTIONS_DIR', 'FNIX_PACKAGES', 'FNIX_POOL_SIZE',
         'FNIX_MAX_SESSIONS', 'FNIX_MAX_CONTAINERS', 'FNIX_MAX_BODY', 'FNIX_MAX_OUTPUT', 'FNIX_IDLE_TTL_MS', 'FNIX_QUEUE_TIMEOUT_MS',
         'FNIX_PIDS_LIMIT', 'FNIX_NOFILE', 'FNIX_TMP_SIZE', 'FNIX_SHUTDOWN_GRACE_MS', 'FNIX_CPUS',
+        'FNIX_TOKEN', 'FNIX_MAX_PUSH',
       ].map((name) => [name, '']),
     );
     expect(loadConfig(env, CWD)).toEqual(loadConfig({}, CWD));
@@ -94,6 +97,8 @@ describe('loadConfig: overrides', () => {
         FNIX_TMP_SIZE: '1m',
         FNIX_SHUTDOWN_GRACE_MS: '600000',
         FNIX_CPUS: '1.5',
+        FNIX_TOKEN: 'a-token-of-some-length',
+        FNIX_MAX_PUSH: '8MiB',
       },
       CWD,
     );
@@ -115,6 +120,8 @@ describe('loadConfig: overrides', () => {
       tmpBytes: MiB,
       shutdownGraceMs: 600_000,
       cpus: 1.5,
+      token: 'a-token-of-some-length',
+      maxPushBytes: 8 * MiB,
     });
   });
 
