@@ -7,7 +7,7 @@
  */
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { nanoid } from 'nanoid';
+import { customAlphabet } from 'nanoid';
 import { FnixError } from '../errors.ts';
 import { buildFunction } from '../functions/build.ts';
 import type { FunctionRegistry } from '../functions/registry.ts';
@@ -51,6 +51,8 @@ export interface CheckedDeployment {
 }
 
 const DEFAULT_HISTORY_LIMIT = 50;
+/** Deployment ids: `d-<date>-<8 characters>`, easy to read out and to type. */
+const deploymentSuffix = customAlphabet('0123456789abcdefghijkmnopqrstuvwxyz', 8);
 /** Built versions kept in memory for activation; older deployments are rebuilt (from cache) when activated. */
 const PREPARED_KEPT = 4;
 
@@ -82,7 +84,7 @@ export class Deployer {
     const env = options.env ?? {};
     const progress = options.progress ?? (() => {});
     const begin = performance.now();
-    const id = `d-${new Date().toISOString().slice(0, 10).replaceAll('-', '')}-${nanoid(8).replaceAll('_', 'x')}`;
+    const id = `d-${new Date().toISOString().slice(0, 10).replaceAll('-', '')}-${deploymentSuffix()}`;
     const subject = await repository.subject(commit, env);
     progress(`deployment ${id}: commit ${commit.slice(0, 12)} "${subject}"`);
     const problems: string[] = [];
@@ -107,7 +109,8 @@ export class Deployer {
             progress(`${FUNCTIONS_FOLDER}/${name}: built in ${seconds(started)} (packages: ${packages})`);
           } catch (error) {
             const problem = describeBuildError(error, staging);
-            problems.push(problem);
+            // Every problem names its file, or at least its function.
+            problems.push(problem.startsWith(`${FUNCTIONS_FOLDER}/`) ? problem : `${FUNCTIONS_FOLDER}/${name}: ${problem}`);
             progress(`${FUNCTIONS_FOLDER}/${name}: FAILED after ${seconds(started)}`);
           }
         }

@@ -5,6 +5,7 @@
  * answering), branches, force pushes, two pushes at once, rollback through the admin API, a restart, and
  * the token.
  */
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -97,9 +98,35 @@ describe('a push to main', () => {
     expect(await invoke('added')).toBe('new function\n');
   });
 
+  it('lets invocations in flight finish on the version they started with', async () => {
+    const dir = await clone();
+    const slow = (text: string) => writeFunction(dir, 'slow', text).then(() =>
+      writeFile(join(dir, 'functions/slow/main.sh'), `#!/usr/bin/env sh\nsleep 1.5\necho '${text}'\n`),
+    );
+    await slow('old');
+    expect((await commitAndPush(dir, 'slow old')).exitCode).toBe(0);
+    const inFlight = invoke('slow'); // started on 'old'
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await slow('new');
+    const pushed = await commitAndPush(dir, 'slow new');
+    expect(pushed.exitCode, pushed.all).toBe(0);
+    expect(await inFlight).toBe('old\n');
+    expect(await invoke('slow')).toBe('new\n');
+  });
+
+  it('refuses a push over FNIX_MAX_PUSH (receive.maxInputSize)', async () => {
+    const dir = await clone();
+    await writeFile(join(dir, 'functions/greet/blob.bin'), randomBytes(17 * 1024 * 1024)); // the test gateway takes 16 MiB
+    const pushed = await commitAndPush(dir, 'too big');
+    expect(pushed.exitCode).not.toBe(0);
+    expect(pushed.all).toMatch(/maximum allowed size|maxInputSize|unpack-objects abnormal exit|index-pack/);
+    expect(await invoke('greet')).toBe('v2\n');
+  });
+
   it('removes the functions the new commit no longer has', async () => {
     const dir = await clone();
     await rm(join(dir, 'functions', 'added'), { recursive: true });
+    await rm(join(dir, 'functions', 'slow'), { recursive: true });
     expect((await commitAndPush(dir, 'remove added')).exitCode).toBe(0);
     expect((await fetch(`${gateway.url}/fn/added`)).status).toBe(404);
     expect(await invoke('greet')).toBe('v2\n');
