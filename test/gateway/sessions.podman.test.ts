@@ -284,9 +284,13 @@ describe('sessions: clients that go away at awkward moments', () => {
 describe('sessions: many at once', () => {
   it('runs 20 sessions at once, each with its own stdio', async () => {
     const sessions = await Promise.all(Array.from({ length: 20 }, () => open('/sessions/echo')));
-    // All 20 are open, each in its own container, before any is given input.
-    const running = await Promise.all(sessions.map((s) => pidsWithEnv('FNIX_INVOCATION_ID', s.invocationId)));
-    expect(running.every((pids) => pids.length > 0)).toBe(true);
+    // All 20 are open, each running in its own container, before any is given input. (The 101 comes once
+    // the command is handed to the agent, which forks it a moment later.)
+    await waitUntil(
+      async () => (await Promise.all(sessions.map((s) => pidsWithEnv('FNIX_INVOCATION_ID', s.invocationId)))).every((pids) => pids.length > 0),
+      5000,
+      'all 20 commands to run',
+    );
     const inputs = sessions.map((_, i) => randomBytes(10_000 + i));
     sessions.forEach((s, i) => {
       s.send(0, inputs[i]);
