@@ -20,7 +20,7 @@ import { DEPLOY_REF, ZERO_OID, type QuarantineEnv, type Repository } from './git
 import { DeployLock } from './lock.ts';
 import type { DeployedFunction, DeploymentRecord, DeploymentStore } from './records.ts';
 import { smokeCheck } from './smoke.ts';
-import { readFunctionsTree, writeFunctionsTree, FUNCTIONS_FOLDER } from './tree.ts';
+import { FUNCTIONS_FOLDER, IGNORED_LISTED, readFunctionsTree, writeFunctionsTree } from './tree.ts';
 
 /** Told each line of a deployment's progress (a push shows them as `remote:` lines). */
 export type Progress = (line: string) => void;
@@ -97,10 +97,12 @@ export class Deployer {
         problems.push(`${FUNCTIONS_FOLDER}/ holds no function: each function is a folder ${FUNCTIONS_FOLDER}/<name>/ with a function.json`);
       }
       if (!tree.problems.has('')) {
-        for (const path of tree.ignored) progress(`${path}: not inside a function's folder, ignored`);
-        await writeFunctionsTree(repository, tree, staging, env);
+        for (const path of tree.ignored.slice(0, IGNORED_LISTED)) progress(`${path}: not inside a function's folder, ignored`);
+        if (tree.ignored.length > IGNORED_LISTED) progress(`... and ${tree.ignored.length - IGNORED_LISTED} more files outside function folders, ignored`);
+        const linkProblems = await writeFunctionsTree(repository, tree, staging, env);
+        for (const found of linkProblems.values()) problems.push(...found);
         // Every function is built, so that one push reports every problem it has.
-        for (const name of tree.names.filter((n) => !tree.problems.has(n))) {
+        for (const name of tree.names.filter((n) => !tree.problems.has(n) && !linkProblems.has(n))) {
           const started = performance.now();
           try {
             const version = await buildFunction({ name, sourceDir: join(staging, name), buildsDir: this.#options.buildsDir, resolver: this.#options.resolver });
@@ -247,8 +249,11 @@ export class Deployer {
     const broken = new Map<string, FnixError>();
     try {
       const tree = await readFunctionsTree(repository, record.commit);
-      await writeFunctionsTree(repository, tree, staging);
-      for (const name of tree.names.filter((n) => !tree.problems.has(n))) {
+      const linkProblems = await writeFunctionsTree(repository, tree, staging);
+      for (const [name, found] of [...tree.problems, ...linkProblems]) {
+        if (name) broken.set(name, new FnixError('FUNCTION_BUILD_FAILED', found.join('; ')));
+      }
+      for (const name of tree.names.filter((n) => !tree.problems.has(n) && !linkProblems.has(n))) {
         try {
           versions.push(await buildFunction({ name, sourceDir: join(staging, name), buildsDir: this.#options.buildsDir, resolver: this.#options.resolver }));
         } catch (error) {

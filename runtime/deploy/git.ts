@@ -62,20 +62,44 @@ export class Repository {
   }
 
   /** Runs git on the repository; `env` may carry a hook's quarantine variables. */
-  async git(args: string[], options: { env?: QuarantineEnv; input?: string | Buffer; encoding?: 'buffer' } = {}) {
+  async git(args: string[], options: { env?: QuarantineEnv; input?: string | Buffer; encoding?: 'buffer'; reject?: boolean } = {}) {
     return execa('git', ['--git-dir', this.gitDir, ...args], {
-      env: { ...options.env, GIT_CONFIG_NOSYSTEM: '1', HOME: this.root },
+      env: { ...options.env, ...this.#baseEnv() },
       extendEnv: true,
       input: options.input,
       encoding: options.encoding === 'buffer' ? 'buffer' : 'utf8',
       stripFinalNewline: false,
+      reject: options.reject ?? true,
+    });
+  }
+
+  /** Starts git on the repository with its stdout as a byte stream (for `cat-file --batch`). */
+  spawnGit(args: string[], options: { env?: QuarantineEnv; input: string }) {
+    return execa('git', ['--git-dir', this.gitDir, ...args], {
+      env: { ...options.env, ...this.#baseEnv() },
+      extendEnv: true,
+      input: options.input,
+      encoding: 'buffer',
+      buffer: false,
+      stderr: 'ignore',
     });
   }
 
   /** The commit a ref points at, or undefined. */
   async resolve(ref: string): Promise<string | undefined> {
-    const result = await execa('git', ['--git-dir', this.gitDir, 'rev-parse', '--verify', '--quiet', `${ref}^{commit}`], { reject: false });
+    const result = await this.git(['rev-parse', '--verify', '--quiet', `${ref}^{commit}`], { reject: false });
     return result.exitCode === 0 ? String(result.stdout).trim() : undefined;
+  }
+
+  /** True when the repository has `commit` and its tree (a refused push's objects are discarded). */
+  async has(commit: string): Promise<boolean> {
+    const result = await this.git(['cat-file', '-e', `${commit}^{tree}`], { reject: false });
+    return result.exitCode === 0;
+  }
+
+  /** No system or user configuration: the repository's own settings only. */
+  #baseEnv(): Record<string, string> {
+    return { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', HOME: this.root };
   }
 
   /** The commit's subject line, for logs and the API. */

@@ -1,12 +1,14 @@
 /**
  * @module
  * Reads the functions/ folder of a commit straight from git's objects, never from a checkout: a
- * symbolic link is a blob holding its target, checked here and never followed, and a submodule is an
- * error. The files are then written into a fresh folder that only fnix can write to.
+ * symbolic link is a blob holding its target, and a submodule is an error. The files are then written
+ * into a fresh folder that only fnix can write to, streamed blob by blob; after that, every link is
+ * resolved as the kernel would resolve it (chains of links included), and one that leads outside its
+ * function's folder is refused before anything reads through it.
  */
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
-import { dirname, join, posix } from 'node:path';
-import { execa } from 'execa';
+import { chmod, copyFile, mkdir, open, realpath, symlink } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { dirname, join, posix, sep } from 'node:path';
 import type { QuarantineEnv, Repository } from './git.ts';
 
 /** The folder of a pushed commit that holds the functions. */
@@ -15,6 +17,10 @@ export const FUNCTIONS_FOLDER = 'functions';
 export const MAX_TREE_BYTES = 256 * 1024 * 1024;
 /** The most files that a deployment's functions may hold. */
 export const MAX_TREE_FILES = 20_000;
+/** The longest link target accepted. */
+const MAX_LINK_BYTES = 4096;
+/** Ignored paths listed one by one in the progress; the rest are counted. */
+export const IGNORED_LISTED = 10;
 
 /** One file of the tree. */
 interface Entry {
@@ -38,114 +44,226 @@ export interface FunctionsTree {
   problems: Map<string, string[]>;
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 /**
- * Lists functions/ of `commit` and checks it: no submodule, no link leaving its function's folder,
- * sizes. Problems are returned, by function, rather than thrown, so that every one can be reported.
+ * Lists functions/ of `commit` and checks what can be checked without writing it: no submodule, no
+ * link target that is absolute or leaves its function's folder as text, sizes, names. Problems are
+ * returned by function, rather than thrown, so that every one can be reported.
  */
 export async function readFunctionsTree(repository: Repository, commit: string, env: QuarantineEnv = {}): Promise<FunctionsTree> {
-  const { stdout } = await repository.git(['ls-tree', '-r', '-l', '-z', '--full-tree', commit, '--', `${FUNCTIONS_FOLDER}/`], { env });
-  const entries: Entry[] = [];
-  for (const line of String(stdout).split('\0')) {
-    if (line === '') continue;
-    const match = /^(\d{6}) (\w+) ([0-9a-f]{40}) +(-|\d+)\t(.*)$/s.exec(line);
-    if (!match) throw new Error(`unexpected git ls-tree output: ${JSON.stringify(line.slice(0, 200))}`);
-    const [, mode, type, oid, size, path] = match;
-    entries.push({ mode: mode!, type: type!, oid: oid!, size: size === '-' ? 0 : Number(size), path: path! });
-  }
+  const { stdout } = await repository.git(['ls-tree', '-r', '-l', '-z', '--full-tree', commit, '--', `${FUNCTIONS_FOLDER}/`], {
+    env,
+    encoding: 'buffer',
+  });
   const problems = new Map<string, string[]>();
   const problem = (name: string, text: string) => problems.set(name, [...(problems.get(name) ?? []), text]);
   const names = new Set<string>();
   const ignored: string[] = [];
   const kept: Entry[] = [];
   let bytes = 0;
-  for (const entry of entries) {
+  for (const raw of splitNul(stdout as unknown as Buffer)) {
+    let line: string;
+    try {
+      line = utf8.decode(raw);
+    } catch {
+      problem('', `${JSON.stringify(raw.toString('latin1').split('\t').slice(1).join('\t'))}: a file name that is not UTF-8 is not allowed`);
+      continue;
+    }
+    const match = /^(\d{6}) (\w+) ([0-9a-f]{40}) +(-|\d+)\t(.*)$/s.exec(line);
+    if (!match) throw new Error(`unexpected git ls-tree output: ${JSON.stringify(line.slice(0, 200))}`);
+    const [, mode, type, oid, size, path] = match;
+    const entry: Entry = { mode: mode!, type: type!, oid: oid!, size: size === '-' ? 0 : Number(size), path: path! };
     const parts = entry.path.split('/');
     if (parts.length < 3) {
       ignored.push(entry.path); // a file right in functions/, such as a README
       continue;
     }
-    if (parts.some((part) => part === '' || part === '.' || part === '..' || part.toLowerCase() === '.git')) {
-      problem(parts[1] ?? '', `${entry.path}: a path with an empty, '.', '..' or '.git' part is not allowed`);
-      continue;
-    }
-    names.add(parts[1]!);
-    if (entry.mode === '160000') {
-      problem(parts[1]!, `${entry.path}: is a submodule; fnix deploys the files of the commit only, so commit the files themselves`);
+    const name = parts[1]!;
+    names.add(name);
+    if (parts.some((part) => part === '' || part === '.' || part === '..' || part.toLowerCase() === '.git' || part.includes('\0'))) {
+      problem(name, `${entry.path}: a path with an empty, '.', '..' or '.git' part is not allowed`);
+    } else if (entry.mode === '160000') {
+      problem(name, `${entry.path}: is a submodule; fnix deploys the files of the commit only, so commit the files themselves`);
     } else if (entry.mode === '120000') {
-      kept.push(entry);
+      if (entry.size === 0 || entry.size > MAX_LINK_BYTES) problem(name, `${entry.path}: a symbolic link's target must be 1 to ${MAX_LINK_BYTES} bytes`);
+      else kept.push(entry);
     } else if (entry.mode === '100644' || entry.mode === '100755') {
       kept.push(entry);
       bytes += entry.size;
     } else {
-      problem(parts[1]!, `${entry.path}: has git mode ${entry.mode}, which is not a file, an executable or a link`);
+      problem(name, `${entry.path}: has git mode ${entry.mode}, which is not a file, an executable or a link`);
     }
   }
-  if (kept.length > MAX_TREE_FILES) problem('', `${FUNCTIONS_FOLDER}/ holds ${kept.length} files; at most ${MAX_TREE_FILES} are allowed`);
+  if (kept.length + ignored.length > MAX_TREE_FILES) problem('', `${FUNCTIONS_FOLDER}/ holds ${kept.length + ignored.length} files; at most ${MAX_TREE_FILES} are allowed`);
   if (bytes > MAX_TREE_BYTES) problem('', `${FUNCTIONS_FOLDER}/ holds ${bytes} bytes; at most ${MAX_TREE_BYTES} are allowed`);
-  // Link targets are blobs: read them (they are small) and check where they lead without following them.
-  const links = kept.filter((e) => e.mode === '120000');
-  const targets = await readBlobs(repository, links, env);
-  for (const link of links) {
-    const target = targets.get(link.oid)!.toString('utf8');
-    const functionDir = link.path.split('/').slice(0, 2).join('/');
-    const resolved = posix.normalize(posix.join(posix.dirname(link.path), target));
-    if (target.startsWith('/') || target.includes('\0') || !(resolved === functionDir || resolved.startsWith(`${functionDir}/`))) {
-      problem(
-        link.path.split('/')[1]!,
-        `${link.path}: is a symbolic link to ${JSON.stringify(target)}, which leads outside ${functionDir}/; ` +
-          `a function's folder is deployed on its own, so its links must stay inside it`,
-      );
-    }
-  }
-  const entriesKept = kept.filter((e) => !problems.has(e.path.split('/')[1]!));
-  return { commit, names: [...names].sort(), entries: entriesKept, ignored, problems };
-}
-
-/** Writes the tree's files under `target` (a fresh, empty folder): `target/<name>/...` for each function. */
-export async function writeFunctionsTree(repository: Repository, tree: FunctionsTree, target: string, env: QuarantineEnv = {}): Promise<void> {
-  const contents = await readBlobs(repository, tree.entries, env);
-  for (const entry of tree.entries) {
-    const path = join(target, ...entry.path.split('/').slice(1));
-    await mkdir(dirname(path), { recursive: true });
-    const content = contents.get(entry.oid)!;
-    // 'wx': never through anything that is already there. The folder is fnix's own and fresh, and
-    // parents are made here as folders, so nothing in the tree can redirect a write.
-    if (entry.mode === '120000') await symlink(content.toString('utf8'), path);
-    else await writeFile(path, content, { flag: 'wx', mode: entry.mode === '100755' ? 0o755 : 0o644 });
-  }
-}
-
-/** Reads blobs with one `git cat-file --batch`; returns their contents by object id. */
-async function readBlobs(repository: Repository, entries: Entry[], env: QuarantineEnv): Promise<Map<string, Buffer>> {
-  const oids = [...new Set(entries.map((e) => e.oid))];
-  const contents = new Map<string, Buffer>();
-  if (oids.length === 0) return contents;
-  const child = execa('git', ['--git-dir', repository.gitDir, 'cat-file', '--batch'], {
-    env: { ...env, GIT_CONFIG_NOSYSTEM: '1' },
-    input: oids.join('\n') + '\n',
-    encoding: 'buffer',
-    buffer: false,
-  });
-  let pending: Buffer = Buffer.alloc(0);
-  let current: { oid: string; size: number } | undefined;
-  for await (const chunk of child.stdout!) {
-    pending = pending.length ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
-    for (;;) {
-      if (!current) {
-        const newline = pending.indexOf(0x0a);
-        if (newline < 0) break;
-        const header = pending.subarray(0, newline).toString('utf8');
-        pending = pending.subarray(newline + 1);
-        const match = /^([0-9a-f]{40}) (\w+) (\d+)$/.exec(header);
-        if (!match) throw new Error(`git cat-file: unexpected header ${JSON.stringify(header.slice(0, 200))}`);
-        current = { oid: match[1]!, size: Number(match[3]) };
+  if (!problems.has('')) {
+    // Link targets are small blobs: read them, and refuse those that leave their folder as written.
+    // (A chain of links can still leave it; checkLinks() catches that once the tree is written.)
+    const links = kept.filter((e) => e.mode === '120000');
+    const targets = new Map<string, Buffer>();
+    await streamBlobs(repository, links, env, async (entry) => {
+      const chunks: Buffer[] = [];
+      return { write: async (chunk) => void chunks.push(Buffer.from(chunk)), close: async () => void targets.set(entry.oid, Buffer.concat(chunks)) };
+    });
+    for (const link of links) {
+      const name = link.path.split('/')[1]!;
+      let target: string;
+      try {
+        target = utf8.decode(targets.get(link.oid)!);
+      } catch {
+        problem(name, `${link.path}: a symbolic link's target must be UTF-8`);
+        continue;
       }
-      if (pending.length < current.size + 1) break;
-      contents.set(current.oid, Buffer.from(pending.subarray(0, current.size)));
-      pending = pending.subarray(current.size + 1);
-      current = undefined;
+      const functionDir = `${FUNCTIONS_FOLDER}/${name}`;
+      const resolved = posix.normalize(posix.join(posix.dirname(link.path), target));
+      if (target.startsWith('/') || target.includes('\0') || !(resolved === functionDir || resolved.startsWith(`${functionDir}/`))) {
+        problem(name, leavesFolder(link.path, target, functionDir));
+      }
     }
   }
-  await child;
-  return contents;
+  const entries = kept.filter((e) => !problems.has(e.path.split('/')[1]!));
+  return { commit, names: [...names].sort(), entries, ignored, problems };
+}
+
+/**
+ * Writes the tree's files under `target` (a fresh, empty folder, `target/<name>/...` for each function),
+ * then resolves every link it wrote: the names of functions with a link that leads outside its folder
+ * are returned with the problem, and nothing may read their files.
+ */
+export async function writeFunctionsTree(
+  repository: Repository,
+  tree: FunctionsTree,
+  target: string,
+  env: QuarantineEnv = {},
+): Promise<Map<string, string[]>> {
+  const pathOf = (entry: Entry) => join(target, ...entry.path.split('/').slice(1));
+  // Parents are made here, as folders, and every file is created new ('wx'): the folder is fnix's own
+  // and fresh, so nothing in the tree can redirect a write.
+  const firstPath = new Map<string, string>();
+  const copies: Array<[string, string, string]> = [];
+  const files = tree.entries.filter((e) => e.mode !== '120000');
+  for (const entry of files) {
+    await mkdir(dirname(pathOf(entry)), { recursive: true });
+    if (firstPath.has(entry.oid)) copies.push([firstPath.get(entry.oid)!, pathOf(entry), entry.mode]);
+    else firstPath.set(entry.oid, pathOf(entry));
+  }
+  const unique = files.filter((e) => firstPath.get(e.oid) === pathOf(e));
+  await streamBlobs(repository, unique, env, async (entry) => {
+    const file: FileHandle = await open(pathOf(entry), 'wx', entry.mode === '100755' ? 0o755 : 0o644);
+    return { write: async (chunk) => void (await file.write(chunk)), close: () => file.close() };
+  });
+  for (const [from, to, mode] of copies) {
+    await copyFile(from, to, 1 /* COPYFILE_EXCL */);
+    await chmod(to, mode === '100755' ? 0o755 : 0o644);
+  }
+  const links = tree.entries.filter((e) => e.mode === '120000');
+  const targets = new Map<string, Buffer>();
+  await streamBlobs(repository, links, env, async (entry) => {
+    const chunks: Buffer[] = [];
+    return { write: async (chunk) => void chunks.push(Buffer.from(chunk)), close: async () => void targets.set(entry.oid, Buffer.concat(chunks)) };
+  });
+  for (const link of links) {
+    await mkdir(dirname(pathOf(link)), { recursive: true });
+    await symlink(targets.get(link.oid)!.toString('utf8'), pathOf(link));
+  }
+  return checkLinks(links.map((l) => l.path), target);
+}
+
+/** Resolves each written link (the kernel follows chains); a link that leads outside its function's folder is a problem. */
+async function checkLinks(paths: string[], target: string): Promise<Map<string, string[]>> {
+  const problems = new Map<string, string[]>();
+  const root = await realpath(target);
+  for (const path of paths) {
+    const name = path.split('/')[1]!;
+    const folder = join(root, name);
+    let resolved: string | undefined;
+    try {
+      resolved = await realpath(join(root, ...path.split('/').slice(1)));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue; // a dangling link inside the folder harms no one
+      problems.set(name, [...(problems.get(name) ?? []), `${path}: a symbolic link that cannot be resolved (${code})`]);
+      continue;
+    }
+    if (resolved !== folder && !resolved.startsWith(folder + sep)) {
+      problems.set(name, [...(problems.get(name) ?? []), leavesFolder(path, '(through other links)', `${FUNCTIONS_FOLDER}/${name}`)]);
+    }
+  }
+  return problems;
+}
+
+function leavesFolder(path: string, target: string, functionDir: string): string {
+  return `${path}: is a symbolic link to ${JSON.stringify(target)}, which leads outside ${functionDir}/; a function's folder is deployed on its own, so its links must stay inside it`;
+}
+
+/** Where one blob's bytes go. */
+interface BlobSink {
+  write(chunk: Buffer): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Streams blobs out of one `git cat-file --batch`, each to the sink `open` gives for it, chunk by chunk
+ * as they arrive: nothing is held whole in memory, and no buffer is copied more than once.
+ */
+async function streamBlobs(repository: Repository, entries: Entry[], env: QuarantineEnv, openSink: (entry: Entry) => Promise<BlobSink>): Promise<void> {
+  if (entries.length === 0) return;
+  const byOid = new Map(entries.map((e) => [e.oid, e]));
+  const child = repository.spawnGit(['cat-file', '--batch'], { env, input: [...byOid.keys()].join('\n') + '\n' });
+  let header = '';
+  let current: { sink: BlobSink; remaining: number } | undefined;
+  let skipNewline = false;
+  try {
+    for await (const data of child.stdout!) {
+      const chunk = data as Buffer;
+      let offset = 0;
+      while (offset < chunk.length) {
+        if (skipNewline) {
+          offset += 1; // the newline after each blob
+          skipNewline = false;
+        } else if (current) {
+          const take = Math.min(current.remaining, chunk.length - offset);
+          await current.sink.write(chunk.subarray(offset, offset + take));
+          current.remaining -= take;
+          offset += take;
+          if (current.remaining === 0) {
+            await current.sink.close();
+            current = undefined;
+            skipNewline = true;
+          }
+        } else {
+          const newline = chunk.indexOf(0x0a, offset);
+          header += chunk.subarray(offset, newline < 0 ? chunk.length : newline).toString('latin1');
+          if (newline < 0) break;
+          offset = newline + 1;
+          const line = header;
+          header = '';
+          const match = /^([0-9a-f]{40}) blob (\d+)$/.exec(line);
+          const entry = match ? byOid.get(match[1]!) : undefined;
+          if (!match || !entry) throw new Error(`git cat-file: unexpected header ${JSON.stringify(line.slice(0, 200))}`);
+          current = { sink: await openSink(entry), remaining: Number(match[2]) };
+          if (current.remaining === 0) {
+            await current.sink.close();
+            current = undefined;
+            skipNewline = true;
+          }
+        }
+      }
+    }
+    await child;
+  } finally {
+    child.kill();
+    await current?.sink.close().catch(() => {});
+  }
+}
+
+/** The NUL-separated records of `data`. */
+function* splitNul(data: Buffer): Generator<Buffer> {
+  let start = 0;
+  for (let end = data.indexOf(0, start); end >= 0; end = data.indexOf(0, start)) {
+    if (end > start) yield data.subarray(start, end);
+    start = end + 1;
+  }
+  if (start < data.length) yield data.subarray(start);
 }

@@ -2,7 +2,8 @@
  * @module
  * function.json: its schema, its defaults and the errors that name the file, the field and the value.
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { z } from 'zod';
 import { ManifestError, type ManifestIssue } from '../errors.ts';
 
@@ -96,7 +97,7 @@ export function parseManifest(input: unknown, file: string): Manifest {
 export async function loadManifest(file: string): Promise<Manifest> {
   let text: string;
   try {
-    const bytes = await readFile(file);
+    const bytes = await readBounded(file, MAX_MANIFEST_BYTES + 1);
     if (bytes.length > MAX_MANIFEST_BYTES) {
       throw new ManifestError(file, [{ field: '', message: `is ${bytes.length} bytes; the limit is ${MAX_MANIFEST_BYTES}` }]);
     }
@@ -142,4 +143,24 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
     value = (value as Record<PropertyKey, unknown>)[key];
   }
   return value;
+}
+
+/** Reads at most `limit` bytes of a regular file (never a FIFO or a device, which could block or not end). */
+async function readBounded(file: string, limit: number): Promise<Buffer> {
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) {
+      throw Object.assign(new Error(`${file} is not a regular file`), { code: info.isDirectory() ? 'EISDIR' : 'not a regular file' });
+    }
+    const buffer = Buffer.alloc(limit);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, limit - length, null);
+      if (bytesRead === 0 || (length += bytesRead) >= limit) break;
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    await handle.close();
+  }
 }
