@@ -71,6 +71,10 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     throw new ConfigError(`FNIX_MAX_CONTAINERS (${maxContainers}) must be at least FNIX_POOL_SIZE (${poolSize})`);
   }
   const host = env['FNIX_HOST'] || '127.0.0.1';
+  const token = env['FNIX_TOKEN'] || undefined;
+  if (token !== undefined && token.length < 16) {
+    throw new ConfigError(`FNIX_TOKEN is ${token.length} characters: use at least 16 (or unset it, and fnix makes one)`);
+  }
   return {
     port: readInteger(env, 'FNIX_PORT', 8080, 0, 65_535),
     host,
@@ -89,7 +93,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     tmpBytes: readBytes(env, 'FNIX_TMP_SIZE', 64 * MIB, MIB, 64 * 1024 * MIB),
     shutdownGraceMs: readInteger(env, 'FNIX_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     cpus: readDecimal(env, 'FNIX_CPUS', 1, 0.01, 1024),
-    token: env['FNIX_TOKEN'] || undefined,
+    token,
     maxPushBytes: readBytes(env, 'FNIX_MAX_PUSH', 100 * MIB, MIB, 64 * 1024 * MIB),
   };
 }

@@ -5,7 +5,7 @@
  * (mode 0600).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FnixError } from '../../runtime/errors.ts';
 
@@ -31,7 +31,16 @@ export async function loadToken(stateDir: string, fromEnv: string | undefined): 
   });
   if (kept?.trim()) return { token: kept.trim(), source: 'state' };
   const token = randomBytes(24).toString('base64url');
-  await writeFile(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  // Written whole or not at all: a crash here must not leave an empty token file behind.
+  const temporary = `${file}.${process.pid}.tmp`;
+  const handle = await open(temporary, 'w', 0o600);
+  try {
+    await handle.writeFile(`${token}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temporary, file);
   return { token, source: 'generated' };
 }
 

@@ -17,6 +17,7 @@ import type { Logger } from '../../runtime/log.ts';
 import { LineSplitter } from '../../runtime/stdio/line-splitter.ts';
 import type { TokenCheck } from '../auth/token.ts';
 import { CgiHeadParser } from '../cgi/response.ts';
+import { bodyTooLarge } from '../errors.ts';
 
 /** Where the repository is served. */
 export const GIT_PATH = `/git/${REPOSITORY_NAME}`;
@@ -65,30 +66,59 @@ export function createGitHandler(options: GitEndpointOptions) {
     const length = header('content-length');
     if (/^\d+$/.test(length)) env['CONTENT_LENGTH'] = length;
     const child = execa('git', ['http-backend'], { env, extendEnv: false, buffer: false, reject: false, stdin: 'pipe' });
+    let exited = false;
+    // Any request may be a push (info/refs starts none, but it costs a map lookup to be sure).
     const ended = child.then(async () => {
-      if (isPush) await options.pushes.pushEnded(pushId);
+      exited = true;
+      await options.pushes.pushEnded(pushId);
     });
     ended.catch((error: unknown) => log.error('settling a push failed', { error: String(error) }));
+    // A client that goes away does not leave git blocked on a full pipe.
+    const stop = () => {
+      if (!exited) child.kill();
+    };
+    c.req.raw.signal.addEventListener('abort', stop, { once: true });
     // git's complaints go to the log, line by line and bounded.
     const lines = new LineSplitter({ onLine: (line) => log.warn('git http-backend', { line }), maxLineBytes: 500 });
     child.stderr!.on('data', (chunk: Buffer) => lines.write(chunk));
     child.stderr!.on('end', () => lines.end());
-    pumpBody(c.req.raw.body, child.stdin!, options.maxBodyBytes, () => child.kill());
+    let tooLarge = false;
+    pumpBody(c.req.raw.body, child.stdin!, options.maxBodyBytes, () => {
+      tooLarge = true;
+      stop();
+    });
 
     const stdout = child.stdout![Symbol.asyncIterator]();
     const parser = new CgiHeadParser();
     let head: ReturnType<CgiHeadParser['push']>;
-    for (;;) {
-      const { value, done } = await stdout.next();
-      if (done) throw new FnixError('INTERNAL_ERROR', 'git http-backend ended without a response; the gateway log has its output');
-      head = parser.push(value as Buffer);
-      if (head) break;
+    try {
+      for (;;) {
+        const { value, done } = await stdout.next();
+        if (done) {
+          if (tooLarge) throw bodyTooLarge(options.maxBodyBytes);
+          throw new FnixError('INTERNAL_ERROR', 'git http-backend ended without a response; the gateway log has its output');
+        }
+        head = parser.push(value as Buffer);
+        if (head) break;
+      }
+    } catch (error) {
+      stop();
+      if (error instanceof FnixError && error.code === 'FUNCTION_BAD_RESPONSE') {
+        throw new FnixError('INTERNAL_ERROR', `git http-backend answered with something other than CGI headers: ${error.message}`);
+      }
+      throw error;
     }
     const { rest } = head;
     const body = Readable.from(
       (async function* () {
-        if (rest.length > 0) yield rest;
-        for (let next = await stdout.next(); !next.done; next = await stdout.next()) yield next.value as Buffer;
+        let complete = false;
+        try {
+          if (rest.length > 0) yield rest;
+          for (let next = await stdout.next(); !next.done; next = await stdout.next()) yield next.value as Buffer;
+          complete = true;
+        } finally {
+          if (!complete) stop(); // the response was cancelled: git goes rather than block on its pipe
+        }
       })(),
     );
     return new Response(Readable.toWeb(body) as ReadableStream, { status: head.head.status, headers: head.head.headers });

@@ -20,7 +20,7 @@ export interface AdminOptions {
 }
 
 /** A deployment as the API shows it. */
-type DeploymentView = Omit<DeploymentRecord, 'result'> & { status: 'active' | 'superseded' | 'refused' };
+type DeploymentView = Omit<DeploymentRecord, 'result'> & { status: 'active' | 'superseded' | 'ready' | 'refused' };
 
 /** The admin routes, to mount at /api. */
 export function createAdminApi(options: AdminOptions): Hono {
@@ -33,7 +33,9 @@ export function createAdminApi(options: AdminOptions): Hono {
 
   const view = (record: DeploymentRecord, currentId: string | undefined): DeploymentView => {
     const { result, ...rest } = record;
-    return { ...rest, status: result === 'refused' ? 'refused' : record.id === currentId ? 'active' : 'superseded' };
+    // `ready`: it passed its checks but never went live (its push did not complete).
+    const status = result === 'refused' ? 'refused' : record.id === currentId ? 'active' : record.activations.length > 0 ? 'superseded' : 'ready';
+    return { ...rest, status, functions: rest.functions.map(({ rootKey: _rootKey, ...f }) => f) as DeploymentRecord['functions'] };
   };
   const servedFunctions = async () => {
     const currentId = await deployer.store.current();
@@ -46,7 +48,7 @@ export function createAdminApi(options: AdminOptions): Hono {
         status: entry.status,
         deployment: record?.id,
         commit: record?.commit,
-        ...(deployed ?? {}),
+        ...(deployed ? (({ rootKey: _rootKey, ...f }) => f)(deployed) : {}),
         ...(entry.status === 'broken' ? { error: entry.error } : {}),
       };
     });

@@ -167,6 +167,12 @@ export class Deployer {
         details: { deployment: id },
       });
     }
+    if (!this.#prepared.has(id) && !(await this.#options.repository.has(record.commit))) {
+      // It passed its checks, but git did not take the push (it died, or main moved): the objects are gone.
+      throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} never went live, and its commit ${record.commit.slice(0, 12)} is not in the repository; push it again`, {
+        details: { deployment: id },
+      });
+    }
     let versions = this.#prepared.get(id);
     if (!versions) {
       // An older deployment: built again from its commit (quick, from Nix's store and the build cache).
@@ -218,7 +224,8 @@ export class Deployer {
     try {
       await cp(dir, join(work, FUNCTIONS_FOLDER), { recursive: true, verbatimSymlinks: true });
       const env = { GIT_INDEX_FILE: join(work, '.index'), GIT_WORK_TREE: work } as QuarantineEnv;
-      await repository.git(['add', '--all', '--', FUNCTIONS_FOLDER], { env });
+      // --force: the folder is taken as it is, files its .gitignore names included.
+      await repository.git(['add', '--all', '--force', '--', FUNCTIONS_FOLDER], { env });
       const tree = String((await repository.git(['write-tree'], { env })).stdout).trim();
       const identity = { GIT_AUTHOR_NAME: 'fnix', GIT_AUTHOR_EMAIL: 'fnix@localhost', GIT_COMMITTER_NAME: 'fnix', GIT_COMMITTER_EMAIL: 'fnix@localhost' };
       const commit = String(
@@ -228,9 +235,10 @@ export class Deployer {
       try {
         const checked = await this.check(commit, { progress, source: 'import' });
         if (checked.record.result === 'ready') {
-          // Only while main is still unborn: a push that landed meanwhile wins.
-          await repository.git(['update-ref', DEPLOY_REF, commit, ZERO_OID]);
-          await this.activate(checked.record.id);
+          // Only while main is still unborn: a push that landed meanwhile wins, and is what is served.
+          const updated = await repository.git(['update-ref', DEPLOY_REF, commit, ZERO_OID], { reject: false });
+          if (updated.exitCode === 0) await this.activate(checked.record.id);
+          else this.#options.log.warn('main was created meanwhile; the import is not activated', { deployment: checked.record.id });
         }
         return checked;
       } finally {

@@ -70,7 +70,7 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
     onDeployment: options.onDeployment,
   });
   const pushes = new PushDeploys(deployer, { waitMs: options.pushWaitMs });
-  const server: Server = await startHookServer(socketPath, pushes, log);
+  const server: Server = await startHookServer(socketPath, repository.gitDir, pushes, log);
 
   const restored = await deployer.restore();
   if (!restored) {
@@ -82,6 +82,7 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
       try {
         const { record } = await deployer.check(main, { progress, source: 'push' });
         if (record.result === 'ready') await deployer.activate(record.id);
+        else for (const line of (record.reason ?? '').split('\n')) log.error(`deploy: ${line}`);
       } finally {
         held.release();
       }

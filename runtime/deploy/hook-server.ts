@@ -4,12 +4,16 @@
  * can reach. A hook sends one JSON line (which hook, the push's id, its ref updates, the quarantine
  * variables) and gets back lines of progress, `{"line":"…"}`, and its exit code, `{"exit":0}`.
  */
+import { realpathSync } from 'node:fs';
 import { chmod, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { isAbsolute } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import type { Logger } from '../log.ts';
 import { QUARANTINE_VARIABLES, type QuarantineEnv } from './git.ts';
 import type { PushDeploys, RefUpdate } from './pushes.ts';
+
+/** The longest path a unix socket may have on Linux (sun_path, less its NUL). */
+const MAX_SOCKET_PATH = 107;
 
 /** A request from a hook. */
 interface HookRequest {
@@ -20,16 +24,22 @@ interface HookRequest {
 }
 
 /** Listens on `socketPath` for hooks; resolves once listening. */
-export async function startHookServer(socketPath: string, pushes: PushDeploys, log: Logger): Promise<Server> {
+export async function startHookServer(socketPath: string, gitDir: string, pushes: PushDeploys, log: Logger): Promise<Server> {
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
+    throw new Error(`the deploy socket path ${socketPath} is longer than ${MAX_SOCKET_PATH} bytes, which unix sockets allow; use a shorter FNIX_STATE_DIR`);
+  }
   await rm(socketPath, { force: true });
-  const server = createServer((socket) => void serve(socket, pushes, log));
+  const server = createServer((socket) => void serve(socket, pushes, log, gitDir));
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
   await chmod(socketPath, 0o600);
   return server;
 }
 
-async function serve(socket: Socket, pushes: PushDeploys, log: Logger): Promise<void> {
+async function serve(socket: Socket, pushes: PushDeploys, log: Logger, gitDir: string): Promise<void> {
   socket.on('error', () => {});
+  socket.setEncoding('utf8');
+  const gone = new AbortController();
+  socket.once('close', () => gone.abort());
   const send = (message: object) => {
     if (!socket.destroyed) socket.write(JSON.stringify(message) + '\n');
   };
@@ -44,7 +54,7 @@ async function serve(socket: Socket, pushes: PushDeploys, log: Logger): Promise<
   }
   try {
     if (request.hook === 'pre-receive') {
-      const accepted = await pushes.preReceive(request.pushId, request.updates, quarantineEnv(request.env), progress);
+      const accepted = await pushes.preReceive(request.pushId, request.updates, quarantineEnv(request.env, gitDir), progress, gone.signal);
       send({ exit: accepted ? 0 : 1 });
     } else {
       await pushes.postReceive(request.pushId, progress);
@@ -60,13 +70,13 @@ async function serve(socket: Socket, pushes: PushDeploys, log: Logger): Promise<
 function readLine(socket: Socket): Promise<string> {
   return new Promise((resolve, reject) => {
     let buffer = '';
-    const onData = (chunk: Buffer) => {
-      buffer += chunk.toString('utf8');
+    const onData = (chunk: string) => {
+      buffer += chunk;
       const newline = buffer.indexOf('\n');
       if (newline >= 0) {
         socket.off('data', onData);
         resolve(buffer.slice(0, newline));
-      } else if (buffer.length > 1024 * 1024) reject(new Error('hook request too large'));
+      } else if (buffer.length > 16 * 1024 * 1024) reject(new Error('hook request too large'));
     };
     socket.on('data', onData);
     socket.once('end', () => reject(new Error('the hook sent no request')));
@@ -88,12 +98,16 @@ function parseRequest(line: string): HookRequest {
   return value;
 }
 
-/** The quarantine variables, and only those, as absolute paths. */
-function quarantineEnv(env: Record<string, string>): QuarantineEnv {
+/** The quarantine variables, and only those: paths inside the repository's objects folder. */
+function quarantineEnv(env: Record<string, string>, gitDir: string): QuarantineEnv {
   const result: QuarantineEnv = {};
+  // git may name the folder through its real path, if the state folder's path has a link in it.
+  const objects = [resolve(gitDir, 'objects'), realpathSync(resolve(gitDir, 'objects'))].map((dir) => `${dir}/`);
   for (const name of QUARANTINE_VARIABLES) {
-    const value = env[name];
-    if (typeof value === 'string' && value.split(':').every((part) => isAbsolute(part))) result[name] = value;
+    const value = env?.[name];
+    if (typeof value !== 'string') continue;
+    const inside = value.split(':').every((part) => isAbsolute(part) && objects.some((dir) => `${resolve(part)}/`.startsWith(dir)));
+    if (inside) result[name] = value;
   }
   return result;
 }

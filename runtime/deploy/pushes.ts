@@ -17,17 +17,25 @@ export interface RefUpdate {
 
 /** How long a push waits for another deployment before it is refused. */
 export const PUSH_WAIT_MS = 120_000;
+/**
+ * How long a push that passed its checks may take to reach post-receive (or end) before it is settled
+ * anyway: a client that stopped reading can block git, and the lock must not stay held for good.
+ */
+export const PENDING_LIMIT_MS = 5 * 60_000;
 
 interface PendingPush {
   held: Held;
   commit: string;
   deploymentId: string;
+  watchdog: NodeJS.Timeout;
 }
 
 /** The pushes under way, by the id the gateway gave each (FNIX_PUSH_ID). */
 export class PushDeploys {
   readonly #deployer: Deployer;
   readonly #pending = new Map<string, PendingPush>();
+  /** Pushes whose request is over, so that a pre-receive that finishes late does not leave the lock held. */
+  readonly #ended = new Set<string>();
   readonly #waitMs: number;
 
   constructor(deployer: Deployer, options: { waitMs?: number } = {}) {
@@ -35,10 +43,14 @@ export class PushDeploys {
     this.#waitMs = options.waitMs ?? PUSH_WAIT_MS;
   }
 
-  /** pre-receive: true accepts the push. On true for main, the lock stays held until {@link postReceive}. */
-  async preReceive(pushId: string, updates: RefUpdate[], env: QuarantineEnv, progress: Progress): Promise<boolean> {
+  /**
+   * pre-receive: true accepts the push. On true for main, the lock stays held until {@link postReceive}
+   * or {@link pushEnded}. `gone` aborts when the hook went away: the push is refused, whatever the checks say.
+   */
+  async preReceive(pushId: string, updates: RefUpdate[], env: QuarantineEnv, progress: Progress, gone?: AbortSignal): Promise<boolean> {
     for (const update of updates) {
-      if (update.ref !== DEPLOY_REF) progress(`${update.ref}: kept, not deployed (only main is deployed)`);
+      if (update.ref === DEPLOY_REF) continue;
+      progress(update.new === ZERO_OID ? `${update.ref}: deleted` : `${update.ref}: kept, not deployed (only main is deployed)`);
     }
     const main = updates.find((u) => u.ref === DEPLOY_REF);
     if (!main) return true;
@@ -70,8 +82,15 @@ export class PushDeploys {
         held.release();
         return false;
       }
+      if (gone?.aborted || this.#ended.has(pushId)) {
+        // The push died while it was checked: git will not update main, and no post-receive will come.
+        held.release();
+        return false;
+      }
       progress(`deployment ${record.id} passed its checks; it goes live when git has updated main`);
-      this.#pending.set(pushId, { held, commit: main.new, deploymentId: record.id });
+      const watchdog = setTimeout(() => void this.#finish(pushId, () => {}), PENDING_LIMIT_MS);
+      watchdog.unref();
+      this.#pending.set(pushId, { held, commit: main.new, deploymentId: record.id, watchdog });
       return true;
     } catch (error) {
       held.release();
@@ -90,6 +109,9 @@ export class PushDeploys {
    * commit, dropped if not; the lock is released either way.
    */
   async pushEnded(pushId: string): Promise<void> {
+    this.#ended.add(pushId);
+    // Only a pre-receive still under way needs to see it; that is seconds, or a build's minutes.
+    setTimeout(() => this.#ended.delete(pushId), 60 * 60_000).unref();
     await this.#finish(pushId, () => {});
   }
 
@@ -97,6 +119,7 @@ export class PushDeploys {
     const pending = this.#pending.get(pushId);
     if (!pending) return;
     this.#pending.delete(pushId);
+    clearTimeout(pending.watchdog);
     try {
       const main = await this.#deployer.repository.resolve(DEPLOY_REF);
       if (main !== pending.commit) {

@@ -105,8 +105,8 @@ export class Pool {
   readonly #maxQueue: number;
   readonly #onError: (error: unknown) => void;
   readonly #idle: IdleSet;
-  /** Function versions no longer served: their containers are removed rather than kept idle. */
-  readonly #retired = new Set<string>();
+  /** The function versions served, once a deployment said so: containers of others are not kept. */
+  #served: Set<string> | undefined;
   #generic: Container[] = [];
   #starting = new Set<Starting>();
   #busy = new Set<Container>();
@@ -224,7 +224,7 @@ export class Pool {
     }
     handoff?.settle(undefined);
     if (!this.#busy.delete(container)) return;
-    const retired = container.specializedFor !== undefined && this.#retired.has(container.specializedFor);
+    const retired = container.specializedFor !== undefined && this.#served !== undefined && !this.#served.has(container.specializedFor);
     if (reusable && !retired && !this.#closed && container.isAlive) this.#idle.add(container);
     else this.#remove(container, !reusable ? 'not reusable' : retired ? `${container.specializedFor} retired` : 'pool closed');
     this.#pump();
@@ -242,31 +242,23 @@ export class Pool {
 
   /** Removes the idle containers of a function version that is no longer served. */
   retire(key: string): void {
-    this.#retired.add(key);
+    this.#served?.delete(key);
     for (const container of this.#idle.takeAll(key)) this.#remove(container, `${key} retired`);
     this.#pump();
   }
 
   /**
    * Says which function versions are served from now on (a deployment was activated): idle containers
-   * of any other version go now, and busy ones when their invocation ends.
+   * of any other version go now, and the others (busy, or still being specialised for a request that
+   * took the old version just before the switch) when they are released.
    */
   serve(keys: Iterable<string>): void {
     const served = new Set(keys);
-    for (const key of served) this.#retired.delete(key);
-    const retired = new Set<string>();
+    this.#served = served;
     for (const container of this.#idle.takeAll()) {
-      const key = container.specializedFor!;
-      if (served.has(key)) this.#idle.add(container);
-      else {
-        retired.add(key);
-        this.#remove(container, `${key} retired`);
-      }
+      if (served.has(container.specializedFor!)) this.#idle.add(container);
+      else this.#remove(container, `${container.specializedFor} retired`);
     }
-    for (const container of this.#busy) {
-      if (container.specializedFor !== undefined && !served.has(container.specializedFor)) retired.add(container.specializedFor);
-    }
-    for (const key of retired) this.#retired.add(key);
     this.#pump();
   }
 

@@ -218,6 +218,59 @@ describe('branches and history', () => {
     expect(await invoke('greet')).toBe('rewritten\n');
   });
 
+  it('makes a second push wait for the first, then refuses it if main moved meanwhile', async () => {
+    const [a, b] = await Promise.all([clone(), clone()]);
+    // a's checks take a while: its 'slow' function runs the full 2 s of its smoke check.
+    await writeFunction(a, 'greet', 'from slow a');
+    await mkdir(join(a, 'functions/slow'), { recursive: true });
+    await writeFile(join(a, 'functions/slow/function.json'), JSON.stringify({ packages: ['busybox'], command: ['busybox', 'sleep', '30'] }));
+    await writeFunction(b, 'greet', 'from b');
+    for (const dir of [a, b]) {
+      await git(dir, 'add', '--all');
+      await git(dir, 'commit', '--quiet', '-m', 'racing');
+    }
+    const pushA = git(a, 'push', 'origin', 'main');
+    await new Promise((resolve) => setTimeout(resolve, 700)); // a holds the lock, in its checks
+    const pushB = await git(b, 'push', 'origin', 'main');
+    expect((await pushA).exitCode).toBe(0);
+    expect(pushB.exitCode).not.toBe(0);
+    expect(pushB.all).toMatch(/waiting for the push of [0-9a-f]{12} to finish/);
+    expect(pushB.all).toMatch(/main moved to [0-9a-f]{12} while this push waited; fetch, merge or rebase, and push again/);
+    expect(await invoke('greet')).toBe('from slow a\n');
+    // Back to one function, for the tests below.
+    const dir = await clone();
+    await rm(join(dir, 'functions/slow'), { recursive: true });
+    expect((await commitAndPush(dir, 'no slow')).exitCode).toBe(0);
+  });
+
+  it('releases the lock when a pushing client disconnects during the checks', async () => {
+    const dir = await clone();
+    await mkdir(join(dir, 'functions/slow'), { recursive: true });
+    await writeFile(join(dir, 'functions/slow/function.json'), JSON.stringify({ packages: ['busybox'], command: ['busybox', 'sleep', '30'] }));
+    await git(dir, 'add', '--all');
+    await git(dir, 'commit', '--quiet', '-m', 'abandoned');
+    const push = execa('git', ['push', 'origin', 'main'], { cwd: dir, env: GIT_ENV, reject: false });
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    push.kill('SIGKILL');
+    await push;
+    // The next push goes through at once, rather than waiting for a lock that nobody will release.
+    const next = await clone();
+    await writeFunction(next, 'greet', 'after the abandoned push');
+    const began = performance.now();
+    const pushed = await commitAndPush(next, 'after');
+    expect(pushed.exitCode, pushed.all).toBe(0);
+    expect(performance.now() - began).toBeLessThan(30_000);
+    expect(await invoke('greet')).toBe('after the abandoned push\n');
+  });
+
+  it('refuses to delete main', async () => {
+    const dir = await clone();
+    const deleted = await git(dir, 'push', 'origin', ':main');
+    expect(deleted.exitCode).not.toBe(0);
+    expect(deleted.all).toContain('main cannot be deleted');
+    expect(await invoke('greet')).toBe('after the abandoned push\n');
+  });
+
   it('serializes two pushes at once: one deploys, the other is refused and changes nothing', async () => {
     const [a, b] = await Promise.all([clone(), clone()]);
     await writeFunction(a, 'greet', 'from a');
@@ -293,8 +346,22 @@ describe('the token', () => {
   });
 
   it('is never taken from a client header as REMOTE_USER', async () => {
-    const response = await fetch(`${gateway.url}/git/functions.git/info/refs?service=git-receive-pack`, { headers: { 'remote-user': 'fnix', 'x-remote-user': 'fnix' } });
+    const wrong = `Basic ${Buffer.from('fnix:wrong-token-0123456789').toString('base64')}`;
+    const response = await fetch(`${gateway.url}/git/functions.git/info/refs?service=git-receive-pack`, {
+      headers: { authorization: wrong, 'remote-user': 'fnix', 'x-remote-user': 'fnix', 'auth-user': 'fnix' },
+    });
     expect(response.status).toBe(401);
+  });
+
+  it('refuses git push with a wrong token', async () => {
+    const dir = await clone();
+    await writeFunction(dir, 'greet', 'intruder');
+    await git(dir, 'add', '--all');
+    await git(dir, 'commit', '--quiet', '-m', 'intruder');
+    const pushed = await git(dir, 'push', remote('wrong-token-0123456789'), 'main');
+    expect(pushed.exitCode).not.toBe(0);
+    expect(pushed.all).toMatch(/Authentication failed|401/);
+    expect(await invoke('greet')).not.toBe('intruder\n');
   });
 });
 

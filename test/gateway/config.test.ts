@@ -76,6 +76,12 @@ describe('loadConfig: defaults', () => {
   });
 });
 
+describe('loadConfig: FNIX_TOKEN', () => {
+  it('refuses a token shorter than 16 characters, naming the variable', () => {
+    expect(() => loadConfig({ FNIX_TOKEN: 'short' }, CWD)).toThrow(/FNIX_TOKEN is 5 characters: use at least 16/);
+  });
+});
+
 describe('loadConfig: overrides', () => {
   it('takes every variable', () => {
     const config = loadConfig(
