@@ -61,6 +61,8 @@ export class Deployer {
   readonly lock = new DeployLock();
   readonly #options: DeployerOptions;
   readonly #prepared = new Map<string, FunctionVersion[]>();
+  /** How long each ready deployment's checks took, counted into its activation's duration. */
+  readonly #checkMs = new Map<string, number>();
 
   constructor(options: DeployerOptions) {
     this.#options = options;
@@ -143,8 +145,12 @@ export class Deployer {
     };
     await store.save(record);
     if (record.result === 'ready') {
+      this.#checkMs.set(id, performance.now() - begin);
       this.#prepared.set(id, versions);
-      for (const old of [...this.#prepared.keys()].slice(0, -PREPARED_KEPT)) this.#prepared.delete(old);
+      for (const old of [...this.#prepared.keys()].slice(0, -PREPARED_KEPT)) {
+        this.#prepared.delete(old);
+        this.#checkMs.delete(old);
+      }
     } else {
       this.#options.onDeployment?.('refused', performance.now() - begin);
       this.#options.log.warn('deployment refused', { id, commit, problems: problems.length });
@@ -189,7 +195,9 @@ export class Deployer {
     registry.replaceAll(versions);
     pool.serve(versions.map((v) => v.key));
     await this.#pruneHistory(id);
-    this.#options.onDeployment?.('activated', performance.now() - begin);
+    // A push counts from the start of its checks; a rollback, its activation alone.
+    this.#options.onDeployment?.('activated', (this.#checkMs.get(id) ?? 0) + performance.now() - begin);
+    this.#checkMs.delete(id);
     log.info('deployment active', { id, commit: record.commit.slice(0, 12), functions: versions.map((v) => v.name).join(',') });
     return record;
   }

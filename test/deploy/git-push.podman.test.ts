@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
+import { scrape } from '../helpers/metrics.ts';
 
 const EXTRA_SET = fileURLToPath(new URL('../runtime/nix/fixtures/extra-set', import.meta.url));
 let gateway: TestGateway;
@@ -189,6 +190,9 @@ describe('a refused push', () => {
     const refused = body.deployments.filter((d: any) => d.status === 'refused');
     expect(refused.length).toBeGreaterThanOrEqual(6);
     expect(refused[0].reason).toBeTruthy();
+    const metrics = await scrape(gateway.url);
+    expect(metrics.value('fnix_deployments_total', { outcome: 'refused' })).toBe(refused.length);
+    expect(metrics.value('fnix_deployments_total', { outcome: 'activated' })).toBeGreaterThanOrEqual(4);
   });
 });
 

@@ -429,6 +429,8 @@ describe('sessions: limits and shutdown', () => {
   });
 
   it('refuses a session beyond FNIX_MAX_SESSIONS with 503 NO_CAPACITY and Retry-After', async () => {
+    // The sessions of the tests above give their slots back once their commands are gone.
+    await waitUntil(async () => (await scrape(limited.url)).value('fnix_sessions_open') === 0, 5000, 'no session to be open');
     const open2 = await Promise.all([openSession(limited.url, '/sessions/forever'), openSession(limited.url, '/sessions/forever')]);
     const { status, headers, body } = await refusedUpgrade(limited.url, '/sessions/forever');
     expect(status).toBe(503);
