@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'BODY_TOO_LARGE'
   | 'FUNCTION_FAILED'
   | 'FUNCTION_TIMEOUT'
+  | 'FUNCTION_OOM'
   | 'FUNCTION_BAD_RESPONSE'
   | 'OUTPUT_LIMIT'
   | 'INVOCATION_ABORTED'
@@ -103,6 +104,8 @@ export interface InvocationFacts {
   durationMs?: number | undefined;
   timedOut?: boolean;
   isOutputLimit?: boolean;
+  oomKilled?: boolean;
+  pidsLimitHit?: boolean;
 }
 
 /** An invocation that failed, timed out, overflowed its output or lost its container. */

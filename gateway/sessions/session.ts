@@ -199,7 +199,7 @@ export function runSession(options: SessionOptions): Session {
 
 /** The status of an invocation that ended by itself or by its own limits. */
 function statusOf(result: InvocationResult, sessionTimeoutMs: number): SessionStatus {
-  if (result.reason === 'exit') {
+  if (result.reason === 'exit' && result.error?.code !== 'FUNCTION_OOM') {
     return result.signal !== undefined ? { signal: result.signal } : { exitCode: result.exitCode ?? 0 };
   }
   if (result.reason === 'timeout') {

@@ -6,7 +6,7 @@
  */
 import { rm } from 'node:fs/promises';
 import type { AgentConnection } from '../agent/connection.ts';
-import { findMemoryCgroup, setMemoryLimit, type MemoryCgroup } from '../podman/cgroup.ts';
+import { findMemoryCgroup, readLimitEvents, setMemoryLimit, type MemoryCgroup } from '../podman/cgroup.ts';
 import type { FunctionVersion } from '../functions/version.ts';
 import { Invocation, type AgentChannel, type InvocationOptions, type KillReason } from '../invocation/invocation.ts';
 import { linkTree } from './link-tree.ts';
@@ -27,6 +27,8 @@ export interface ContainerInit {
   /** Host folder mounted at /fn. */
   functionDir: string;
   memoryMb: number;
+  /** The container's pids limit, quoted in errors. */
+  pidsLimit?: number | undefined;
   connection: AgentConnection;
   startedAt: number;
   /** Phase timings of the start, in ms. */
@@ -51,6 +53,7 @@ export class Container {
   readonly #functionDir: string;
   readonly #connection: AgentConnection;
   #memoryMb: number;
+  readonly #pidsLimit: number | undefined;
   #memoryCgroup: MemoryCgroup | undefined | null = null;
   #current: Invocation | undefined;
 
@@ -67,6 +70,7 @@ export class Container {
     this.#functionDir = init.functionDir;
     this.#connection = init.connection;
     this.#memoryMb = init.memoryMb;
+    this.#pidsLimit = init.pidsLimit;
   }
 
   /** Resolves when the agent's connection closes: the container is gone or going. */
@@ -101,7 +105,19 @@ export class Container {
       stdinWindow: connection.stdinWindow,
       destroy: (reason) => connection.destroy(reason),
     };
-    const invocation = new Invocation(channel, { ...options, containerId: this.name, memoryMb: this.#memoryMb });
+    // The limit counters before the command starts, to tell afterwards whether it reached a limit.
+    const before = readLimitEvents(this.id);
+    const limitCheck = async () => {
+      const [start, end] = await Promise.all([before, readLimitEvents(this.id)]);
+      return { oomKilled: end.oomKills > start.oomKills, pidsLimitHit: end.pidsMax > start.pidsMax };
+    };
+    const invocation = new Invocation(channel, {
+      ...options,
+      containerId: this.name,
+      memoryMb: this.#memoryMb,
+      pidsLimit: this.#pidsLimit,
+      limitCheck,
+    });
     const ready = connection.attach(invocation);
     this.#current = invocation;
     invocation.start();
@@ -111,10 +127,12 @@ export class Container {
       const timer = setTimeout(() => connection.destroy(`no READY within ${READY_DEADLINE_MS} ms of EXIT`), READY_DEADLINE_MS);
       void ready.finally(() => clearTimeout(timer));
     });
-    const released = ready.then((clean) => {
+    // A container whose command reached its pids or memory limit is not used again: whatever it did
+    // there (a fork bomb, a memory bomb) is not worth finding out about on the next invocation.
+    const released = Promise.all([ready, invocation.done]).then(([clean, result]) => {
       this.#current = undefined;
       this.lastUsedAt = performance.now();
-      return clean && this.isAlive;
+      return clean && this.isAlive && !result.pidsLimitHit && !result.oomKilled;
     });
     return { invocation, released };
   }

@@ -147,6 +147,7 @@ export class ContainerLauncher {
         runDir,
         functionDir,
         memoryMb: this.#options.limits.memoryMb,
+        pidsLimit: this.#options.limits.pidsLimit,
         connection,
         startedAt,
         startTimings: { podmanRunMs, agentConnectMs: performance.now() - startedAt - podmanRunMs },

@@ -44,6 +44,10 @@ export interface InvocationResult {
   stderrBytes: number;
   /** The last bytes of stderr. */
   stderrTail: string;
+  /** The kernel killed a process of it at the container's memory limit. */
+  oomKilled: boolean;
+  /** It tried to start more processes than the container's pids limit allows (a fork bomb, say). */
+  pidsLimitHit: boolean;
   /** Undefined exactly when the command exited by itself with code 0. */
   error: InvocationError | undefined;
 }
@@ -62,6 +66,10 @@ export interface InvocationOptions {
   signal?: AbortSignal | undefined;
   /** The memory limit, quoted when the command dies of SIGKILL. */
   memoryMb?: number | undefined;
+  /** The pids limit, quoted when the command reached it. */
+  pidsLimit?: number | undefined;
+  /** Says, once the command has ended, whether it reached the container's memory or pids limit. */
+  limitCheck?: (() => Promise<{ oomKilled: boolean; pidsLimitHit: boolean }>) | undefined;
 }
 
 /** After a KILL, how long the agent has to report EXIT before the container is torn down. */
@@ -257,16 +265,25 @@ export class Invocation {
     this.#wakeStdin();
     // Nothing more comes for this invocation; the connection must not stay paused for the next one.
     this.#resumeChannel();
+    const durationMs = this.#startedAt ? performance.now() - this.#startedAt : 0;
+    // Reading the container's limit counters takes well under a millisecond.
+    const check = this.#options.limitCheck?.().catch(() => undefined) ?? Promise.resolve(undefined);
+    void check.then((limits) => this.#settle(exit, durationMs, limits ?? { oomKilled: false, pidsLimitHit: false }));
+  }
+
+  #settle(exit: { exitCode?: number; signal?: string }, durationMs: number, limits: { oomKilled: boolean; pidsLimitHit: boolean }): void {
     const reason: EndReason = this.#killReason ?? (exit.exitCode === undefined && exit.signal === undefined ? 'lost' : 'exit');
     const result: InvocationResult = {
       reason,
       exitCode: exit.exitCode,
       signal: exit.signal,
-      durationMs: this.#startedAt ? performance.now() - this.#startedAt : 0,
+      durationMs,
       firstOutputMs: this.#firstOutputMs,
       stdoutBytes: this.#stdoutBytes,
       stderrBytes: this.#stderrBytes,
       stderrTail: this.#tail.toString(),
+      oomKilled: limits.oomKilled,
+      pidsLimitHit: limits.pidsLimitHit,
       error: undefined,
     };
     result.error = this.#makeError(result);
@@ -294,15 +311,21 @@ export class Invocation {
       exit:
         result.signal === undefined
           ? ['FUNCTION_FAILED', `${name} exited with code ${result.exitCode}`]
-          : ['FUNCTION_FAILED', `${name} was killed by ${result.signal}${oomHint(result.signal, this.#options.memoryMb)}`],
+          : ['FUNCTION_FAILED', `${name} was killed by ${result.signal}${this.#options.limitCheck ? '' : oomHint(result.signal, this.#options.memoryMb)}`],
       timeout: ['FUNCTION_TIMEOUT', `${name} did not finish within its timeoutMs of ${this.#options.timeoutMs} ms`],
       output_limit: ['OUTPUT_LIMIT', `${name} wrote more than ${this.#options.maxOutputBytes} bytes of output`],
       aborted: ['INVOCATION_ABORTED', `${name} was stopped because its caller went away`],
       shutdown: ['SHUTTING_DOWN', `${name} was stopped because fnix is shutting down`],
       lost: ['CONTAINER_LOST', `the container running ${name} stopped unexpectedly`],
     };
-    const [code, message] = errors[result.reason];
-    return new InvocationError(code, message, facts);
+    let [code, message] = errors[result.reason];
+    // The kernel killed it at the memory limit: that, not the signal, is what the caller needs to know.
+    if (result.oomKilled && (result.reason === 'exit' || result.reason === 'timeout')) {
+      code = 'FUNCTION_OOM';
+      message = `${name} ran out of memory: it used more than its memoryMb of ${this.#options.memoryMb ?? '?'} MiB and was killed`;
+    }
+    if (result.pidsLimitHit) message += ` (it reached the limit of ${this.#options.pidsLimit ?? 'its'} processes)`;
+    return new InvocationError(code, message, { ...facts, oomKilled: result.oomKilled, pidsLimitHit: result.pidsLimitHit });
   }
 }
 

@@ -4,7 +4,7 @@
  * generic containers are started before anyone knows which function they will serve, and a warm
  * specialisation must not spawn `podman update` (about 100 ms).
  */
-import { access, writeFile } from 'node:fs/promises';
+import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
@@ -44,6 +44,38 @@ export async function setMemoryLimit(cgroup: MemoryCgroup, bytes: number, previo
     await writeFile(memory, String(bytes));
     if (hasMemsw) await writeFile(memsw, String(bytes));
   }
+}
+
+/** How often a container reached its limits so far: counters that only grow. */
+export interface LimitEvents {
+  /** Processes the kernel killed at the memory limit. */
+  oomKills: number;
+  /** Forks refused at the pids limit. */
+  pidsMax: number;
+}
+
+/**
+ * Reads the limit counters of container `id` (cgroup v1 `memory.oom_control` and `pids.events`, or v2
+ * `memory.events` and `pids.events`). A counter fnix cannot read is 0.
+ */
+export async function readLimitEvents(id: string): Promise<LimitEvents> {
+  const leaves = [`libpod_parent/libpod-${id}`, `machine.slice/libpod-${id}.scope`];
+  const candidates = leaves.flatMap((leaf) => [
+    { oom: join(CGROUP_ROOT, 'memory', leaf, 'memory.oom_control'), pids: join(CGROUP_ROOT, 'pids', leaf, 'pids.events') },
+    { oom: join(CGROUP_ROOT, leaf, 'memory.events'), pids: join(CGROUP_ROOT, leaf, 'pids.events') },
+  ]);
+  for (const files of candidates) {
+    const oom = await readFile(files.oom, 'utf8').catch(() => undefined);
+    if (oom === undefined) continue;
+    const pids = await readFile(files.pids, 'utf8').catch(() => '');
+    return { oomKills: counter(oom, 'oom_kill'), pidsMax: counter(pids, 'max') };
+  }
+  return { oomKills: 0, pidsMax: 0 };
+}
+
+function counter(text: string, name: string): number {
+  const match = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+  return match ? Number(match[1]) : 0;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -330,12 +330,14 @@ describe('invoking a function over HTTP', () => {
     await waitUntil(() => gateway.logs.some((l) => l.includes(`id=${id}`) && l.includes('outcome=OUTPUT_LIMIT')), 2000, 'the log line');
   });
 
-  it('reports a function killed for exceeding memoryMb', async () => {
+  it('reports a function killed for exceeding memoryMb as FUNCTION_OOM', async () => {
     const strayFile = join(process.cwd(), 'oom');
     const strayBefore = existsSync(strayFile);
     const response = await fetch(`${gateway.url}/fn/memory-hog`);
     expect(response.status).toBe(502);
-    expect(await errorOf(response)).toMatchObject({ code: 'FUNCTION_FAILED', signal: 'SIGKILL' });
+    const error = await errorOf(response);
+    expect(error).toMatchObject({ code: 'FUNCTION_OOM', signal: 'SIGKILL' });
+    expect(error.message).toContain('memoryMb of 48 MiB');
     // conmon writes an `oom` file into podman's working directory: fnix gives it one in the state folder.
     await waitUntil(() => existsSync(join(gateway.stateDir, 'podman', 'oom')), 5000, "conmon's oom file in the state folder");
     if (!strayBefore) expect(existsSync(strayFile)).toBe(false);
