@@ -118,6 +118,7 @@ export class InvocationError extends FnixError {
     if (facts.exitCode !== undefined) details['exitCode'] = facts.exitCode;
     if (facts.signal !== undefined) details['signal'] = facts.signal;
     if (facts.stderrTail !== undefined) details['stderr'] = facts.stderrTail;
+    if (facts.pidsLimitHit) details['pidsLimitHit'] = true;
     super(code, message, { details, cause });
     this.facts = facts;
   }

@@ -41,6 +41,9 @@ export type IsolationSpec = Pick<ContainerSpec, 'uid' | 'network' | 'memoryMb' |
  * The `podman run` options that confine a container: read-only root, size-limited /tmp, the store as an
  * overlay, a non-root user, no network unless asked, memory, pids, CPU and ulimits, no capabilities.
  */
+/** How far the per-uid process limit sits above the pids cgroup limit. */
+const NPROC_MARGIN = 64;
+
 export function isolationArgs(spec: IsolationSpec): string[] {
   return [
     '--read-only',
@@ -56,9 +59,11 @@ export function isolationArgs(spec: IsolationSpec): string[] {
     '--pids-limit', String(spec.pidsLimit),
     '--cpus', String(spec.cpus),
     // Explicit ulimits: podman's default open-files limit can exceed the host's hard limit, and the
-    // process limit is per uid, which is why every container gets a uid of its own.
+    // process limit is per uid, which is why every container gets a uid of its own. It is a backstop
+    // above the pids cgroup limit, so that the cgroup is what stops a fork bomb, and counts it
+    // (pids.events), which is how fnix knows not to reuse that container.
     '--ulimit', `nofile=${spec.nofile}:${spec.nofile}`,
-    '--ulimit', `nproc=${spec.pidsLimit}:${spec.pidsLimit}`,
+    '--ulimit', `nproc=${spec.pidsLimit + NPROC_MARGIN}:${spec.pidsLimit + NPROC_MARGIN}`,
     '--ulimit', 'core=0:0',
     '--cap-drop', 'all',
     '--security-opt', 'no-new-privileges',

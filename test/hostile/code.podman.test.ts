@@ -1,0 +1,178 @@
+/**
+ * @module
+ * Hostile function code against real containers: a fork bomb, a memory bomb, a CPU spin, floods of
+ * output, children that try to outlive their invocation, writes where none belong, and probes of what a
+ * function can see. Each runs with `hello` invoked alongside, whose latency is reported.
+ */
+import { readFile } from 'node:fs/promises';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXAMPLES_DIR, functionsFrom, startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
+import { pidsWithEnv, waitUntil } from '../helpers/processes.ts';
+import { alongside, HOSTILE_DIR, report } from './helpers.ts';
+
+let gateway: TestGateway;
+const MAX_OUTPUT = 8 * 1024 * 1024;
+
+beforeAll(async () => {
+  // A secret of the gateway's, which no function may see.
+  process.env['FNIX_TOKEN'] = TEST_TOKEN;
+  gateway = await startTestGateway({ functionsDir: await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR), maxOutputBytes: MAX_OUTPUT, poolSize: 2 });
+});
+afterAll(async () => {
+  delete process.env['FNIX_TOKEN'];
+  await gateway?.close();
+});
+
+async function invoke(name: string) {
+  const response = await fetch(`${gateway.url}/fn/${name}`);
+  const id = response.headers.get('x-fnix-invocation-id')!;
+  return { response, id };
+}
+
+/** The podman id of the container running invocation `id` (from a process's cgroup). */
+async function containerOf(id: string): Promise<string | undefined> {
+  for (const pid of await pidsWithEnv('FNIX_INVOCATION_ID', id)) {
+    const cgroup = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
+    const match = /libpod-([0-9a-f]{64})/.exec(cgroup);
+    if (match) return match[1];
+  }
+  return undefined;
+}
+
+describe('hostile function code', () => {
+  it('contains a fork bomb with the pids limit, ends it with a clear code, and never reuses its container', async () => {
+    const hello = alongside(gateway.url);
+    const began = performance.now();
+    const pending = fetch(`${gateway.url}/fn/fork-bomb`);
+    let container: string | undefined;
+    // Find the bomb's container while it runs.
+    const deadline = performance.now() + 2500;
+    while (!container && performance.now() < deadline) {
+      for (const pid of await pidsWithEnv('FNIX_FUNCTION', 'fork-bomb')) {
+        const match = /libpod-([0-9a-f]{64})/.exec(await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => ''));
+        if (match) container = match[1];
+      }
+    }
+    const response = await pending;
+    const elapsed = performance.now() - began;
+    const body = (await response.json()) as any;
+    const figures = await hello.stop();
+    expect(response.status).toBe(504); // its main process waits; the timeout (3 s) ends it
+    expect(body.error.code).toBe('FUNCTION_TIMEOUT');
+    expect(body.error.pidsLimitHit).toBe(true);
+    expect(body.error.message).toContain('reached the limit of 256 processes');
+    expect(figures.failures).toBe(0);
+    expect(container).toBeDefined();
+    await waitUntil(async () => (await execa('podman', ['ps', '-aq', '--filter', `id=${container}`])).stdout.trim() === '', 5000, 'the bomb container to be removed');
+    expect(await pidsWithEnv('FNIX_FUNCTION', 'fork-bomb')).toEqual([]);
+    await report('fork bomb', { status: response.status, code: body.error.code, endedAfterMs: Math.round(elapsed), hello: figures });
+  });
+
+  it('kills a memory bomb at its memoryMb and reports FUNCTION_OOM', async () => {
+    const hello = alongside(gateway.url);
+    const began = performance.now();
+    const { response } = await invoke('memory-bomb');
+    const body = (await response.json()) as any;
+    const figures = await hello.stop();
+    expect(response.status).toBe(502);
+    expect(body.error.code).toBe('FUNCTION_OOM');
+    expect(body.error.message).toContain('memoryMb of 64 MiB');
+    expect(figures.failures).toBe(0);
+    await report('memory bomb', { status: response.status, code: body.error.code, endedAfterMs: Math.round(performance.now() - began), hello: figures });
+  });
+
+  it('kills a CPU spin at timeoutMs with 504, and leaves nothing of it running', async () => {
+    const hello = alongside(gateway.url);
+    const began = performance.now();
+    const { response, id } = await invoke('cpu-spin');
+    const elapsed = performance.now() - began;
+    const body = (await response.json()) as any;
+    const figures = await hello.stop();
+    expect(response.status).toBe(504);
+    expect(body.error.code).toBe('FUNCTION_TIMEOUT');
+    expect(elapsed).toBeGreaterThanOrEqual(950);
+    expect(elapsed).toBeLessThan(3000);
+    expect(await pidsWithEnv('FNIX_INVOCATION_ID', id)).toEqual([]);
+    expect(figures.failures).toBe(0);
+    await report('CPU spin past timeoutMs', { status: response.status, endedAfterMs: Math.round(elapsed), hello: figures });
+  });
+
+  it.each(['stdout-flood', 'stderr-flood'])('caps %s at FNIX_MAX_OUTPUT, kills it, and keeps the gateway memory flat', async (name) => {
+    const hello = alongside(gateway.url);
+    const rssBefore = process.memoryUsage().rss;
+    let peak = rssBefore;
+    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
+    const began = performance.now();
+    const { response, id } = await invoke(name);
+    let received = 0;
+    let aborted = false;
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) received += chunk.length;
+    } catch {
+      aborted = true; // the transfer is cut: the client sees it was not a clean end
+    }
+    clearInterval(sampler);
+    const figures = await hello.stop();
+    expect(aborted).toBe(true);
+    expect(received).toBeLessThanOrEqual(MAX_OUTPUT);
+    await waitUntil(async () => (await pidsWithEnv('FNIX_INVOCATION_ID', id)).length === 0, 2000, 'the flood to be killed');
+    expect(peak - rssBefore).toBeLessThan(64 * 1024 * 1024);
+    expect(figures.failures).toBe(0);
+    await report(`${name === 'stdout-flood' ? 'endless stdout' : 'huge stderr'}`, {
+      receivedBytes: received,
+      capBytes: MAX_OUTPUT,
+      endedAfterMs: Math.round(performance.now() - began),
+      rssGrowthMiB: Math.round((peak - rssBefore) / 1048576),
+      peakRssMiB: Math.round(peak / 1048576),
+      hello: figures,
+    });
+  });
+
+  it('lets no child outlive its invocation: background, setsid, double fork, nohup', async () => {
+    const hello = alongside(gateway.url);
+    const { response, id } = await invoke('escape-children');
+    expect(await response.text()).toBe('started\n');
+    const elapsed = await waitUntil(async () => (await pidsWithEnv('FNIX_INVOCATION_ID', id)).length === 0, 1000, 'every child to be gone');
+    const figures = await hello.stop();
+    expect(figures.failures).toBe(0);
+    await report('children that outlive the main process', { goneAfterMs: Math.round(elapsed), hello: figures });
+  });
+
+  it('confines writes to /tmp, keeps the store intact, and shows no invocation what an earlier one left', async () => {
+    const hello = alongside(gateway.url);
+    const first = await (await invoke('writer')).response.text();
+    const second = await (await invoke('writer')).response.text(); // the same warm container, reused
+    const figures = await hello.stop();
+    for (const output of [first, second]) {
+      for (const path of ['/nix/store', '/fn', '', '/etc', '/usr', '/run', '/dev']) expect(output).toContain(`${path}/fnix-was-here refused`);
+      expect(output).toContain('/tmp/fnix-was-here written');
+      expect(output).toContain('store file refused');
+      expect(output).toContain('store file kept');
+      expect(output).not.toContain('left:');
+    }
+    const verify = await execa('nix-store', ['--verify', '--check-contents'], { all: true });
+    expect(verify.exitCode).toBe(0);
+    expect(verify.all).not.toMatch(/modified|corrupt|error/i);
+    expect(figures.failures).toBe(0);
+    await report('writes outside /tmp', { refused: 'all', store: 'nix-store --verify --check-contents clean', leftovers: 'none', hello: figures });
+  });
+
+  it('shows a function no network but loopback, no host path, no other process, and no secret', async () => {
+    const output = await (await invoke('probe')).response.text();
+    const section = (name: string) => output.split(`== ${name}\n`)[1]!.split('\n== ')[0]!;
+    expect(section('interfaces').trim().split('\n')).toEqual(['lo']);
+    // fnix's own root (runtime/container/rootfs.ts): nothing of the host's.
+    expect(section('root').trim().split('\n').sort()).toEqual(['dev', 'etc', 'fn', 'nix', 'proc', 'run', 'sbin', 'sys', 'tmp', 'usr']);
+    // What is mounted where: the store, /fn, the container's own root and kernel filesystems, nothing else.
+    const mountPoints = section('mounts').trim().split('\n').map((line) => line.split(' ')[1]!);
+    const allowed = ['/sys', '/tmp', '/fn', '/proc', '/dev', '/run/.containerenv', '/run/fnix', '/etc/', '/nix/store'];
+    for (const point of mountPoints) expect(point === '/' || allowed.some((prefix) => point.startsWith(prefix)), point).toBe(true);
+    expect(output).not.toContain(TEST_TOKEN);
+    expect(section('env')).not.toMatch(/^FNIX_TOKEN=/m);
+    // Its own processes only: the agent (PID 1, whose cmdline it may read) and its own commands.
+    const processes = section('processes').trim().split('\n').filter(Boolean);
+    expect(processes.every((p) => /fnix-agent|probe\.sh|busybox|^sh |ls|cat|grep|tr|while|read/.test(p))).toBe(true);
+    await report('what a function can see', { interfaces: ['lo'], root: section('root').trim().split('\n'), mountPoints: mountPoints.length, secrets: 'none' });
+  });
+});

@@ -1,0 +1,12 @@
+#!/usr/bin/env sh
+# Tries to write everywhere; prints one line per place: "<path> written" or "<path> refused".
+for path in /nix/store/fnix-was-here /fn/fnix-was-here /fnix-was-here /etc/fnix-was-here /usr/fnix-was-here /run/fnix-was-here /dev/fnix-was-here /tmp/fnix-was-here; do
+  if echo x > "$path" 2>/dev/null; then echo "$path written"; else echo "$path refused"; fi
+done
+# An existing store file, overwritten or removed:
+target=$(ls -d /nix/store/*-busybox*/bin/busybox | head -n 1)
+if echo x >> "$target" 2>/dev/null; then echo "store file changed"; else echo "store file refused"; fi
+if rm -f "$target" 2>/dev/null && [ ! -e "$target" ]; then echo "store file removed"; else echo "store file kept"; fi
+# What an earlier invocation left in /tmp:
+ls -A /tmp | grep -v '^fnix-was-here$' | sed 's/^/left: /'
+echo "left by me" > /tmp/leftover-$$
