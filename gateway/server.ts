@@ -27,18 +27,31 @@ export interface ServerOptions {
   port: number;
   /** Handles HTTP upgrades (WebSocket sessions); without it, upgrade requests are refused. */
   onUpgrade?: ((request: IncomingMessage, socket: Duplex, head: Buffer) => void) | undefined;
+  /** How long a client has to send its request headers. @default 30000 */
+  headersTimeoutMs?: number;
+  /** How long a client has to send its whole request, body included. @default 300000 */
+  requestTimeoutMs?: number;
 }
 
 /** Starts listening; resolves once the port is bound. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = serve({ fetch: options.app.fetch, hostname: options.host, port: options.port }, () => resolve(s as Server));
+    const headersTimeout = options.headersTimeoutMs ?? 30_000;
+    const s = serve(
+      {
+        fetch: options.app.fetch,
+        hostname: options.host,
+        port: options.port,
+        // Node checks the header and request deadlines on this tick (30 s by default, which would let a
+        // slow client hold a connection for up to 30 s past its deadline).
+        serverOptions: { connectionsCheckingInterval: Math.min(1000, headersTimeout), headersTimeout, requestTimeout: options.requestTimeoutMs ?? 300_000 },
+      },
+      () => resolve(s as Server),
+    );
     (s as Server).once('error', reject);
   });
   // A client must send its headers within 30 s and its whole request (body included) within 5 minutes;
   // a response may stream for as long as the function runs.
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 300_000;
   server.keepAliveTimeout = 5_000;
   if (options.onUpgrade) server.on('upgrade', options.onUpgrade);
   const { port } = server.address() as AddressInfo;

@@ -46,6 +46,8 @@ export type TestGatewayOptions = Partial<Omit<RuntimeOptions, 'log' | 'limits'>>
   sessionMaxFrame?: number;
   maxSessions?: number;
   sessionHeartbeatMs?: number;
+  /** The server's header deadline (30 s in production). */
+  headersTimeoutMs?: number;
   /**
    * Serve through deployments, as `npm start` does: the functions folder is imported into the git
    * repository as the first deployment (when the repository is empty), and /git and /api are on.
@@ -113,7 +115,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
       maxPushBytes: 16 * 1024 * 1024,
     },
   });
-  const server = await startServer({ app, host: '127.0.0.1', port: 0, onUpgrade: sessions.handle });
+  const server = await startServer({ app, host: '127.0.0.1', port: 0, onUpgrade: sessions.handle, headersTimeoutMs: options.headersTimeoutMs });
   return {
     url: server.url,
     runtime,

@@ -1,0 +1,161 @@
+/**
+ * @module
+ * Hostile clients against a real gateway: bodies over the limit (by Content-Length, chunked, or with a
+ * Content-Length that lies), slow clients, more requests than the pool can run, function names made to
+ * escape, and WebSocket abuse. `hello` is measured alongside each.
+ */
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXAMPLES_DIR, functionsFrom, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { waitUntil } from '../helpers/processes.ts';
+import { openSession } from '../helpers/session-client.ts';
+import { alongside, HOSTILE_DIR, report } from './helpers.ts';
+
+const MAX_BODY = 1024 * 1024;
+let gateway: TestGateway;
+
+beforeAll(async () => {
+  gateway = await startTestGateway({
+    functionsDir: await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR),
+    maxBody: MAX_BODY,
+    poolSize: 2,
+    maxContainers: 4,
+    queueTimeoutMs: 2000,
+    headersTimeoutMs: 2000,
+  });
+});
+afterAll(async () => {
+  await gateway?.close();
+});
+
+/** Sends raw bytes on a fresh connection; resolves with everything the server answered. */
+function raw(parts: Array<string | Buffer>, delayMs = 0): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(gateway.server.port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (chunk) => (answer += chunk.toString('latin1')));
+    socket.on('error', () => resolve(answer));
+    socket.on('close', () => resolve(answer));
+    socket.on('connect', async () => {
+      for (const part of parts) {
+        if (socket.destroyed) break;
+        socket.write(part);
+        if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+      }
+    });
+    setTimeout(() => reject(new Error('no answer within 20 s')), 20_000).unref();
+  });
+}
+
+/** The largest byte count the `count` function logged so far. */
+function countedBytes(): number {
+  const counts = gateway.logs.flatMap((line) => [...line.matchAll(/count-bytes=(\d+)/g)].map((m) => Number(m[1])));
+  return Math.max(0, ...counts);
+}
+
+describe('hostile clients', () => {
+  it('answers 413 to bodies over the limit, however they come, and the function never gets more', async () => {
+    const hello = alongside(gateway.url);
+    const big = Buffer.alloc(MAX_BODY + 4096, 0x61);
+    const byLength = await fetch(`${gateway.url}/fn/count`, { method: 'POST', body: big });
+    const chunked = await raw([
+      'POST /fn/count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n',
+      ...Array.from({ length: 20 }, () => `10000\r\n${'b'.repeat(0x10000)}\r\n`),
+      '0\r\n\r\n',
+    ]);
+    // Claims 10 bytes, sends far more: the surplus is never a body (Node takes it for a next request,
+    // which is malformed: 400).
+    const countsBefore = gateway.logs.length;
+    const lying = await raw([`POST /fn/count HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n${'c'.repeat(2 * MAX_BODY)}`]);
+    const lyingCounts = gateway.logs.slice(countsBefore).flatMap((line) => [...line.matchAll(/count-bytes=(\d+)/g)].map((m) => Number(m[1])));
+    const figures = await hello.stop();
+    expect(byLength.status).toBe(413);
+    expect(((await byLength.json()) as any).error.code).toBe('BODY_TOO_LARGE');
+    expect(chunked).toMatch(/^HTTP\/1\.1 413/);
+    expect(lying).toMatch(/^HTTP\/1\.1 (200|400)/);
+    expect(lyingCounts.every((n) => n <= 10)).toBe(true); // if it ran, it read the 10 bytes declared, no more
+    expect(countedBytes()).toBeLessThanOrEqual(MAX_BODY);
+    expect(figures.failures).toBe(0);
+    await report('bodies over the limit', { byLength: 413, chunked: 413, lyingContentLength: `answered ${lying.slice(9, 12)}, function read ${lyingCounts.join(',') || 'nothing'}`, mostAFunctionRead: countedBytes(), hello: figures });
+  });
+
+  it('cuts off clients that send their headers a byte a second, while others are served', async () => {
+    const hello = alongside(gateway.url);
+    const began = performance.now();
+    const request = 'GET /fn/hello HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(60) + '\r\n\r\n';
+    const slow = await Promise.all(Array.from({ length: 5 }, () => raw([...request].map((c) => c), 1000)));
+    const elapsed = performance.now() - began;
+    const figures = await hello.stop();
+    for (const answer of slow) expect(answer).toMatch(/^(HTTP\/1\.1 408|)/); // 408, or a closed connection
+    expect(elapsed).toBeLessThan(6000); // the 2 s header deadline, checked every second
+    expect(figures.failures).toBe(0);
+    expect(figures.count).toBeGreaterThan(10);
+    await report('slow clients (headers at a byte a second)', { clients: 5, cutOffAfterMs: Math.round(elapsed), headersTimeoutMs: 2000, hello: figures });
+  });
+
+  it('answers every one of ten times more requests than the pool can run: served, or 503 with Retry-After', async () => {
+    const total = 40; // maxContainers is 4
+    const began = performance.now();
+    const responses = await Promise.all(
+      Array.from({ length: total }, () =>
+        fetch(`${gateway.url}/fn/sleeper`).then(async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after'), body: await r.text() })),
+      ),
+    );
+    const elapsed = performance.now() - began;
+    const served = responses.filter((r) => r.status === 200);
+    const refused = responses.filter((r) => r.status === 503);
+    expect(served.length + refused.length).toBe(total);
+    expect(served.every((r) => r.body === 'slept\n')).toBe(true);
+    expect(refused.every((r) => r.retryAfter === '1' && JSON.parse(r.body).error.code === 'NO_CAPACITY')).toBe(true);
+    expect(served.length).toBeGreaterThanOrEqual(4);
+    expect(elapsed).toBeLessThan(15_000);
+    await report('ten times more requests than containers', { requests: total, maxContainers: 4, served: served.length, refused503: refused.length, lost: 0, allAnsweredWithinMs: Math.round(elapsed) });
+  });
+
+  it('refuses names made to escape with 404 before any container, Nix or filesystem work', async () => {
+    const before = gateway.runtime.pool.stats();
+    const names = ['..%2f..%2fetc', '%2e%2e', '%2e%2e%2fhello', 'hello%00', '-rf', '-hello', 'a'.repeat(64), 'HELLO', 'hello.', '%252e%252e'];
+    for (const name of names) {
+      const response = await fetch(`${gateway.url}/fn/${name}`);
+      expect(response.status, name).toBe(404);
+      expect(((await response.json()) as any).error.code, name).toMatch(/FUNCTION_NOT_FOUND|ROUTE_NOT_FOUND/);
+    }
+    const traversal = await raw(['GET /fn/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
+    expect(traversal).toMatch(/^HTTP\/1\.1 404/);
+    const after = gateway.runtime.pool.stats();
+    expect(after.busy + after.idle).toBe(before.busy + before.idle); // no container was taken
+    await report('names made to escape', { names: names.length + 1, answered: '404 JSON', containersTaken: 0 });
+  });
+
+  it('closes malformed, oversized and flooding WebSocket clients cleanly, and the gateway is unaffected', async () => {
+    const hello = alongside(gateway.url);
+    // A flood of one-byte stdin frames to cat: all of them arrive, in order.
+    const flood = await openSession(gateway.url, '/sessions/echo');
+    const frames = 20_000;
+    for (let i = 0; i < frames; i++) flood.send(0, 'x');
+    flood.send(0);
+    const floodClosed = await flood.closed;
+    expect(floodClosed.status).toEqual({ exitCode: 0 });
+    expect(flood.bytes(1).length).toBe(frames);
+    // Malformed and oversized frames.
+    const bad = await openSession(gateway.url, '/sessions/echo');
+    bad.send(7, 'x');
+    expect((await bad.closed).code).toBe(1008);
+    const huge = await openSession(gateway.url, '/sessions/echo');
+    huge.send(0, Buffer.alloc(2 * 1024 * 1024));
+    expect((await huge.closed).code).toBe(1009);
+    // Garbage that is not WebSocket at all, after the upgrade.
+    const garbage = await raw(
+      [
+        'GET /sessions/echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+        Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+      ],
+      200,
+    );
+    expect(garbage).toMatch(/^HTTP\/1\.1 101/);
+    await waitUntil(() => gateway.runtime.pool.stats().busy === 0, 5000, 'every session to end');
+    const figures = await hello.stop();
+    expect(figures.failures).toBe(0);
+    await report('WebSocket abuse', { floodFrames: frames, flood: 'all echoed', unknownChannel: 1008, oversized: 1009, garbage: 'closed', hello: figures });
+  });
+});
