@@ -30,16 +30,6 @@ async function invoke(name: string) {
   return { response, id };
 }
 
-/** The podman id of the container running invocation `id` (from a process's cgroup). */
-async function containerOf(id: string): Promise<string | undefined> {
-  for (const pid of await pidsWithEnv('FNIX_INVOCATION_ID', id)) {
-    const cgroup = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
-    const match = /libpod-([0-9a-f]{64})/.exec(cgroup);
-    if (match) return match[1];
-  }
-  return undefined;
-}
-
 describe('hostile function code', () => {
   it('contains a fork bomb with the pids limit, ends it with a clear code, and never reuses its container', async () => {
     const hello = alongside(gateway.url);

@@ -1,0 +1,134 @@
+/**
+ * @module
+ * Host faults: a function's container killed from outside mid-invocation, the gateway killed with
+ * SIGKILL while invocations run and started again, and a graceful SIGTERM drain, against the real
+ * entry point (gateway/main.ts) where the process itself is what fails.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { INSTANCE_LABEL, instanceOf } from '../../runtime/container/launcher.ts';
+import { EXAMPLES_DIR, functionsFrom, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { pidsWithEnv, waitUntil } from '../helpers/processes.ts';
+import { alongside, HOSTILE_DIR, report } from './helpers.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const TOKEN = 'faults-test-token-0123456789';
+
+describe('a container killed from outside', () => {
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    gateway = await startTestGateway({ functionsDir: await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR), poolSize: 2 });
+  });
+  afterAll(async () => {
+    await gateway?.close();
+  });
+
+  it.each([['podman kill'], ['podman rm -f']])('fails the request promptly with CONTAINER_LOST after `%s`, and the pool refills', async (how) => {
+    const hello = alongside(gateway.url);
+    const pending = fetch(`${gateway.url}/fn/cpu-spin`); // would run to its 1 s timeout
+    let container: string | undefined;
+    await waitUntil(async () => {
+      for (const pid of await pidsWithEnv('FNIX_FUNCTION', 'cpu-spin')) {
+        const match = /libpod-([0-9a-f]{64})/.exec(await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => ''));
+        if (match) container = match[1];
+      }
+      return container !== undefined;
+    }, 5000, 'the spinning container');
+    const killedAt = performance.now();
+    await execa('podman', how === 'podman kill' ? ['kill', container!] : ['rm', '-f', '-t', '0', container!]);
+    const response = await pending;
+    const failedAfter = performance.now() - killedAt;
+    const body = (await response.json()) as any;
+    expect(response.status).toBe(502);
+    expect(body.error.code).toBe('CONTAINER_LOST');
+    await waitUntil(() => gateway.runtime.pool.stats().warm >= 2, 10_000, 'the pool to refill');
+    const figures = await hello.stop();
+    expect(figures.failures).toBe(0);
+    await report(`container killed from outside (${how})`, { status: 502, code: 'CONTAINER_LOST', failedAfterMs: Math.round(failedAfter), poolRefilled: true, hello: figures });
+  });
+});
+
+describe('the gateway process', () => {
+  const work = { dir: '' };
+  let child: ResultPromise | undefined;
+  let output = '';
+  beforeAll(async () => {
+    work.dir = await mkdtemp(join(tmpdir(), 'fnix-faults-'));
+  });
+  afterAll(async () => {
+    if (child && child.exitCode === null) child.kill('SIGKILL');
+    await child;
+    await rm(work.dir, { recursive: true, force: true });
+  });
+
+  async function start(): Promise<string> {
+    output = '';
+    child = execa('node', ['--import', 'tsx', 'gateway/main.ts'], {
+      cwd: ROOT,
+      env: {
+        FNIX_PORT: '0',
+        FNIX_STATE_DIR: join(work.dir, 'state'),
+        FNIX_POOL_SIZE: '2',
+        FNIX_TOKEN: TOKEN,
+        FNIX_FUNCTIONS_DIR: await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR),
+        FNIX_SHUTDOWN_GRACE_MS: '5000',
+      },
+      reject: false,
+      all: true,
+    });
+    child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    await waitUntil(() => /is serving at http:\/\/127\.0\.0\.1:\d+/.test(output) || child!.exitCode !== null, 120_000, 'the gateway to listen');
+    const url = /is serving at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+    if (!url) throw new Error(`the gateway did not start:\n${output}`);
+    return url;
+  }
+  const containers = async () =>
+    (await execa('podman', ['ps', '--all', '--filter', `label=${INSTANCE_LABEL}=${instanceOf(join(work.dir, 'state'))}`, '--format', '{{.Names}}'])).stdout
+      .split('\n')
+      .filter(Boolean);
+
+  it('after SIGKILL with invocations running, starts again: no old container left, the deployment intact', async () => {
+    const url = await start();
+    const deployments = async (base: string) =>
+      ((await (await fetch(`${base}/api/deployments`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as any).deployments;
+    const before = await deployments(url);
+    const running = Array.from({ length: 3 }, () => fetch(`${url}/fn/sleeper`).catch(() => undefined));
+    await waitUntil(async () => (await pidsWithEnv('FNIX_FUNCTION', 'sleeper')).length >= 3, 5000, 'three invocations to run');
+    const oldContainers = await containers();
+    expect(oldContainers.length).toBeGreaterThanOrEqual(3);
+    child!.kill('SIGKILL');
+    await child;
+    await Promise.all(running);
+    const restartedAt = performance.now();
+    const again = await start();
+    const restartMs = performance.now() - restartedAt;
+    const left = (await containers()).filter((name) => oldContainers.includes(name));
+    expect(left).toEqual([]);
+    expect(await (await fetch(`${again}/fn/hello`)).text()).toBe('Hello, world! This is fnix.\n');
+    const after = await deployments(again);
+    expect(after.map((d: any) => [d.id, d.status])).toEqual(before.map((d: any) => [d.id, d.status]));
+    await report('gateway killed with SIGKILL, then started again', { oldContainersLeft: 0, deployments: 'intact', restartToServingMs: Math.round(restartMs) });
+  });
+
+  it('drains on SIGTERM: stops accepting, lets running invocations finish, removes every container', async () => {
+    const url = /is serving at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
+    const running = fetch(`${url}/fn/sleeper`).then(async (r) => ({ status: r.status, body: await r.text() }));
+    await waitUntil(async () => (await pidsWithEnv('FNIX_FUNCTION', 'sleeper')).length >= 1, 5000, 'the invocation to run');
+    const began = performance.now();
+    child!.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const refused = await fetch(`${url}/fn/hello`).then((r) => r.status, () => 'connection refused');
+    const finished = await running;
+    const result = await child!;
+    const drainMs = performance.now() - began;
+    expect(finished).toEqual({ status: 200, body: 'slept\n' });
+    expect([503, 'connection refused']).toContain(refused);
+    expect(result.exitCode).toBe(0);
+    expect(await containers()).toEqual([]);
+    await report('SIGTERM', { runningInvocation: 'finished (200)', newRequest: refused, containersLeft: 0, drainMs: Math.round(drainMs) });
+  });
+});
