@@ -1,26 +1,95 @@
 /**
  * @module
- * `npm start`: reads the configuration, starts the runtime and the HTTP server, and shuts both down
- * on SIGINT or SIGTERM (running invocations get FNIX_SHUTDOWN_GRACE_MS to finish).
+ * `npm start`: reads the configuration, starts the HTTP server and then the runtime (retrying, and
+ * answering 503 with the cause, while Podman or Nix does not work), and shuts both down on SIGINT or
+ * SIGTERM (running invocations get FNIX_SHUTDOWN_GRACE_MS to finish).
  */
 import { join } from 'node:path';
-import { startDeploys } from '../runtime/deploy/deploys.ts';
+import type { Hono } from 'hono';
+import { startDeploys, type Deploys } from '../runtime/deploy/deploys.ts';
+import { FnixError } from '../runtime/errors.ts';
 import { createLogger } from '../runtime/log.ts';
-import { startRuntime } from '../runtime/runtime.ts';
+import { startRuntime, type Runtime } from '../runtime/runtime.ts';
 import { createApp } from './app.ts';
 import { loadToken, TokenCheck } from './auth/token.ts';
-import { loadConfig } from './config.ts';
+import { loadConfig, type Config } from './config.ts';
+import { createDegradedApp } from './degraded.ts';
 import { instrumentRunner } from './metrics/instrument-runner.ts';
 import { GatewayMetrics } from './metrics/metrics.ts';
-import { createSessionUpgrade } from './sessions/upgrade.ts';
+import { createSessionUpgrade, rejectUpgrade, type SessionUpgrade } from './sessions/upgrade.ts';
 import { startServer } from './server.ts';
 
 const log = createLogger();
 /** The largest WebSocket frame a session client may send. */
 const SESSION_MAX_FRAME = 1024 * 1024;
+/** While Podman or Nix does not work, how often starting the runtime is tried again. */
+const RETRY_MS = 5000;
 
 async function main(): Promise<void> {
   const config = loadConfig(process.env);
+  let shuttingDown = false;
+  let serving: Serving | undefined;
+  let cause = new FnixError('RUNTIME_UNAVAILABLE', 'fnix is starting');
+  const degraded = createDegradedApp(() => cause);
+  // The port is taken first: while the runtime cannot start, /healthz says why and requests get 503.
+  const server = await startServer({
+    app: { fetch: (request, env) => (serving?.app ?? degraded).fetch(request, env) },
+    host: config.host,
+    port: config.port,
+    onUpgrade: (request, socket, head) => {
+      if (serving) serving.sessions.handle(request, socket, head);
+      else rejectUpgrade(socket, cause);
+    },
+  });
+  log.info(`listening at ${server.url}`);
+
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) {
+      log.warn(`${signal} received again; still shutting down`);
+      return;
+    }
+    shuttingDown = true;
+    log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
+    const closed = server.close();
+    if (serving) {
+      await serving.sessions.closeAll();
+      await serving.deploys.close();
+      await serving.runtime.close(config.shutdownGraceMs);
+    }
+    server.server.closeAllConnections();
+    await closed;
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+
+  // Podman or Nix may be missing or failing now and work later (installed, repaired): keep trying.
+  while (!shuttingDown) {
+    try {
+      serving = await startServing(config, () => shuttingDown);
+      break;
+    } catch (error) {
+      if (!(error instanceof FnixError && error.code === 'RUNTIME_UNAVAILABLE')) throw error;
+      cause = error;
+      log.error(`fnix cannot serve functions yet: ${error.message}; trying again in ${RETRY_MS / 1000} s`);
+      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+    }
+  }
+  if (serving) log.info(`fnix is serving at ${server.url}; deploy with: git push ${server.url}/git/functions.git main`);
+}
+
+/** Everything that serves functions, once the runtime has started. */
+interface Serving {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  app: Hono<any>;
+  sessions: SessionUpgrade;
+  deploys: Deploys;
+  runtime: Runtime;
+}
+
+/** Starts the runtime, the deployments and the apps. Throws RUNTIME_UNAVAILABLE when Podman or Nix does not work. */
+async function startServing(config: Config, isShuttingDown: () => boolean): Promise<Serving> {
   const runtime = await startRuntime({
     stateDir: config.stateDir,
     packages: config.packages,
@@ -62,7 +131,6 @@ async function main(): Promise<void> {
     // Shown once; it stays in the state folder (mode 0600).
     log.info(`deploy token (kept in ${join(config.stateDir, 'token')}): ${token.token}`);
   }
-  let shuttingDown = false;
   const app = createApp({
     metrics,
     registry: runtime.registry,
@@ -70,7 +138,7 @@ async function main(): Promise<void> {
     health: runtime.health,
     maxBody: config.maxBody,
     log,
-    isShuttingDown: () => shuttingDown,
+    isShuttingDown,
     deploys: {
       deployer: deploys.deployer,
       pushes: deploys.pushes,
@@ -86,33 +154,9 @@ async function main(): Promise<void> {
     metrics,
     maxPayload: SESSION_MAX_FRAME,
     maxSessions: config.maxSessions,
-    isShuttingDown: () => shuttingDown,
+    isShuttingDown,
   });
-  const server = await startServer({ app, host: config.host, port: config.port, onUpgrade: sessions.handle }).catch(async (error: unknown) => {
-    await deploys.close();
-    await runtime.close(0);
-    throw error;
-  });
-  log.info(`fnix is serving at ${server.url}; deploy with: git push ${server.url}/git/functions.git main`);
-
-  const shutdown = async (signal: string) => {
-    if (shuttingDown) {
-      log.warn(`${signal} received again; still shutting down`);
-      return;
-    }
-    shuttingDown = true;
-    log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
-    const closed = server.close();
-    await sessions.closeAll();
-    await deploys.close();
-    await runtime.close(config.shutdownGraceMs);
-    server.server.closeAllConnections();
-    await closed;
-    log.info('stopped');
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  return { app, sessions, deploys, runtime };
 }
 
 main().catch((error: unknown) => {

@@ -5,8 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { serve } from '@hono/node-server';
-import type { Hono } from 'hono';
+import { serve, type Http2Bindings, type HttpBindings } from '@hono/node-server';
 
 /** A listening server. */
 export interface RunningServer {
@@ -20,8 +19,8 @@ export interface RunningServer {
 
 /** Options for {@link startServer}. */
 export interface ServerOptions {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  app: Hono<any>;
+  /** What answers requests: a Hono app, or anything with its fetch. */
+  app: { fetch: (request: Request, env: HttpBindings | Http2Bindings) => Response | Promise<Response> };
   host: string;
   /** 0 picks a free port. */
   port: number;

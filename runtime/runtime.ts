@@ -86,12 +86,12 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
   await mkdir(podmanDir, { recursive: true, mode: 0o700 });
   const podman = await Podman.create({ cwd: podmanDir });
   const podmanInfo = await readPodmanInfo(podman).catch((error: unknown) => {
-    throw new Error(`podman does not work (${describe(error)}); install it with: apt-get install podman runc`, { cause: error });
+    throw new FnixError('RUNTIME_UNAVAILABLE', `podman does not work (${describe(error)}); install it with: apt-get install podman runc`, { cause: error });
   });
   const nixVersion = await execa('nix-build', ['--version']).then(
     (r) => String(r.stdout).trim(),
     (error: unknown) => {
-      throw new Error(`nix does not work (${describe(error)}); install it with: apt-get install nix-bin`, { cause: error });
+      throw new FnixError('RUNTIME_UNAVAILABLE', `nix does not work (${describe(error)}); install it with: apt-get install nix-bin`, { cause: error });
     },
   );
   const packageSet = await choosePackageSet(options.packages);
@@ -129,7 +129,7 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
     await pool.start();
   } catch (error) {
     await pool.close(0);
-    throw error;
+    throw new FnixError('RUNTIME_UNAVAILABLE', `no container could be started (${describe(error)}); see \`podman info\``, { cause: error });
   }
   log.info('pool ready', { ...pool.stats() });
 

@@ -248,7 +248,7 @@ function toHeaders(request: IncomingMessage): Headers {
 }
 
 /** Answers the upgrade request with the core's JSON error, and closes the socket. */
-function rejectUpgrade(socket: Duplex, error: FnixError): void {
+export function rejectUpgrade(socket: Duplex, error: FnixError): void {
   if (socket.destroyed) return;
   const status = STATUS_BY_CODE[error.code];
   const body = JSON.stringify({ error: error.toJSON() });

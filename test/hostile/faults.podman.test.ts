@@ -4,7 +4,7 @@
  * SIGKILL while invocations run and started again, and a graceful SIGTERM drain, against the real
  * entry point (gateway/main.ts) where the process itself is what fails.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -132,3 +132,50 @@ describe('the gateway process', () => {
     await report('SIGTERM', { runningInvocation: 'finished (200)', newRequest: refused, containersLeft: 0, drainMs: Math.round(drainMs) });
   });
 });
+
+describe('podman or nix failing at start', () => {
+  it.each([['podman'], ['nix-build']])('with %s failing, the gateway starts anyway, says why, answers 503, and serves once it works', async (tool) => {
+    const dir = await mkdtemp(join(tmpdir(), 'fnix-broken-'));
+    const fake = join(dir, 'bin');
+    await mkdir(fake);
+    // A tool that fails, ahead of the real one on PATH; removing it is the repair.
+    await writeFile(join(fake, tool), `#!/bin/sh\necho "${tool}: simulated failure" >&2\nexit 125\n`, { mode: 0o755 });
+    const gateway = execa('node', ['--import', 'tsx', 'gateway/main.ts'], {
+      cwd: ROOT,
+      env: { PATH: `${fake}:${process.env['PATH']}`, FNIX_PORT: '0', FNIX_STATE_DIR: join(dir, 'state'), FNIX_POOL_SIZE: '1', FNIX_TOKEN: TOKEN, FNIX_FUNCTIONS_DIR: join(ROOT, 'functions') },
+      reject: false,
+      all: true,
+    });
+    let output = '';
+    gateway.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      await waitUntil(() => /listening at http:\/\/127\.0\.0\.1:\d+/.test(output) || gateway.exitCode !== null, 60_000, 'the gateway to listen');
+      const url = /listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
+      await waitUntil(() => output.includes('cannot serve functions yet'), 30_000, 'the cause in the log');
+      const health = await fetch(`${url}/healthz`);
+      const healthBody = (await health.json()) as any;
+      expect(health.status).toBe(503);
+      expect(healthBody.error.code).toBe('RUNTIME_UNAVAILABLE');
+      expect(healthBody.error.message).toContain(tool === 'podman' ? 'podman does not work' : 'nix does not work');
+      const invocation = await fetch(`${url}/fn/hello`);
+      expect(invocation.status).toBe(503);
+      expect(invocation.headers.get('retry-after')).toBeTruthy();
+      expect(((await invocation.json()) as any).error.message).toContain('simulated failure');
+      // No crash loop: still up, still answering, a while later.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      expect(gateway.exitCode).toBeNull();
+      // Repaired: it starts serving on its own.
+      await rm(join(fake, tool));
+      const repairedAt = performance.now();
+      await waitUntil(async () => (await fetch(`${url}/fn/hello`)).status === 200, 60_000, 'the gateway to serve after the repair');
+      await report(`${tool} failing at start`, { healthz: 503, invocations: '503 RUNTIME_UNAVAILABLE naming the cause', crashLoop: 'none', servingAfterRepairMs: Math.round(performance.now() - repairedAt) });
+      gateway.kill('SIGTERM');
+      expect((await gateway).exitCode).toBe(0);
+    } finally {
+      if (gateway.exitCode === null) gateway.kill('SIGKILL');
+      await gateway;
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 150_000);
+});
+

@@ -1,0 +1,18 @@
+/**
+ * @module
+ * What the gateway answers while it cannot serve functions (Podman or Nix does not work, so the runtime
+ * did not start): /healthz says what is wrong, and every other route answers 503 naming the cause,
+ * with Retry-After. main.ts keeps trying to start the runtime meanwhile, rather than exiting into a
+ * crash loop.
+ */
+import { Hono } from 'hono';
+import type { FnixError } from '../runtime/errors.ts';
+import { errorResponse } from './errors.ts';
+
+/** The app served while `cause()` stands in the way. */
+export function createDegradedApp(cause: () => FnixError): Hono {
+  const app = new Hono();
+  app.get('/healthz', (c) => c.json({ status: 'unavailable', error: cause().toJSON() }, 503, { 'retry-after': '5' }));
+  app.all('*', () => errorResponse(cause()));
+  return app;
+}
