@@ -48,7 +48,7 @@ type Unlisted = Exclude<ErrorCode, (typeof ALL_CODES)[number]>;
 const everyCodeListed: [Unlisted] extends [never] ? true : Unlisted = true;
 
 /** The codes answered with 503 (and so with retry-after). */
-const UNAVAILABLE: ErrorCode[] = ['FUNCTION_UNAVAILABLE', 'NO_CAPACITY', 'CONTAINER_START_FAILED', 'SHUTTING_DOWN'];
+const UNAVAILABLE: ErrorCode[] = ['FUNCTION_UNAVAILABLE', 'NO_CAPACITY', 'CONTAINER_START_FAILED', 'SHUTTING_DOWN', 'RUNTIME_UNAVAILABLE'];
 
 describe('STATUS_BY_CODE', () => {
   it('has a status for exactly the listed codes', () => {

@@ -165,4 +165,15 @@ describe('hostile function code', () => {
     expect(processes.every((p) => /fnix-agent|probe\.sh|busybox|^sh |ls|cat|grep|tr|while|read/.test(p))).toBe(true);
     await report('what a function can see', { interfaces: ['lo'], root: section('root').trim().split('\n'), mountPoints: mountPoints.length, secrets: 'none' });
   });
+
+  it('with "network": true, gives an interface of its own, but no way to the gateway or the host\'s Podman and Nix sockets', async () => {
+    const port = gateway.server.port;
+    const output = await (await fetch(`${gateway.url}/fn/net-probe?${port}`)).text();
+    expect(output).toMatch(/^interfaces: .*eth0/m);
+    expect(output).toContain(`gateway at 127.0.0.1:${port} unreachable`);
+    expect(output).toMatch(new RegExp(`gateway at \\d+\\.\\d+\\.\\d+\\.\\d+:${port} unreachable`));
+    for (const socket of ['/run/podman/podman.sock', '/nix/var/nix/daemon-socket/socket']) expect(output).toContain(`${socket} absent`);
+    // Its agent's socket is there (read-only), as in every container: it is how the agent talks to fnix.
+    await report('network: true', { reachable: 'its own interface (podman bridge)', gateway: 'unreachable (it listens on 127.0.0.1)', podmanAndNixSockets: 'absent' });
+  });
 });
