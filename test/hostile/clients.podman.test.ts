@@ -113,6 +113,7 @@ describe('hostile clients', () => {
   });
 
   it('refuses names made to escape with 404 before any container, Nix or filesystem work', async () => {
+    const hello = alongside(gateway.url);
     const before = gateway.runtime.pool.stats();
     const names = ['..%2f..%2fetc', '%2e%2e', '%2e%2e%2fhello', 'hello%00', '-rf', '-hello', 'a'.repeat(64), 'HELLO', 'hello.', '%252e%252e'];
     for (const name of names) {
@@ -123,8 +124,10 @@ describe('hostile clients', () => {
     const traversal = await raw(['GET /fn/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
     expect(traversal).toMatch(/^HTTP\/1\.1 404/);
     const after = gateway.runtime.pool.stats();
+    const figures = await hello.stop();
     expect(after.busy + after.idle).toBe(before.busy + before.idle); // no container was taken
-    await report('names made to escape', { names: names.length + 1, answered: '404 JSON', containersTaken: 0 });
+    expect(figures.failures).toBe(0);
+    await report('names made to escape', { names: names.length + 1, answered: '404 JSON', containersTaken: 0, hello: figures });
   });
 
   it('closes malformed, oversized and flooding WebSocket clients cleanly, and the gateway is unaffected', async () => {

@@ -149,7 +149,10 @@ describe('hostile function code', () => {
   });
 
   it('shows a function no network but loopback, no host path, no other process, and no secret', async () => {
+    const hello = alongside(gateway.url);
     const output = await (await invoke('probe')).response.text();
+    const figures = await hello.stop();
+    expect(figures.failures).toBe(0);
     const section = (name: string) => output.split(`== ${name}\n`)[1]!.split('\n== ')[0]!;
     expect(section('interfaces').trim().split('\n')).toEqual(['lo']);
     // fnix's own root (runtime/container/rootfs.ts): nothing of the host's.
@@ -163,17 +166,20 @@ describe('hostile function code', () => {
     // Its own processes only: the agent (PID 1, whose cmdline it may read) and its own commands.
     const processes = section('processes').trim().split('\n').filter(Boolean);
     expect(processes.every((p) => /fnix-agent|probe\.sh|busybox|^sh |ls|cat|grep|tr|while|read/.test(p))).toBe(true);
-    await report('what a function can see', { interfaces: ['lo'], root: section('root').trim().split('\n'), mountPoints: mountPoints.length, secrets: 'none' });
+    await report('what a function can see', { interfaces: ['lo'], root: section('root').trim().split('\n'), mountPoints: mountPoints.length, secrets: 'none', hello: figures });
   });
 
   it('with "network": true, gives an interface of its own, but no way to the gateway or the host\'s Podman and Nix sockets', async () => {
     const port = gateway.server.port;
+    const hello = alongside(gateway.url);
     const output = await (await fetch(`${gateway.url}/fn/net-probe?${port}`)).text();
+    const figures = await hello.stop();
+    expect(figures.failures).toBe(0);
     expect(output).toMatch(/^interfaces: .*eth0/m);
     expect(output).toContain(`gateway at 127.0.0.1:${port} unreachable`);
     expect(output).toMatch(new RegExp(`gateway at \\d+\\.\\d+\\.\\d+\\.\\d+:${port} unreachable`));
     for (const socket of ['/run/podman/podman.sock', '/nix/var/nix/daemon-socket/socket']) expect(output).toContain(`${socket} absent`);
     // Its agent's socket is there (read-only), as in every container: it is how the agent talks to fnix.
-    await report('network: true', { reachable: 'its own interface (podman bridge)', gateway: 'unreachable (it listens on 127.0.0.1)', podmanAndNixSockets: 'absent' });
+    await report('network: true', { reachable: 'its own interface (podman bridge)', gateway: 'unreachable (it listens on 127.0.0.1)', podmanAndNixSockets: 'absent', hello: figures });
   });
 });
