@@ -13,6 +13,6 @@ import { errorResponse } from './errors.ts';
 export function createDegradedApp(cause: () => FnixError): Hono {
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ status: 'unavailable', error: cause().toJSON() }, 503, { 'retry-after': '5' }));
-  app.all('*', () => errorResponse(cause()));
+  app.all('*', () => errorResponse(cause(), { 'retry-after': '5' }));
   return app;
 }

@@ -29,6 +29,8 @@ async function main(): Promise<void> {
   const config = loadConfig(process.env);
   let shuttingDown = false;
   let serving: Serving | undefined;
+  let starting: Promise<Serving> | undefined;
+  let wakeRetry = () => {};
   let cause = new FnixError('RUNTIME_UNAVAILABLE', 'fnix is starting');
   const degraded = createDegradedApp(() => cause);
   // The port is taken first: while the runtime cannot start, /healthz says why and requests get 503.
@@ -50,11 +52,14 @@ async function main(): Promise<void> {
     }
     shuttingDown = true;
     log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
+    wakeRetry();
     const closed = server.close();
-    if (serving) {
-      await serving.sessions.closeAll();
-      await serving.deploys.close();
-      await serving.runtime.close(config.shutdownGraceMs);
+    // A runtime still starting is waited for, and closed like a running one: its containers go too.
+    const running = serving ?? (await starting?.catch(() => undefined));
+    if (running) {
+      await running.sessions.closeAll();
+      await running.deploys.close();
+      await running.runtime.close(config.shutdownGraceMs);
     }
     server.server.closeAllConnections();
     await closed;
@@ -67,16 +72,22 @@ async function main(): Promise<void> {
   // Podman or Nix may be missing or failing now and work later (installed, repaired): keep trying.
   while (!shuttingDown) {
     try {
-      serving = await startServing(config, () => shuttingDown);
-      break;
+      starting = startServing(config, () => shuttingDown);
+      const started = await starting;
+      if (shuttingDown) return; // shutdown has it, and closes it
+      serving = started;
+      log.info(`fnix is serving at ${server.url}; deploy with: git push ${server.url}/git/functions.git main`);
+      return;
     } catch (error) {
       if (!(error instanceof FnixError && error.code === 'RUNTIME_UNAVAILABLE')) throw error;
       cause = error;
       log.error(`fnix cannot serve functions yet: ${error.message}; trying again in ${RETRY_MS / 1000} s`);
-      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, RETRY_MS);
+        wakeRetry = () => (clearTimeout(timer), resolve());
+      });
     }
   }
-  if (serving) log.info(`fnix is serving at ${server.url}; deploy with: git push ${server.url}/git/functions.git main`);
 }
 
 /** Everything that serves functions, once the runtime has started. */

@@ -99,10 +99,14 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
   log.info('package set', { kind: packageSet.kind, set: packageSet.description });
 
   const resolver = new PackageResolver({ packageSet, gcRootsDir: join(stateDir, 'gcroots') });
-  const agent = await buildAgent(join(stateDir, 'agent'));
+  const agent = await buildAgent(join(stateDir, 'agent')).catch((error: unknown) => {
+    throw new FnixError('RUNTIME_UNAVAILABLE', `the container agent could not be built (${describe(error)}); install a C compiler with: apt-get install gcc libc6-dev`, { cause: error });
+  });
   const rootfs = await prepareRootfs(join(stateDir, 'rootfs'), agent);
   const launcher = new ContainerLauncher({ podman, rootfs, stateDir, limits: options.limits });
-  const leftovers = await launcher.removeLeftovers();
+  const leftovers = await launcher.removeLeftovers().catch((error: unknown) => {
+    throw new FnixError('RUNTIME_UNAVAILABLE', `podman could not list or remove containers (${describe(error)})`, { cause: error });
+  });
   if (leftovers > 0) log.info('removed containers left by an earlier run', { count: leftovers });
 
   const pool = new Pool({

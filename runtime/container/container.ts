@@ -6,7 +6,7 @@
  */
 import { rm } from 'node:fs/promises';
 import type { AgentConnection } from '../agent/connection.ts';
-import { findMemoryCgroup, readLimitEvents, setMemoryLimit, type MemoryCgroup } from '../podman/cgroup.ts';
+import { findLimitFiles, findMemoryCgroup, readLimitEvents, setMemoryLimit, type LimitFiles, type MemoryCgroup } from '../podman/cgroup.ts';
 import type { FunctionVersion } from '../functions/version.ts';
 import { Invocation, type AgentChannel, type InvocationOptions, type KillReason } from '../invocation/invocation.ts';
 import { linkTree } from './link-tree.ts';
@@ -55,6 +55,8 @@ export class Container {
   #memoryMb: number;
   readonly #pidsLimit: number | undefined;
   #memoryCgroup: MemoryCgroup | undefined | null = null;
+  /** The cgroup files counting limit hits; null until looked up, undefined when not found. */
+  #limitFiles: LimitFiles | undefined | null = null;
   #current: Invocation | undefined;
 
   constructor(init: ContainerInit) {
@@ -105,12 +107,16 @@ export class Container {
       stdinWindow: connection.stdinWindow,
       destroy: (reason) => connection.destroy(reason),
     };
-    // The limit counters before the command starts, to tell afterwards whether it reached a limit.
-    const before = readLimitEvents(this.id);
-    const limitCheck = async () => {
-      const [start, end] = await Promise.all([before, readLimitEvents(this.id)]);
-      return { oomKilled: end.oomKills > start.oomKills, pidsLimitHit: end.pidsMax > start.pidsMax };
-    };
+    // Whether the command reached a limit: since a container that reached one is never used again,
+    // any count at all is this invocation's.
+    if (this.#limitFiles === null) this.#limitFiles = findLimitFiles(this.id);
+    const files = this.#limitFiles;
+    const limitCheck = files
+      ? () => {
+          const events = readLimitEvents(files);
+          return events && { oomKilled: events.oomKills > 0, pidsLimitHit: events.pidsMax > 0 };
+        }
+      : undefined;
     const invocation = new Invocation(channel, {
       ...options,
       containerId: this.name,

@@ -68,8 +68,11 @@ export interface InvocationOptions {
   memoryMb?: number | undefined;
   /** The pids limit, quoted when the command reached it. */
   pidsLimit?: number | undefined;
-  /** Says, once the command has ended, whether it reached the container's memory or pids limit. */
-  limitCheck?: (() => Promise<{ oomKilled: boolean; pidsLimitHit: boolean }>) | undefined;
+  /**
+   * Says, once the command has ended, whether it reached the container's memory or pids limit;
+   * undefined when that cannot be known.
+   */
+  limitCheck?: (() => { oomKilled: boolean; pidsLimitHit: boolean } | undefined) | undefined;
 }
 
 /** After a KILL, how long the agent has to report EXIT before the container is torn down. */
@@ -110,6 +113,8 @@ export class Invocation {
   #stdinInFlight = 0;
   #creditWaiter: (() => void) | undefined;
   #paused = { stdout: false, stderr: false };
+  /** Whether the container's limit counters could be read (otherwise a SIGKILL gets an OOM hint). */
+  #limitsKnown = false;
   #onAbort = () => this.kill('aborted');
 
   constructor(channel: AgentChannel, options: InvocationOptions) {
@@ -266,9 +271,9 @@ export class Invocation {
     // Nothing more comes for this invocation; the connection must not stay paused for the next one.
     this.#resumeChannel();
     const durationMs = this.#startedAt ? performance.now() - this.#startedAt : 0;
-    // Reading the container's limit counters takes well under a millisecond.
-    const check = this.#options.limitCheck?.().catch(() => undefined) ?? Promise.resolve(undefined);
-    void check.then((limits) => this.#settle(exit, durationMs, limits ?? { oomKilled: false, pidsLimitHit: false }));
+    const limits = this.#options.limitCheck?.();
+    this.#limitsKnown = limits !== undefined;
+    this.#settle(exit, durationMs, limits ?? { oomKilled: false, pidsLimitHit: false });
   }
 
   #settle(exit: { exitCode?: number; signal?: string }, durationMs: number, limits: { oomKilled: boolean; pidsLimitHit: boolean }): void {
@@ -311,7 +316,7 @@ export class Invocation {
       exit:
         result.signal === undefined
           ? ['FUNCTION_FAILED', `${name} exited with code ${result.exitCode}`]
-          : ['FUNCTION_FAILED', `${name} was killed by ${result.signal}${this.#options.limitCheck ? '' : oomHint(result.signal, this.#options.memoryMb)}`],
+          : ['FUNCTION_FAILED', `${name} was killed by ${result.signal}${this.#limitsKnown ? '' : oomHint(result.signal, this.#options.memoryMb)}`],
       timeout: ['FUNCTION_TIMEOUT', `${name} did not finish within its timeoutMs of ${this.#options.timeoutMs} ms`],
       output_limit: ['OUTPUT_LIMIT', `${name} wrote more than ${this.#options.maxOutputBytes} bytes of output`],
       aborted: ['INVOCATION_ABORTED', `${name} was stopped because its caller went away`],

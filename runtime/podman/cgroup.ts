@@ -4,7 +4,8 @@
  * generic containers are started before anyone knows which function they will serve, and a warm
  * specialisation must not spawn `podman update` (about 100 ms).
  */
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { access, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
@@ -54,23 +55,41 @@ export interface LimitEvents {
   pidsMax: number;
 }
 
+/** Where a container's limit counters are. */
+export interface LimitFiles {
+  oom: string;
+  pids: string;
+}
+
 /**
- * Reads the limit counters of container `id` (cgroup v1 `memory.oom_control` and `pids.events`, or v2
- * `memory.events` and `pids.events`). A counter fnix cannot read is 0.
+ * Finds the limit counters of container `id` (cgroup v1 `memory.oom_control` and `pids.events`, or v2
+ * `memory.events` and `pids.events`); undefined for a layout fnix does not know.
  */
-export async function readLimitEvents(id: string): Promise<LimitEvents> {
+export function findLimitFiles(id: string): LimitFiles | undefined {
   const leaves = [`libpod_parent/libpod-${id}`, `machine.slice/libpod-${id}.scope`];
-  const candidates = leaves.flatMap((leaf) => [
-    { oom: join(CGROUP_ROOT, 'memory', leaf, 'memory.oom_control'), pids: join(CGROUP_ROOT, 'pids', leaf, 'pids.events') },
-    { oom: join(CGROUP_ROOT, leaf, 'memory.events'), pids: join(CGROUP_ROOT, leaf, 'pids.events') },
-  ]);
-  for (const files of candidates) {
-    const oom = await readFile(files.oom, 'utf8').catch(() => undefined);
-    if (oom === undefined) continue;
-    const pids = await readFile(files.pids, 'utf8').catch(() => '');
-    return { oomKills: counter(oom, 'oom_kill'), pidsMax: counter(pids, 'max') };
+  for (const leaf of leaves) {
+    for (const files of [
+      { oom: join(CGROUP_ROOT, 'memory', leaf, 'memory.oom_control'), pids: join(CGROUP_ROOT, 'pids', leaf, 'pids.events') },
+      { oom: join(CGROUP_ROOT, leaf, 'memory.events'), pids: join(CGROUP_ROOT, leaf, 'pids.events') },
+    ]) {
+      if (existsSync(files.oom)) return files;
+    }
   }
-  return { oomKills: 0, pidsMax: 0 };
+  return undefined;
+}
+
+/**
+ * Reads the counters. Synchronously, on purpose: they are kernel files that answer in microseconds,
+ * and reading them as the invocation ends keeps its end in one turn of the event loop.
+ */
+export function readLimitEvents(files: LimitFiles): LimitEvents | undefined {
+  try {
+    const oom = readFileSync(files.oom, 'utf8');
+    const pids = existsSync(files.pids) ? readFileSync(files.pids, 'utf8') : '';
+    return { oomKills: counter(oom, 'oom_kill'), pidsMax: counter(pids, 'max') };
+  } catch {
+    return undefined; // the container is gone
+  }
 }
 
 function counter(text: string, name: string): number {

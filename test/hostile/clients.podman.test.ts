@@ -55,7 +55,11 @@ function countedBytes(): number {
 
 describe('hostile clients', () => {
   it('answers 413 to bodies over the limit, however they come, and the function never gets more', async () => {
-    const hello = alongside(gateway.url);
+    const hello = await alongside(gateway.url);
+    // The control: a body under the limit reaches the function whole, and the count says so.
+    const small = await fetch(`${gateway.url}/fn/count`, { method: 'POST', body: Buffer.alloc(100_000, 0x61) });
+    expect(await small.text()).toBe('100000\n');
+    await waitUntil(() => countedBytes() === 100_000, 2000, 'the control count in the log');
     const big = Buffer.alloc(MAX_BODY + 4096, 0x61);
     const byLength = await fetch(`${gateway.url}/fn/count`, { method: 'POST', body: big });
     const chunked = await raw([
@@ -67,6 +71,7 @@ describe('hostile clients', () => {
     // which is malformed: 400).
     const countsBefore = gateway.logs.length;
     const lying = await raw([`POST /fn/count HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n${'c'.repeat(2 * MAX_BODY)}`]);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // the functions' last log lines
     const lyingCounts = gateway.logs.slice(countsBefore).flatMap((line) => [...line.matchAll(/count-bytes=(\d+)/g)].map((m) => Number(m[1])));
     const figures = await hello.stop();
     expect(byLength.status).toBe(413);
@@ -74,19 +79,20 @@ describe('hostile clients', () => {
     expect(chunked).toMatch(/^HTTP\/1\.1 413/);
     expect(lying).toMatch(/^HTTP\/1\.1 (200|400)/);
     expect(lyingCounts.every((n) => n <= 10)).toBe(true); // if it ran, it read the 10 bytes declared, no more
+    // The chunked body's function was reading as it came, and was stopped at the limit.
     expect(countedBytes()).toBeLessThanOrEqual(MAX_BODY);
     expect(figures.failures).toBe(0);
     await report('bodies over the limit', { byLength: 413, chunked: 413, lyingContentLength: `answered ${lying.slice(9, 12)}, function read ${lyingCounts.join(',') || 'nothing'}`, mostAFunctionRead: countedBytes(), hello: figures });
   });
 
   it('cuts off clients that send their headers a byte a second, while others are served', async () => {
-    const hello = alongside(gateway.url);
+    const hello = await alongside(gateway.url);
     const began = performance.now();
     const request = 'GET /fn/hello HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(60) + '\r\n\r\n';
     const slow = await Promise.all(Array.from({ length: 5 }, () => raw([...request].map((c) => c), 1000)));
     const elapsed = performance.now() - began;
     const figures = await hello.stop();
-    for (const answer of slow) expect(answer).toMatch(/^(HTTP\/1\.1 408|)/); // 408, or a closed connection
+    for (const answer of slow) expect(answer).toMatch(/^(HTTP\/1\.1 408 |$)/); // 408, or a closed connection
     expect(elapsed).toBeLessThan(6000); // the 2 s header deadline, checked every second
     expect(figures.failures).toBe(0);
     expect(figures.count).toBeGreaterThan(10);
@@ -113,25 +119,26 @@ describe('hostile clients', () => {
   });
 
   it('refuses names made to escape with 404 before any container, Nix or filesystem work', async () => {
-    const hello = alongside(gateway.url);
+    const hello = await alongside(gateway.url);
+    await waitUntil(() => gateway.runtime.pool.stats().busy === 0 && gateway.runtime.pool.stats().starting === 0, 10_000, 'a quiet pool');
     const before = gateway.runtime.pool.stats();
-    const names = ['..%2f..%2fetc', '%2e%2e', '%2e%2e%2fhello', 'hello%00', '-rf', '-hello', 'a'.repeat(64), 'HELLO', 'hello.', '%252e%252e'];
+    const names = ['..%2f..%2fetc', '%2e%2e', '%2e%2e%2fhello', 'hello%00', '-rf', '-hello', 'a'.repeat(64), 'HELLO', 'hello.', '%252e%252e', '..', '../../etc/passwd'];
     for (const name of names) {
-      const response = await fetch(`${gateway.url}/fn/${name}`);
-      expect(response.status, name).toBe(404);
-      expect(((await response.json()) as any).error.code, name).toMatch(/FUNCTION_NOT_FOUND|ROUTE_NOT_FOUND/);
+      // Sent as written: a URL parser would resolve the dots before they reached the gateway.
+      const answer = await raw([`GET /fn/${name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`]);
+      expect(answer, name).toMatch(/^HTTP\/1\.1 404/);
+      expect(answer, name).toMatch(/"code":"(FUNCTION_NOT_FOUND|ROUTE_NOT_FOUND)"/);
     }
-    const traversal = await raw(['GET /fn/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
-    expect(traversal).toMatch(/^HTTP\/1\.1 404/);
     const after = gateway.runtime.pool.stats();
     const figures = await hello.stop();
-    expect(after.busy + after.idle).toBe(before.busy + before.idle); // no container was taken
+    expect(after.busy).toBe(0); // no container was taken
+    expect(after.idle).toBe(before.idle);
     expect(figures.failures).toBe(0);
-    await report('names made to escape', { names: names.length + 1, answered: '404 JSON', containersTaken: 0, hello: figures });
+    await report('names made to escape', { names: names.length, answered: '404 JSON', containersTaken: 0, hello: figures });
   });
 
   it('closes malformed, oversized and flooding WebSocket clients cleanly, and the gateway is unaffected', async () => {
-    const hello = alongside(gateway.url);
+    const hello = await alongside(gateway.url);
     // A flood of one-byte stdin frames to cat: all of them arrive, in order.
     const flood = await openSession(gateway.url, '/sessions/echo');
     const frames = 20_000;

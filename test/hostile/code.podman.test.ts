@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { EXAMPLES_DIR, functionsFrom, startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
 import { pidsWithEnv, waitUntil } from '../helpers/processes.ts';
 import { alongside, HOSTILE_DIR, report } from './helpers.ts';
@@ -30,9 +30,24 @@ async function invoke(name: string) {
   return { response, id };
 }
 
+/** The processes in container `id`'s pids cgroup: the agent alone once an invocation is over. */
+async function processesIn(container: string): Promise<number[]> {
+  const text = await readFile(`/sys/fs/cgroup/pids/libpod_parent/libpod-${container}/cgroup.procs`, 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map(Number);
+}
+
 describe('hostile function code', () => {
+  // Each attack starts on a settled pool: nothing busy, nothing still starting (a retired container's
+  // replacement, say), so that its timings are the attack's own.
+  beforeEach(async () => {
+    await waitUntil(() => {
+      const stats = gateway.runtime.pool.stats();
+      return stats.busy === 0 && stats.starting === 0;
+    }, 15_000, 'the pool to settle');
+  });
+
   it('contains a fork bomb with the pids limit, ends it with a clear code, and never reuses its container', async () => {
-    const hello = alongside(gateway.url);
+    const hello = await alongside(gateway.url);
     const began = performance.now();
     const pending = fetch(`${gateway.url}/fn/fork-bomb`);
     let container: string | undefined;
@@ -60,7 +75,7 @@ describe('hostile function code', () => {
   });
 
   it('kills a memory bomb at its memoryMb and reports FUNCTION_OOM', async () => {
-    const hello = alongside(gateway.url);
+    const hello = await alongside(gateway.url);
     const began = performance.now();
     const { response } = await invoke('memory-bomb');
     const body = (await response.json()) as any;
@@ -73,7 +88,7 @@ describe('hostile function code', () => {
   });
 
   it('kills a CPU spin at timeoutMs with 504, and leaves nothing of it running', async () => {
-    const hello = alongside(gateway.url);
+    const hello = await alongside(gateway.url);
     const began = performance.now();
     const { response, id } = await invoke('cpu-spin');
     const elapsed = performance.now() - began;
@@ -89,7 +104,7 @@ describe('hostile function code', () => {
   });
 
   it.each(['stdout-flood', 'stderr-flood'])('caps %s at FNIX_MAX_OUTPUT, kills it, and keeps the gateway memory flat', async (name) => {
-    const hello = alongside(gateway.url);
+    const hello = await alongside(gateway.url);
     const rssBefore = process.memoryUsage().rss;
     let peak = rssBefore;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 10);
@@ -120,26 +135,34 @@ describe('hostile function code', () => {
   });
 
   it('lets no child outlive its invocation: background, setsid, double fork, nohup', async () => {
-    const hello = alongside(gateway.url);
-    const { response, id } = await invoke('escape-children');
-    expect(await response.text()).toBe('started\n');
-    const elapsed = await waitUntil(async () => (await pidsWithEnv('FNIX_INVOCATION_ID', id)).length === 0, 1000, 'every child to be gone');
+    const hello = await alongside(gateway.url);
+    const { response } = await invoke('escape-children');
+    const text = await response.text();
+    expect(text).toMatch(/^libpod-[0-9a-f]{64}\nstarted\n$/);
+    const container = text.slice('libpod-'.length, 'libpod-'.length + 64);
+    // Counted in the container's cgroup, which no child can leave (an `env -i` child carries no marker).
+    const elapsed = await waitUntil(async () => (await processesIn(container)).length === 1, 1000, 'every child to be gone, the agent alone');
     const figures = await hello.stop();
     expect(figures.failures).toBe(0);
     await report('children that outlive the main process', { goneAfterMs: Math.round(elapsed), hello: figures });
   });
 
   it('confines writes to /tmp, keeps the store intact, and shows no invocation what an earlier one left', async () => {
-    const hello = alongside(gateway.url);
+    const hello = await alongside(gateway.url);
     const first = await (await invoke('writer')).response.text();
-    const second = await (await invoke('writer')).response.text(); // the same warm container, reused
+    const second = await (await invoke('writer')).response.text();
     const figures = await hello.stop();
+    // The same warm container, reused: what the first left is what the second must not find.
+    const containerOf = (output: string) => /^container: (libpod-[0-9a-f]{64})$/m.exec(output)?.[1];
+    expect(containerOf(first)).toBeDefined();
+    expect(containerOf(second)).toBe(containerOf(first));
     for (const output of [first, second]) {
       for (const path of ['/nix/store', '/fn', '', '/etc', '/usr', '/run', '/dev']) expect(output).toContain(`${path}/fnix-was-here refused`);
       expect(output).toContain('/tmp/fnix-was-here written');
       expect(output).toContain('store file refused');
       expect(output).toContain('store file kept');
       expect(output).not.toContain('left:');
+      expect(output).not.toContain('left in shm:');
     }
     const verify = await execa('nix-store', ['--verify', '--check-contents'], { all: true });
     expect(verify.exitCode).toBe(0);
@@ -149,7 +172,7 @@ describe('hostile function code', () => {
   });
 
   it('shows a function no network but loopback, no host path, no other process, and no secret', async () => {
-    const hello = alongside(gateway.url);
+    const hello = await alongside(gateway.url);
     const output = await (await invoke('probe')).response.text();
     const figures = await hello.stop();
     expect(figures.failures).toBe(0);
@@ -165,19 +188,22 @@ describe('hostile function code', () => {
     expect(section('env')).not.toMatch(/^FNIX_TOKEN=/m);
     // Its own processes only: the agent (PID 1, whose cmdline it may read) and its own commands.
     const processes = section('processes').trim().split('\n').filter(Boolean);
-    expect(processes.every((p) => /fnix-agent|probe\.sh|busybox|^sh |ls|cat|grep|tr|while|read/.test(p))).toBe(true);
+    const names = processes.map((line) => line.split(' ')[0]!.split('/').pop()!);
+    for (const name of names) expect(['fnix-agent', 'sh', 'busybox', 'probe.sh', 'ls', 'cat', 'grep', 'tr'], name).toContain(name);
     await report('what a function can see', { interfaces: ['lo'], root: section('root').trim().split('\n'), mountPoints: mountPoints.length, secrets: 'none', hello: figures });
   });
 
   it('with "network": true, gives an interface of its own, but no way to the gateway or the host\'s Podman and Nix sockets', async () => {
     const port = gateway.server.port;
-    const hello = alongside(gateway.url);
+    const hello = await alongside(gateway.url);
     const output = await (await fetch(`${gateway.url}/fn/net-probe?${port}`)).text();
     const figures = await hello.stop();
     expect(figures.failures).toBe(0);
     expect(output).toMatch(/^interfaces: .*eth0/m);
     expect(output).toContain(`gateway at 127.0.0.1:${port} unreachable`);
-    expect(output).toMatch(new RegExp(`gateway at \\d+\\.\\d+\\.\\d+\\.\\d+:${port} unreachable`));
+    const bridge = /^default gateway: (\d+\.\d+\.\d+\.\d+)$/m.exec(output)?.[1];
+    expect(bridge, output).toBeDefined(); // the host, as the container sees it
+    expect(output).toContain(`gateway at ${bridge}:${port} unreachable`);
     for (const socket of ['/run/podman/podman.sock', '/nix/var/nix/daemon-socket/socket']) expect(output).toContain(`${socket} absent`);
     // Its agent's socket is there (read-only), as in every container: it is how the agent talks to fnix.
     await report('network: true', { reachable: 'its own interface (podman bridge)', gateway: 'unreachable (it listens on 127.0.0.1)', podmanAndNixSockets: 'absent', hello: figures });

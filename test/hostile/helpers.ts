@@ -20,8 +20,11 @@ export interface AlongsideFigures {
   maxMs: number;
 }
 
-/** Invokes `hello` every `intervalMs` until stopped. */
-export function alongside(url: string, intervalMs = 50): { stop(): Promise<AlongsideFigures> } {
+/**
+ * Invokes `hello` every `intervalMs` until stopped. Resolves after `warmUpMs` of it, so that even a
+ * short attack has a few measurements around it.
+ */
+export async function alongside(url: string, intervalMs = 50, warmUpMs = 300): Promise<{ stop(): Promise<AlongsideFigures> }> {
   const latencies: number[] = [];
   let failures = 0;
   let running = true;
@@ -39,6 +42,7 @@ export function alongside(url: string, intervalMs = 50): { stop(): Promise<Along
       await new Promise((resolve) => setTimeout(resolve, intervalMs));
     }
   })();
+  await new Promise((resolve) => setTimeout(resolve, warmUpMs));
   return {
     async stop() {
       running = false;

@@ -7,6 +7,10 @@ done
 target=$(ls -d /nix/store/*-busybox*/bin/busybox | head -n 1)
 if echo x >> "$target" 2>/dev/null; then echo "store file changed"; else echo "store file refused"; fi
 if rm -f "$target" 2>/dev/null && [ ! -e "$target" ]; then echo "store file removed"; else echo "store file kept"; fi
-# What an earlier invocation left in /tmp:
+# What an earlier invocation left in /tmp and /dev/shm:
 ls -A /tmp | grep -v '^fnix-was-here$' | sed 's/^/left: /'
+ls -A /dev/shm | sed 's/^/left in shm: /'
 echo "left by me" > /tmp/leftover-$$
+echo "left by me" > /dev/shm/leftover-$$
+# Which container this is, to tell a reused one from a fresh one:
+grep -o 'libpod-[0-9a-f]*' /proc/self/cgroup | head -n 1 | sed 's/^/container: /'
