@@ -23,7 +23,7 @@ export const INSTANCE_LABEL = 'io.fnix.instance';
 export interface ContainerLimits {
   /** Memory limit before specialisation sets the function's own. @default 256 */
   memoryMb: number;
-  /** pids cgroup limit, also the per-uid process limit. @default 256 */
+  /** pids cgroup limit; the per-uid process limit (nproc) sits a little above it. @default 256 */
   pidsLimit: number;
   /** Open files, soft and hard. @default 1024 */
   nofile: number;
