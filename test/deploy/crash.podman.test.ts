@@ -6,26 +6,18 @@
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { INSTANCE_LABEL, instanceOf } from '../../runtime/container/launcher.ts';
+import { GIT_ENV } from '../helpers/git.ts';
+import { startMain, type MainProcess } from '../helpers/main-process.ts';
 import { waitUntil } from '../helpers/processes.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TOKEN = 'crash-test-token-0123456789';
-const GIT_ENV = {
-  GIT_TERMINAL_PROMPT: '0',
-  GIT_AUTHOR_NAME: 'dev',
-  GIT_AUTHOR_EMAIL: 'dev@example.com',
-  GIT_COMMITTER_NAME: 'dev',
-  GIT_COMMITTER_EMAIL: 'dev@example.com',
-  GIT_CONFIG_GLOBAL: '/dev/null',
-};
 
 const work = await mkdtemp(join(tmpdir(), 'fnix-crash-'));
 const stateDir = join(work, 'state');
-let gateway: { child: ResultPromise; url: string } | undefined;
+let gateway: MainProcess | undefined;
 
 async function writeGreet(dir: string, text: string): Promise<void> {
   const folder = join(dir, 'functions', 'greet');
@@ -39,19 +31,8 @@ async function writeGreet(dir: string, text: string): Promise<void> {
   await writeFile(join(slow, 'function.json'), JSON.stringify({ packages: ['busybox'], command: ['busybox', 'sleep', '30'] }));
 }
 
-async function start(): Promise<{ child: ResultPromise; url: string }> {
-  const child = execa('node', ['--import', 'tsx', 'gateway/main.ts'], {
-    cwd: ROOT,
-    env: { FNIX_PORT: '0', FNIX_STATE_DIR: stateDir, FNIX_POOL_SIZE: '1', FNIX_TOKEN: TOKEN, FNIX_FUNCTIONS_DIR: join(work, 'initial', 'functions') },
-    reject: false,
-    all: true,
-  });
-  let output = '';
-  child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  await waitUntil(() => /is serving at http:\/\/127\.0\.0\.1:\d+/.test(output) || child.exitCode !== null, 90_000, 'the gateway to listen');
-  const url = /is serving at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
-  if (!url) throw new Error(`the gateway did not start:\n${output}`);
-  return { child, url };
+function start(): Promise<MainProcess> {
+  return startMain({ FNIX_STATE_DIR: stateDir, FNIX_POOL_SIZE: '1', FNIX_TOKEN: TOKEN, FNIX_FUNCTIONS_DIR: join(work, 'initial', 'functions') });
 }
 
 async function served(url: string): Promise<{ text: string; activeCommit: string }> {

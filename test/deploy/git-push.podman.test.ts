@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
+import { GIT_ENV } from '../helpers/git.ts';
 import { scrape } from '../helpers/metrics.ts';
 
 const EXTRA_SET = fileURLToPath(new URL('../runtime/nix/fixtures/extra-set', import.meta.url));
@@ -20,15 +21,6 @@ let gateway: TestGateway;
 let stateDir: string;
 let work: string;
 
-const GIT_ENV = {
-  GIT_TERMINAL_PROMPT: '0',
-  GIT_AUTHOR_NAME: 'dev',
-  GIT_AUTHOR_EMAIL: 'dev@example.com',
-  GIT_COMMITTER_NAME: 'dev',
-  GIT_COMMITTER_EMAIL: 'dev@example.com',
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_CONFIG_GLOBAL: '/dev/null',
-};
 const git = (cwd: string, ...args: string[]) => execa('git', args, { cwd, env: GIT_ENV, reject: false, all: true });
 const remote = (token = TEST_TOKEN) => `${gateway.url.replace('http://', `http://fnix:${token}@`)}/git/functions.git`;
 const invoke = async (name: string) => (await fetch(`${gateway.url}/fn/${name}`)).text();

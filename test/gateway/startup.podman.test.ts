@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { INSTANCE_LABEL, instanceOf } from '../../runtime/container/launcher.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { scrape } from '../helpers/metrics.ts';
-import { waitUntil } from '../helpers/processes.ts';
+import { startMain, type MainProcess } from '../helpers/main-process.ts';
 import { openSession } from '../helpers/session-client.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -22,33 +22,27 @@ const MIXED_DIR = fileURLToPath(new URL('../fixtures/mixed', import.meta.url));
 describe('gateway/main.ts', () => {
   it('serves the example functions, ends open sessions, and removes every container on SIGTERM', async () => {
     const stateDir = await mkdtemp(join(tmpdir(), 'fnix-main-'));
-    const child = execa('node', ['--import', 'tsx', 'gateway/main.ts'], {
-      cwd: ROOT,
-      env: { FNIX_PORT: '0', FNIX_STATE_DIR: stateDir, FNIX_POOL_SIZE: '2' },
-      reject: false,
-      all: true,
-    });
+    let child: MainProcess['child'] | undefined;
     try {
-      let output = '';
-      child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      await waitUntil(() => /is serving at http:\/\/127\.0\.0\.1:\d+/.test(output), 60_000, 'the gateway to listen');
-      const url = /at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
+      const main = await startMain({ FNIX_STATE_DIR: stateDir, FNIX_POOL_SIZE: '2' });
+      child = main.child;
+      const { url, output } = main;
       expect(await (await fetch(`${url}/fn/hello`)).text()).toBe('Hello, world! This is fnix.\n');
-      expect(output).toMatch(/package set kind=starter/);
+      expect(output()).toMatch(/package set kind=starter/);
       const session = await openSession(url, '/sessions/shell?tty=1');
       await session.waitFor('$ ');
 
-      child.kill('SIGTERM');
+      main.child.kill('SIGTERM');
       const closed = await session.closed;
       expect(closed.code).toBe(1001);
       expect(closed.status?.error?.code).toBe('SHUTTING_DOWN');
-      const result = await child;
+      const result = await main.child;
       expect({ exitCode: result.exitCode, signal: result.signal }).toEqual({ exitCode: 0, signal: undefined });
-      expect(output).toContain('stopped');
+      expect(output()).toContain('stopped');
       const { stdout } = await execa('podman', ['ps', '--all', '--filter', `label=${INSTANCE_LABEL}=${instanceOf(stateDir)}`, '--format', '{{.Names}}']);
       expect(stdout).toBe('');
     } finally {
-      child.kill('SIGKILL');
+      child?.kill('SIGKILL');
       await rm(stateDir, { recursive: true, force: true });
     }
   });

@@ -26,3 +26,12 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, timeout
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** The podman id of a container running a process of function `name` (from the process's cgroup), if any. */
+export async function containerRunning(name: string): Promise<string | undefined> {
+  for (const pid of await pidsWithEnv('FNIX_FUNCTION', name)) {
+    const match = /libpod-([0-9a-f]{64})/.exec(await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => ''));
+    if (match) return match[1];
+  }
+  return undefined;
+}

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { EXAMPLES_DIR, functionsFrom, startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
-import { pidsWithEnv, waitUntil } from '../helpers/processes.ts';
+import { containerRunning, pidsWithEnv, waitUntil } from '../helpers/processes.ts';
 import { alongside, HOSTILE_DIR, report } from './helpers.ts';
 
 let gateway: TestGateway;
@@ -53,12 +53,7 @@ describe('hostile function code', () => {
     let container: string | undefined;
     // Find the bomb's container while it runs.
     const deadline = performance.now() + 2500;
-    while (!container && performance.now() < deadline) {
-      for (const pid of await pidsWithEnv('FNIX_FUNCTION', 'fork-bomb')) {
-        const match = /libpod-([0-9a-f]{64})/.exec(await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => ''));
-        if (match) container = match[1];
-      }
-    }
+    while (!container && performance.now() < deadline) container = await containerRunning('fork-bomb');
     const response = await pending;
     const elapsed = performance.now() - began;
     const body = (await response.json()) as any;

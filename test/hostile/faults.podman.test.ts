@@ -8,11 +8,12 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INSTANCE_LABEL, instanceOf } from '../../runtime/container/launcher.ts';
 import { EXAMPLES_DIR, functionsFrom, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
-import { pidsWithEnv, waitUntil } from '../helpers/processes.ts';
+import { LISTENING, startMain, type MainProcess } from '../helpers/main-process.ts';
+import { containerRunning, pidsWithEnv, waitUntil } from '../helpers/processes.ts';
 import { alongside, HOSTILE_DIR, report } from './helpers.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -32,10 +33,7 @@ describe('a container killed from outside', () => {
     const pending = fetch(`${gateway.url}/fn/long-sleep`); // would run for 60 s (timeoutMs 30 s)
     let container: string | undefined;
     await waitUntil(async () => {
-      for (const pid of await pidsWithEnv('FNIX_FUNCTION', 'long-sleep')) {
-        const match = /libpod-([0-9a-f]{64})/.exec(await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => ''));
-        if (match) container = match[1];
-      }
+      container = await containerRunning('long-sleep');
       return container !== undefined;
     }, 5000, 'the spinning container');
     const killedAt = performance.now();
@@ -55,37 +53,25 @@ describe('a container killed from outside', () => {
 
 describe('the gateway process', () => {
   const work = { dir: '' };
-  let child: ResultPromise | undefined;
-  let output = '';
+  let main: MainProcess | undefined;
   beforeAll(async () => {
     work.dir = await mkdtemp(join(tmpdir(), 'fnix-faults-'));
   });
   afterAll(async () => {
-    if (child && child.exitCode === null) child.kill('SIGKILL');
-    await child;
+    if (main && main.child.exitCode === null) main.child.kill('SIGKILL');
+    await main?.child;
     await rm(work.dir, { recursive: true, force: true });
   });
 
   async function start(): Promise<string> {
-    output = '';
-    child = execa('node', ['--import', 'tsx', 'gateway/main.ts'], {
-      cwd: ROOT,
-      env: {
-        FNIX_PORT: '0',
-        FNIX_STATE_DIR: join(work.dir, 'state'),
-        FNIX_POOL_SIZE: '2',
-        FNIX_TOKEN: TOKEN,
-        FNIX_FUNCTIONS_DIR: await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR),
-        FNIX_SHUTDOWN_GRACE_MS: '5000',
-      },
-      reject: false,
-      all: true,
+    main = await startMain({
+      FNIX_STATE_DIR: join(work.dir, 'state'),
+      FNIX_POOL_SIZE: '2',
+      FNIX_TOKEN: TOKEN,
+      FNIX_FUNCTIONS_DIR: await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR),
+      FNIX_SHUTDOWN_GRACE_MS: '5000',
     });
-    child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    await waitUntil(() => /is serving at http:\/\/127\.0\.0\.1:\d+/.test(output) || child!.exitCode !== null, 120_000, 'the gateway to listen');
-    const url = /is serving at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
-    if (!url) throw new Error(`the gateway did not start:\n${output}`);
-    return url;
+    return main.url;
   }
   const containers = async () =>
     (await execa('podman', ['ps', '--all', '--filter', `label=${INSTANCE_LABEL}=${instanceOf(join(work.dir, 'state'))}`, '--format', '{{.Names}}'])).stdout
@@ -109,8 +95,8 @@ describe('the gateway process', () => {
     await waitUntil(async () => (await invocations()) >= 3, 15_000, 'three invocations to run');
     const oldContainers = await containers();
     expect(oldContainers.length).toBeGreaterThanOrEqual(3);
-    child!.kill('SIGKILL');
-    await child;
+    main!.child.kill('SIGKILL');
+    await main!.child;
     expect(await Promise.all(running)).toEqual(['failed', 'failed', 'failed']); // they were running
     const restartedAt = performance.now();
     const again = await start();
@@ -124,15 +110,15 @@ describe('the gateway process', () => {
   });
 
   it('drains on SIGTERM: stops accepting, lets running invocations finish, removes every container', async () => {
-    const url = child && child.exitCode === null ? /is serving at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]! : await start();
+    const url = main && main.child.exitCode === null ? main.url : await start();
     const running = fetch(`${url}/fn/sleeper`).then(async (r) => ({ status: r.status, body: await r.text() }));
     await waitUntil(async () => (await pidsWithEnv('FNIX_FUNCTION', 'sleeper')).length >= 1, 5000, 'the invocation to run');
     const began = performance.now();
-    child!.kill('SIGTERM');
+    main!.child.kill('SIGTERM');
     await new Promise((resolve) => setTimeout(resolve, 200));
     const refused = await fetch(`${url}/fn/hello`).then((r) => r.status, () => 'connection refused');
     const finished = await running;
-    const result = await child!;
+    const result = await main!.child;
     const drainMs = performance.now() - began;
     expect(finished).toEqual({ status: 200, body: 'slept\n' });
     expect(drainMs).toBeGreaterThan(1500); // it waited for the 3 s invocation
@@ -150,21 +136,17 @@ describe('podman or nix failing at start', () => {
     await mkdir(fake);
     // A tool that fails, ahead of the real one on PATH; removing it is the repair.
     await writeFile(join(fake, tool), `#!/bin/sh\necho "${tool}: simulated failure" >&2\nexit 125\n`, { mode: 0o755 });
-    const gateway = execa('node', ['--import', 'tsx', 'gateway/main.ts'], {
-      cwd: ROOT,
-      env: { PATH: `${fake}:${process.env['PATH']}`, FNIX_PORT: '0', FNIX_STATE_DIR: join(dir, 'state'), FNIX_POOL_SIZE: '1', FNIX_TOKEN: TOKEN, FNIX_FUNCTIONS_DIR: join(ROOT, 'functions') },
-      reject: false,
-      all: true,
-    });
-    let output = '';
-    gateway.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const gateway = await startMain(
+      { PATH: `${fake}:${process.env['PATH']}`, FNIX_STATE_DIR: join(dir, 'state'), FNIX_POOL_SIZE: '1', FNIX_TOKEN: TOKEN, FNIX_FUNCTIONS_DIR: join(ROOT, 'functions') },
+      { until: LISTENING, timeoutMs: 60_000 },
+    );
+    const { url } = gateway;
+    const output = () => gateway.output();
     try {
-      await waitUntil(() => /listening at http:\/\/127\.0\.0\.1:\d+/.test(output) || gateway.exitCode !== null, 60_000, 'the gateway to listen');
-      const url = /listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
-      await waitUntil(() => output.includes('cannot serve functions yet'), 30_000, 'the cause in the log');
+      await waitUntil(() => output().includes('cannot serve functions yet'), 30_000, 'the cause in the log');
       // No crash loop: it tries again, and stays up.
-      await waitUntil(() => output.split('cannot serve functions yet').length > 2, 15_000, 'a second attempt');
-      expect(gateway.exitCode).toBeNull();
+      await waitUntil(() => output().split('cannot serve functions yet').length > 2, 15_000, 'a second attempt');
+      expect(gateway.child.exitCode).toBeNull();
       const health = await fetch(`${url}/healthz`);
       const healthBody = (await health.json()) as any;
       expect(health.status).toBe(503);
@@ -179,11 +161,11 @@ describe('podman or nix failing at start', () => {
       const repairedAt = performance.now();
       await waitUntil(async () => (await fetch(`${url}/fn/hello`)).status === 200, 60_000, 'the gateway to serve after the repair');
       await report(`${tool} failing at start`, { healthz: 503, invocations: '503 RUNTIME_UNAVAILABLE naming the cause', crashLoop: 'none', servingAfterRepairMs: Math.round(performance.now() - repairedAt) });
-      gateway.kill('SIGTERM');
-      expect((await gateway).exitCode).toBe(0);
+      gateway.child.kill('SIGTERM');
+      expect((await gateway.child).exitCode).toBe(0);
     } finally {
-      if (gateway.exitCode === null) gateway.kill('SIGKILL');
-      await gateway;
+      if (gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
+      await gateway.child;
       await rm(dir, { recursive: true, force: true });
     }
   }, 150_000);

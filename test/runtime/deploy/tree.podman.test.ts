@@ -12,8 +12,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Repository } from '../../../runtime/deploy/git.ts';
 import { readFunctionsTree, writeFunctionsTree } from '../../../runtime/deploy/tree.ts';
+import { GIT_ENV } from '../../helpers/git.ts';
 
-const ENV = { GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t', GIT_CONFIG_GLOBAL: '/dev/null' };
 let root: string;
 let repository: Repository;
 
@@ -29,11 +29,11 @@ afterAll(async () => {
 /** Commits what `make` writes into a fresh work tree, pushes it to the repository, returns the commit. */
 async function commit(make: (dir: string) => Promise<void>): Promise<string> {
   const dir = await mkdtemp(join(root, 'work-'));
-  await execa('git', ['init', '--quiet', '-b', 'main', dir], { env: ENV });
+  await execa('git', ['init', '--quiet', '-b', 'main', dir], { env: GIT_ENV });
   await make(dir);
-  await execa('git', ['add', '--all'], { cwd: dir, env: ENV });
-  await execa('git', ['commit', '--quiet', '--allow-empty', '-m', 'x'], { cwd: dir, env: ENV });
-  await execa('git', ['push', '--quiet', '--force', repository.gitDir, 'main'], { cwd: dir, env: ENV });
+  await execa('git', ['add', '--all'], { cwd: dir, env: GIT_ENV });
+  await execa('git', ['commit', '--quiet', '--allow-empty', '-m', 'x'], { cwd: dir, env: GIT_ENV });
+  await execa('git', ['push', '--quiet', '--force', repository.gitDir, 'main'], { cwd: dir, env: GIT_ENV });
   return (await execa('git', ['rev-parse', 'HEAD'], { cwd: dir })).stdout.trim();
 }
 
@@ -111,10 +111,10 @@ describe('readFunctionsTree and writeFunctionsTree', () => {
     const oid = await commit(async (dir) => {
       const vendor = join(dir, 'functions', 'sub', 'vendor');
       await mkdir(vendor, { recursive: true });
-      await execa('git', ['init', '--quiet', vendor], { env: ENV });
+      await execa('git', ['init', '--quiet', vendor], { env: GIT_ENV });
       await writeFile(join(vendor, 'x'), 'x');
-      await execa('git', ['add', 'x'], { cwd: vendor, env: ENV });
-      await execa('git', ['commit', '--quiet', '-m', 'x'], { cwd: vendor, env: ENV });
+      await execa('git', ['add', 'x'], { cwd: vendor, env: GIT_ENV });
+      await execa('git', ['commit', '--quiet', '-m', 'x'], { cwd: vendor, env: GIT_ENV });
       await writeFile(join(dir, 'functions', 'sub', 'function.json'), '{}');
     });
     const { tree } = await writeOut(oid);
