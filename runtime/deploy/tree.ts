@@ -42,6 +42,8 @@ export interface FunctionsTree {
   ignored: string[];
   /** What is wrong, by function name ('' for the whole tree); the files of such functions are left out. */
   problems: Map<string, string[]>;
+  /** The target of each symbolic link, by the link's object id. */
+  linkTargets: Map<string, string>;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -97,6 +99,7 @@ export async function readFunctionsTree(repository: Repository, commit: string, 
   }
   if (kept.length + ignored.length > MAX_TREE_FILES) problem('', `${FUNCTIONS_FOLDER}/ holds ${kept.length + ignored.length} files; at most ${MAX_TREE_FILES} are allowed`);
   if (bytes > MAX_TREE_BYTES) problem('', `${FUNCTIONS_FOLDER}/ holds ${bytes} bytes; at most ${MAX_TREE_BYTES} are allowed`);
+  const linkTargets = new Map<string, string>();
   if (!problems.has('')) {
     // Link targets are small blobs: read them, and refuse those that leave their folder as written.
     // (A chain of links can still leave it; checkLinks() catches that once the tree is written.)
@@ -111,6 +114,7 @@ export async function readFunctionsTree(repository: Repository, commit: string, 
       let target: string;
       try {
         target = utf8.decode(targets.get(link.oid)!);
+        linkTargets.set(link.oid, target);
       } catch {
         problem(name, `${link.path}: a symbolic link's target must be UTF-8`);
         continue;
@@ -123,7 +127,7 @@ export async function readFunctionsTree(repository: Repository, commit: string, 
     }
   }
   const entries = kept.filter((e) => !problems.has(e.path.split('/')[1]!));
-  return { commit, names: [...names].sort(), entries, ignored, problems };
+  return { commit, names: [...names].sort(), entries, ignored, problems, linkTargets };
 }
 
 /**
@@ -158,14 +162,9 @@ export async function writeFunctionsTree(
     await chmod(to, mode === '100755' ? 0o755 : 0o644);
   }
   const links = tree.entries.filter((e) => e.mode === '120000');
-  const targets = new Map<string, Buffer>();
-  await streamBlobs(repository, links, env, async (entry) => {
-    const chunks: Buffer[] = [];
-    return { write: async (chunk) => void chunks.push(Buffer.from(chunk)), close: async () => void targets.set(entry.oid, Buffer.concat(chunks)) };
-  });
   for (const link of links) {
     await mkdir(dirname(pathOf(link)), { recursive: true });
-    await symlink(targets.get(link.oid)!.toString('utf8'), pathOf(link));
+    await symlink(tree.linkTargets.get(link.oid)!, pathOf(link));
   }
   return checkLinks(links.map((l) => l.path), target);
 }
