@@ -90,47 +90,29 @@ export class Deployer {
     const subject = await repository.subject(commit, env);
     progress(`deployment ${id}: commit ${commit.slice(0, 12)} "${subject}"`);
     const problems: string[] = [];
-    const versions: FunctionVersion[] = [];
-    const staging = await mkdtemp(join(this.#options.stagingDir, `${id}-`));
-    try {
-      const tree = await readFunctionsTree(repository, commit, env);
-      for (const found of tree.problems.values()) problems.push(...found);
-      if (tree.names.length === 0) {
-        problems.push(`${FUNCTIONS_FOLDER}/ holds no function: each function is a folder ${FUNCTIONS_FOLDER}/<name>/ with a function.json`);
+    const built = await this.#buildCommit(commit, env, `${id}-`, (name, outcome, ms) =>
+      progress(
+        'version' in outcome
+          ? `${FUNCTIONS_FOLDER}/${name}: built in ${ms} (packages: ${outcome.version.resolution.packages.map((p) => `${p.attr} ${p.storePath}`).join(', ') || 'none'})`
+          : `${FUNCTIONS_FOLDER}/${name}: FAILED after ${ms}`,
+      ),
+    );
+    const { tree, versions } = built;
+    for (const found of built.problems.values()) problems.push(...found);
+    for (const failure of built.failed.values()) problems.push(failure.text);
+    if (tree.names.length === 0) {
+      problems.push(`${FUNCTIONS_FOLDER}/ holds no function: each function is a folder ${FUNCTIONS_FOLDER}/<name>/ with a function.json`);
+    }
+    for (const path of tree.ignored.slice(0, IGNORED_LISTED)) progress(`${path}: not inside a function's folder, ignored`);
+    if (tree.ignored.length > IGNORED_LISTED) progress(`... and ${tree.ignored.length - IGNORED_LISTED} more files outside function folders, ignored`);
+    if (problems.length === 0) {
+      this.#replaceStaleContainers(versions);
+      for (const version of versions) {
+        const started = performance.now();
+        const problem = await smokeCheck(this.#options.runner, version);
+        if (problem) problems.push(`${FUNCTIONS_FOLDER}/${version.name}: ${problem}`);
+        else progress(`${FUNCTIONS_FOLDER}/${version.name}: started in a container (${seconds(started)})`);
       }
-      if (!tree.problems.has('')) {
-        for (const path of tree.ignored.slice(0, IGNORED_LISTED)) progress(`${path}: not inside a function's folder, ignored`);
-        if (tree.ignored.length > IGNORED_LISTED) progress(`... and ${tree.ignored.length - IGNORED_LISTED} more files outside function folders, ignored`);
-        const linkProblems = await writeFunctionsTree(repository, tree, staging, env);
-        for (const found of linkProblems.values()) problems.push(...found);
-        // Every function is built, so that one push reports every problem it has.
-        for (const name of tree.names.filter((n) => !tree.problems.has(n) && !linkProblems.has(n))) {
-          const started = performance.now();
-          try {
-            const version = await buildFunction({ name, sourceDir: join(staging, name), buildsDir: this.#options.buildsDir, resolver: this.#options.resolver });
-            versions.push(version);
-            const packages = version.resolution.packages.map((p) => `${p.attr} ${p.storePath}`).join(', ') || 'none';
-            progress(`${FUNCTIONS_FOLDER}/${name}: built in ${seconds(started)} (packages: ${packages})`);
-          } catch (error) {
-            const problem = describeBuildError(error, staging);
-            // Every problem names its file, or at least its function.
-            problems.push(problem.startsWith(`${FUNCTIONS_FOLDER}/`) ? problem : `${FUNCTIONS_FOLDER}/${name}: ${problem}`);
-            progress(`${FUNCTIONS_FOLDER}/${name}: FAILED after ${seconds(started)}`);
-          }
-        }
-      }
-      if (problems.length === 0) {
-        // Containers that started before new store paths were built may not see them.
-        if (versions.some((v) => v.resolution.builtNewPaths)) this.#options.pool.markStoreChanged();
-        for (const version of versions) {
-          const started = performance.now();
-          const problem = await smokeCheck(this.#options.runner, version);
-          if (problem) problems.push(`${FUNCTIONS_FOLDER}/${version.name}: ${problem}`);
-          else progress(`${FUNCTIONS_FOLDER}/${version.name}: started in a container (${seconds(started)})`);
-        }
-      }
-    } finally {
-      await rm(staging, { recursive: true, force: true });
     }
     const record: DeploymentRecord = {
       id,
@@ -259,30 +241,61 @@ export class Deployer {
 
   /** Builds a recorded deployment's commit again (no smoke check: it passed before). */
   async #rebuild(record: DeploymentRecord): Promise<{ versions: FunctionVersion[]; broken: Map<string, FnixError> }> {
-    const { repository } = this.#options;
-    const staging = await mkdtemp(join(this.#options.stagingDir, `${record.id}-rebuild-`));
-    const versions: FunctionVersion[] = [];
+    const { versions, problems, failed } = await this.#buildCommit(record.commit, {}, `${record.id}-rebuild-`);
+    this.#replaceStaleContainers(versions);
     const broken = new Map<string, FnixError>();
+    for (const [name, found] of problems) if (name) broken.set(name, new FnixError('FUNCTION_BUILD_FAILED', found.join('; ')));
+    for (const [name, { error }] of failed) {
+      broken.set(name, error instanceof FnixError ? error : new FnixError('FUNCTION_BUILD_FAILED', String(error), { cause: error }));
+    }
+    if (broken.size === 0) this.#prepared.set(record.id, versions);
+    return { versions, broken };
+  }
+
+  /**
+   * Reads `commit`'s functions/ into a staging folder of its own and builds every function whose files
+   * passed the tree's checks, telling `onBuild` of each. Returns the tree, its problems by function
+   * ('' for the whole tree, which stops everything), the versions built, and each failed build with
+   * its error and its message as the pusher should read it.
+   */
+  async #buildCommit(
+    commit: string,
+    env: QuarantineEnv,
+    stagingPrefix: string,
+    onBuild?: (name: string, outcome: { version: FunctionVersion } | { error: unknown }, duration: string) => void,
+  ) {
+    const { repository } = this.#options;
+    const versions: FunctionVersion[] = [];
+    const failed = new Map<string, { error: unknown; text: string }>();
+    const tree = await readFunctionsTree(repository, commit, env);
+    const problems = new Map(tree.problems);
+    if (tree.problems.has('')) return { tree, problems, versions, failed };
+    const staging = await mkdtemp(join(this.#options.stagingDir, stagingPrefix));
     try {
-      const tree = await readFunctionsTree(repository, record.commit);
-      const linkProblems = await writeFunctionsTree(repository, tree, staging);
-      for (const [name, found] of [...tree.problems, ...linkProblems]) {
-        if (name) broken.set(name, new FnixError('FUNCTION_BUILD_FAILED', found.join('; ')));
-      }
-      for (const name of tree.names.filter((n) => !tree.problems.has(n) && !linkProblems.has(n))) {
+      for (const [name, found] of await writeFunctionsTree(repository, tree, staging, env)) problems.set(name, found);
+      // Every function is built, so that one push reports every problem it has.
+      for (const name of tree.names.filter((n) => !problems.has(n))) {
+        const started = performance.now();
         try {
-          versions.push(await buildFunction({ name, sourceDir: join(staging, name), buildsDir: this.#options.buildsDir, resolver: this.#options.resolver }));
+          const version = await buildFunction({ name, sourceDir: join(staging, name), buildsDir: this.#options.buildsDir, resolver: this.#options.resolver });
+          versions.push(version);
+          onBuild?.(name, { version }, seconds(started));
         } catch (error) {
-          const fnixError = error instanceof FnixError ? error : new FnixError('FUNCTION_BUILD_FAILED', String(error), { cause: error });
-          broken.set(name, fnixError);
+          const text = describeBuildError(error, staging);
+          // Every problem names its file, or at least its function.
+          failed.set(name, { error, text: text.startsWith(`${FUNCTIONS_FOLDER}/`) ? text : `${FUNCTIONS_FOLDER}/${name}: ${text}` });
+          onBuild?.(name, { error }, seconds(started));
         }
       }
     } finally {
       await rm(staging, { recursive: true, force: true });
     }
+    return { tree, problems, versions, failed };
+  }
+
+  /** Containers that started before builds added store paths may not see them: they are replaced. */
+  #replaceStaleContainers(versions: FunctionVersion[]): void {
     if (versions.some((v) => v.resolution.builtNewPaths)) this.#options.pool.markStoreChanged();
-    if (broken.size === 0) this.#prepared.set(record.id, versions);
-    return { versions, broken };
   }
 
   /** Keeps the newest `historyLimit` records (and the active one), and the GC roots of the ready ones. */
