@@ -6,17 +6,15 @@
  */
 import { join } from 'node:path';
 import type { Hono } from 'hono';
-import { startDeploys, type Deploys } from '../runtime/deploy/deploys.ts';
+import type { Deploys } from '../runtime/deploy/deploys.ts';
 import { FnixError } from '../runtime/errors.ts';
 import { createLogger } from '../runtime/log.ts';
 import { startRuntime, type Runtime } from '../runtime/runtime.ts';
-import { createApp } from './app.ts';
-import { loadToken, TokenCheck } from './auth/token.ts';
+import { assembleGateway } from './assemble.ts';
+import { loadToken } from './auth/token.ts';
 import { loadConfig, type Config } from './config.ts';
 import { createDegradedApp } from './degraded.ts';
-import { instrumentRunner } from './metrics/instrument-runner.ts';
-import { GatewayMetrics } from './metrics/metrics.ts';
-import { createSessionUpgrade, rejectUpgrade, type SessionUpgrade } from './sessions/upgrade.ts';
+import { rejectUpgrade, type SessionUpgrade } from './sessions/upgrade.ts';
 import { startServer } from './server.ts';
 
 const log = createLogger();
@@ -119,20 +117,21 @@ async function startServing(config: Config, isShuttingDown: () => boolean): Prom
     },
     log,
   });
-  const metrics = GatewayMetrics.forRuntime(runtime);
   let token;
-  let deploys;
+  let gateway;
   try {
     token = await loadToken(config.stateDir, config.token);
     // What is served comes from the repository: the active deployment, or at first start the
     // functions folder, imported as the first commit.
-    deploys = await startDeploys({
+    gateway = await assembleGateway({
       runtime,
       stateDir: config.stateDir,
-      functionsDir: config.functionsDir,
-      maxPushBytes: config.maxPushBytes,
       log,
-      onDeployment: (outcome, durationMs) => metrics.deploymentFinished(outcome, durationMs),
+      deploys: { token: token.token, functionsDir: config.functionsDir, maxPushBytes: config.maxPushBytes },
+      maxBody: config.maxBody,
+      maxSessions: config.maxSessions,
+      sessionMaxFrame: SESSION_MAX_FRAME,
+      isShuttingDown,
     });
   } catch (error) {
     await runtime.close(0);
@@ -142,31 +141,8 @@ async function startServing(config: Config, isShuttingDown: () => boolean): Prom
     // Shown once; it stays in the state folder (mode 0600).
     log.info(`deploy token (kept in ${join(config.stateDir, 'token')}): ${token.token}`);
   }
-  const app = createApp({
-    metrics,
-    registry: runtime.registry,
-    runner: runtime.runner,
-    health: runtime.health,
-    maxBody: config.maxBody,
-    log,
-    isShuttingDown,
-    deploys: {
-      deployer: deploys.deployer,
-      pushes: deploys.pushes,
-      token: new TokenCheck(token.token),
-      gitRoot: deploys.repository.root,
-      maxPushBytes: config.maxPushBytes,
-    },
-  });
-  const sessions = createSessionUpgrade({
-    registry: runtime.registry,
-    runner: instrumentRunner(runtime.runner, metrics, 'session'),
-    log,
-    metrics,
-    maxPayload: SESSION_MAX_FRAME,
-    maxSessions: config.maxSessions,
-    isShuttingDown,
-  });
+  const { app, sessions } = gateway;
+  const deploys = gateway.deploys!;
   return { app, sessions, deploys, runtime };
 }
 

@@ -7,13 +7,10 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createApp } from '../../gateway/app.ts';
-import { instrumentRunner } from '../../gateway/metrics/instrument-runner.ts';
-import { GatewayMetrics } from '../../gateway/metrics/metrics.ts';
-import { createSessionUpgrade, type SessionUpgrade } from '../../gateway/sessions/upgrade.ts';
+import { assembleGateway } from '../../gateway/assemble.ts';
+import type { SessionUpgrade } from '../../gateway/sessions/upgrade.ts';
 import { startServer, type RunningServer } from '../../gateway/server.ts';
-import { TokenCheck } from '../../gateway/auth/token.ts';
-import { startDeploys, type Deploys } from '../../runtime/deploy/deploys.ts';
+import type { Deploys } from '../../runtime/deploy/deploys.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { startRuntime, type Runtime, type RuntimeOptions } from '../../runtime/runtime.ts';
 
@@ -74,46 +71,20 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     limits: { memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1, ...options.limits },
     log,
   });
-  const metrics = GatewayMetrics.forRuntime(runtime);
   const token = TEST_TOKEN;
-  const deploys = options.deploys
-    ? await startDeploys({
-        runtime,
-        stateDir,
-        functionsDir: options.functionsDir ?? FIXTURES_DIR,
-        maxPushBytes: 16 * 1024 * 1024,
-        log,
-        onDeployment: (outcome, durationMs) => metrics.deploymentFinished(outcome, durationMs),
-        pushWaitMs: 60_000,
-      }).catch(async (error: unknown) => {
-        await runtime.close(0);
-        throw error;
-      })
-    : undefined;
-  const sessions = createSessionUpgrade({
-    registry: runtime.registry,
-    runner: instrumentRunner(runtime.runner, metrics, 'session'),
+  const { app, sessions, deploys } = await assembleGateway({
+    runtime,
+    stateDir,
     log,
-    metrics,
-    maxPayload: options.sessionMaxFrame ?? 1024 * 1024,
-    maxSessions: options.maxSessions ?? 32,
-    heartbeatMs: options.sessionHeartbeatMs,
-    isShuttingDown: () => false,
-  });
-  const app = createApp({
-    metrics,
-    registry: runtime.registry,
-    runner: runtime.runner,
-    health: runtime.health,
+    deploys: options.deploys ? { token, functionsDir: options.functionsDir ?? FIXTURES_DIR, maxPushBytes: 16 * 1024 * 1024, pushWaitMs: 60_000 } : undefined,
     maxBody: options.maxBody ?? 6 * 1024 * 1024,
-    log,
-    deploys: deploys && {
-      deployer: deploys.deployer,
-      pushes: deploys.pushes,
-      token: new TokenCheck(token),
-      gitRoot: deploys.repository.root,
-      maxPushBytes: 16 * 1024 * 1024,
-    },
+    maxSessions: options.maxSessions ?? 32,
+    sessionMaxFrame: options.sessionMaxFrame ?? 1024 * 1024,
+    sessionHeartbeatMs: options.sessionHeartbeatMs,
+    isShuttingDown: () => false,
+  }).catch(async (error: unknown) => {
+    await runtime.close(0);
+    throw error;
   });
   const server = await startServer({ app, host: '127.0.0.1', port: 0, onUpgrade: sessions.handle, headersTimeoutMs: options.headersTimeoutMs });
   return {
