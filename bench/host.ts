@@ -14,6 +14,7 @@ import { PackageResolver } from '../runtime/nix/resolve.ts';
 import { Podman } from '../runtime/podman/podman.ts';
 import { listContainers, removeContainers } from '../runtime/podman/remove.ts';
 import { isolationArgs } from '../runtime/podman/run.ts';
+import { writeSeccompProfile } from '../runtime/podman/seccomp.ts';
 
 /** Label of the benchmark's own containers, so that a run removes those an interrupted run left. */
 export const BENCH_LABEL = 'io.fnix.bench';
@@ -26,6 +27,8 @@ export interface BenchHost {
   busybox: string;
   /** `podman run` options of (b) and (c): the same confinement as fnix's containers, store overlay included. */
   containerArgs: string[];
+  /** fnix's seccomp profile, as fnix writes it. */
+  seccompProfile: string;
 }
 
 /** Builds the agent and rootfs under `stateDir` and resolves busybox in the configured package set. */
@@ -38,12 +41,13 @@ export async function prepareHost(stateDir: string): Promise<BenchHost> {
     gcRootsDir: join(stateDir, 'gcroots'),
   });
   const busybox = (await resolver.resolve(['busybox'])).packages[0]!.storePath;
+  const seccompProfile = await writeSeccompProfile(join(stateDir, 'seccomp.json'));
   // Exactly the confinement of an fnix container (runtime/podman/run.ts), with fnix's default limits.
   const containerArgs = [
     '--label', `${BENCH_LABEL}=1`,
-    ...isolationArgs({ uid: 65534, network: false, memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1 }),
+    ...isolationArgs({ uid: 65534, network: false, seccompProfile, memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1 }),
   ];
-  return { podman, rootfs, busybox, containerArgs };
+  return { podman, rootfs, busybox, containerArgs, seccompProfile };
 }
 
 /** Removes containers an earlier, interrupted benchmark left. */

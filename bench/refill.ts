@@ -20,6 +20,7 @@ export async function measureRefill(host: BenchHost, stateDir: string, size: num
   const launcher = new ContainerLauncher({
     podman: host.podman,
     rootfs: host.rootfs,
+    seccompProfile: host.seccompProfile,
     stateDir: join(stateDir, 'refill'),
     limits: { memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1 },
   });

@@ -17,6 +17,7 @@ import { checkPackageSet, choosePackageSet, type PackageSet } from './nix/packag
 import { PackageResolver } from './nix/resolve.ts';
 import { readPodmanInfo, type PodmanInfo } from './podman/info.ts';
 import { Podman } from './podman/podman.ts';
+import { writeSeccompProfile } from './podman/seccomp.ts';
 import { Pool, type PoolStats } from './pool/pool.ts';
 import { PoolRunner } from './runner.ts';
 import { lockStateDir, type StateLock } from './state-lock.ts';
@@ -103,7 +104,8 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
     throw new FnixError('RUNTIME_UNAVAILABLE', `the container agent could not be built (${describe(error)}); install a C compiler with: apt-get install gcc libc6-dev`, { cause: error });
   });
   const rootfs = await prepareRootfs(join(stateDir, 'rootfs'), agent);
-  const launcher = new ContainerLauncher({ podman, rootfs, stateDir, limits: options.limits });
+  const seccompProfile = await writeSeccompProfile(join(stateDir, 'seccomp.json'));
+  const launcher = new ContainerLauncher({ podman, rootfs, seccompProfile, stateDir, limits: options.limits });
   const leftovers = await launcher.removeLeftovers().catch((error: unknown) => {
     throw new FnixError('RUNTIME_UNAVAILABLE', `podman could not list or remove containers (${describe(error)})`, { cause: error });
   });

@@ -43,6 +43,8 @@ export interface LauncherOptions {
   /** fnix's state folder; containers are labelled with a hash of it and keep their files under it. */
   stateDir: string;
   limits: ContainerLimits;
+  /** fnix's seccomp profile (runtime/podman/seccomp.ts). */
+  seccompProfile: string;
   /** How long a container may take to start and connect. @default 30_000 */
   startTimeoutMs?: number;
 }
@@ -130,6 +132,7 @@ export class ContainerLauncher {
           functionDir,
           uid,
           network: request.network,
+          seccompProfile: this.#options.seccompProfile,
           ...this.#options.limits,
         }),
         timeout,

@@ -32,18 +32,24 @@ export interface ContainerSpec {
   shmMb: number;
   /** CPU quota, in CPUs. */
   cpus: number;
+  /** fnix's seccomp profile, written by writeSeccompProfile (runtime/podman/seccomp.ts). */
+  seccompProfile: string;
 }
 
 /** What every fnix container is confined by, whatever it serves. */
-export type IsolationSpec = Pick<ContainerSpec, 'uid' | 'network' | 'memoryMb' | 'pidsLimit' | 'nofile' | 'tmpMb' | 'shmMb' | 'cpus'>;
+export type IsolationSpec = Pick<
+  ContainerSpec,
+  'uid' | 'network' | 'memoryMb' | 'pidsLimit' | 'nofile' | 'tmpMb' | 'shmMb' | 'cpus' | 'seccompProfile'
+>;
 
-/**
- * The `podman run` options that confine a container: read-only root, size-limited /tmp, the store as an
- * overlay, a non-root user, no network unless asked, memory, pids, CPU and ulimits, no capabilities.
- */
 /** How far the per-uid process limit sits above the pids cgroup limit. */
 const NPROC_MARGIN = 64;
 
+/**
+ * The `podman run` options that confine a container: read-only root, size-limited /tmp, the store as an
+ * overlay, a non-root user, no network unless asked, memory, pids, CPU and ulimits, no capabilities,
+ * fnix's seccomp profile (no user namespaces, no mounts, no kernel keyring).
+ */
 export function isolationArgs(spec: IsolationSpec): string[] {
   return [
     '--read-only',
@@ -67,6 +73,7 @@ export function isolationArgs(spec: IsolationSpec): string[] {
     '--ulimit', 'core=0:0',
     '--cap-drop', 'all',
     '--security-opt', 'no-new-privileges',
+    '--security-opt', `seccomp=${spec.seccompProfile}`,
   ];
 }
 

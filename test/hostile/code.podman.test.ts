@@ -5,6 +5,7 @@
  * function can see. Each runs with `hello` invoked alongside, whose latency is reported.
  */
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { EXAMPLES_DIR, functionsFrom, startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
@@ -17,7 +18,11 @@ const MAX_OUTPUT = 8 * 1024 * 1024;
 beforeAll(async () => {
   // A secret of the gateway's, which no function may see.
   process.env['FNIX_TOKEN'] = TEST_TOKEN;
-  gateway = await startTestGateway({ functionsDir: await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR), maxOutputBytes: MAX_OUTPUT, poolSize: 2 });
+  const functionsDir = await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR);
+  // The system-call probe is C, compiled here: a static binary needs nothing from the store.
+  const probe = join(functionsDir, 'syscalls');
+  await execa('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-Werror', '-o', join(probe, 'syscalls'), join(probe, 'syscalls.c')]);
+  gateway = await startTestGateway({ functionsDir, maxOutputBytes: MAX_OUTPUT, poolSize: 2 });
 });
 afterAll(async () => {
   delete process.env['FNIX_TOKEN'];
@@ -186,6 +191,41 @@ describe('hostile function code', () => {
     const names = processes.map((line) => line.split(' ')[0]!.split('/').pop()!);
     for (const name of names) expect(['fnix-agent', 'sh', 'busybox', 'probe.sh', 'ls', 'cat', 'grep', 'tr'], name).toContain(name);
     await report('what a function can see', { interfaces: ['lo'], root: section('root').trim().split('\n'), mountPoints: mountPoints.length, secrets: 'none', hello: figures });
+  });
+
+  it('refuses the system calls untrusted code has no use for: namespaces, mounts, the kernel keyring', async () => {
+    const hello = await alongside(gateway.url);
+    const output = await (await invoke('syscalls')).response.text();
+    const figures = await hello.stop();
+    expect(figures.failures).toBe(0);
+    const answers = Object.fromEntries(output.trim().split('\n').map((line) => line.split(': ') as [string, string]));
+    const EPERM = 'Operation not permitted';
+    const ENOSYS = 'Function not implemented';
+    expect(answers).toEqual({
+      // What every program needs: fork, and clone without namespace flags (threads).
+      fork: 'allowed',
+      'thread-like clone': 'allowed',
+      // Podman's own profile allows these three; fnix's refuses them (runtime/podman/seccomp.ts).
+      'clone(CLONE_NEWUSER)': EPERM,
+      'unshare(CLONE_NEWUSER)': EPERM,
+      // clone3 hides its flags from seccomp behind a pointer: ENOSYS, so that libc falls back to clone.
+      'clone3(CLONE_NEWUSER)': ENOSYS,
+      'clone(CLONE_NEWNS)': EPERM,
+      'clone(CLONE_NEWNET)': EPERM,
+      'unshare(CLONE_NEWNS)': EPERM,
+      setns: EPERM,
+      mount: EPERM,
+      umount2: EPERM,
+      fsopen: EPERM,
+      keyctl: EPERM,
+      add_key: EPERM,
+      syslog: EPERM,
+      bpf: EPERM,
+      perf_event_open: EPERM,
+      userfaultfd: EPERM,
+      io_uring_setup: ENOSYS,
+    });
+    await report('kernel surface', { refused: Object.keys(answers).filter((name) => answers[name] !== 'allowed'), hello: figures });
   });
 
   it('with "network": true, gives an interface of its own, but no way to the gateway or the host\'s Podman and Nix sockets', async () => {
