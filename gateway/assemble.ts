@@ -11,6 +11,7 @@ import type { Runtime } from '../runtime/runtime.ts';
 import { createApp } from './app.ts';
 import { TokenCheck } from './auth/token.ts';
 import { instrumentRunner } from './metrics/instrument-runner.ts';
+import { HostAllowlist } from './host-check.ts';
 import { GatewayMetrics } from './metrics/metrics.ts';
 import type { GatewayEnv } from './routes/invoke.ts';
 import { createSessionUpgrade, type SessionUpgrade } from './sessions/upgrade.ts';
@@ -26,6 +27,8 @@ export interface GatewayOptions {
    */
   deploys?: { token: string; functionsDir: string | undefined; maxPushBytes: number; pushWaitMs?: number } | undefined;
   maxBody: number;
+  /** FNIX_ALLOWED_HOSTS: names that requests may carry in Host, besides IP addresses and localhost. */
+  allowedHosts: readonly string[];
   maxSessions: number;
   /** The largest WebSocket frame a session client may send. */
   sessionMaxFrame: number;
@@ -45,6 +48,7 @@ export interface Gateway {
 export async function assembleGateway(options: GatewayOptions): Promise<Gateway> {
   const { runtime, log } = options;
   const metrics = GatewayMetrics.forRuntime(runtime);
+  const hosts = new HostAllowlist(options.allowedHosts);
   const deploys = options.deploys
     ? await startDeploys({
         runtime,
@@ -62,6 +66,7 @@ export async function assembleGateway(options: GatewayOptions): Promise<Gateway>
     runner: runtime.runner,
     health: runtime.health,
     maxBody: options.maxBody,
+    hosts,
     log,
     isShuttingDown: options.isShuttingDown,
     deploys: deploys && {
@@ -79,6 +84,7 @@ export async function assembleGateway(options: GatewayOptions): Promise<Gateway>
     metrics,
     maxPayload: options.sessionMaxFrame,
     maxSessions: options.maxSessions,
+    hosts,
     heartbeatMs: options.sessionHeartbeatMs,
     isShuttingDown: options.isShuttingDown,
   });

@@ -4,6 +4,7 @@
  * model): every variable, its default, and an error that names the variable and the value.
  */
 import { resolve } from 'node:path';
+import { ALLOWED_HOST_PATTERN } from './host-check.ts';
 
 /** The gateway's and the runtime's settings. */
 export interface Config {
@@ -11,6 +12,8 @@ export interface Config {
   port: number;
   /** FNIX_HOST. @default '127.0.0.1' */
   host: string;
+  /** FNIX_ALLOWED_HOSTS: names (besides IP addresses and localhost) that requests may carry in Host. @default [] */
+  allowedHosts: string[];
   /** FNIX_STATE_DIR, made absolute. @default './.fnix' */
   stateDir: string;
   /** FNIX_FUNCTIONS_DIR, made absolute. @default './functions' */
@@ -78,6 +81,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
   return {
     port: readInteger(env, 'FNIX_PORT', 8080, 0, 65_535),
     host,
+    allowedHosts: readAllowedHosts(env),
     stateDir: resolve(cwd, env['FNIX_STATE_DIR'] || '.fnix'),
     functionsDir: resolve(cwd, env['FNIX_FUNCTIONS_DIR'] || 'functions'),
     packages: env['FNIX_PACKAGES'] || undefined,
@@ -96,6 +100,17 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     token,
     maxPushBytes: readBytes(env, 'FNIX_MAX_PUSH', 100 * MIB, MIB, 64 * 1024 * MIB),
   };
+}
+
+/** FNIX_ALLOWED_HOSTS: comma-separated names, `.domain` entries, or `*`. */
+function readAllowedHosts(env: Env): string[] {
+  const entries = (env['FNIX_ALLOWED_HOSTS'] ?? '').split(',').map((entry) => entry.trim().toLowerCase()).filter(Boolean);
+  for (const entry of entries) {
+    if (!ALLOWED_HOST_PATTERN.test(entry)) {
+      throw new ConfigError(`FNIX_ALLOWED_HOSTS has ${JSON.stringify(entry)}: expected host names (fnix.example.com), domains (.example.com) or *, separated by commas`);
+    }
+  }
+  return entries;
 }
 
 function readInteger(env: Env, name: string, fallback: number, min: number, max: number): number {

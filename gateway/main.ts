@@ -129,6 +129,7 @@ async function startServing(config: Config, isShuttingDown: () => boolean): Prom
       log,
       deploys: { token: token.token, functionsDir: config.functionsDir, maxPushBytes: config.maxPushBytes },
       maxBody: config.maxBody,
+      allowedHosts: config.allowedHosts,
       maxSessions: config.maxSessions,
       sessionMaxFrame: SESSION_MAX_FRAME,
       isShuttingDown,

@@ -14,6 +14,7 @@ import type { Logger } from '../../runtime/log.ts';
 import type { Runner } from '../../runtime/runner.ts';
 import { buildCgiEnv } from '../cgi/env.ts';
 import { STATUS_BY_CODE, toFnixError } from '../errors.ts';
+import type { HostAllowlist } from '../host-check.ts';
 import type { GatewayMetrics } from '../metrics/metrics.ts';
 import { INVOCATION_ID_HEADER } from '../routes/invoke.ts';
 import { MAX_TERMINAL_SIZE } from './protocol.ts';
@@ -30,6 +31,8 @@ export interface SessionUpgradeOptions {
   maxPayload: number;
   /** Sessions open (or being opened) at once; more are refused with 503 NO_CAPACITY. */
   maxSessions: number;
+  /** The Host names requests may carry (gateway/host-check.ts). */
+  hosts: HostAllowlist;
   /** How often sessions ping their clients. @default 15000 */
   heartbeatMs?: number;
   /** True once shutdown has begun: new sessions are refused. */
@@ -63,6 +66,7 @@ export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpg
 
   async function handle(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => {});
+    options.hosts.check(request.headers.host);
     const url = requestUrl(request);
     const match = /^\/sessions\/([^/]*)$/.exec(url.pathname);
     if (!match) throw new FnixError('ROUTE_NOT_FOUND', `no WebSocket route for ${url.pathname}; sessions are at /sessions/<name>`);
@@ -184,10 +188,10 @@ function checkHandshake(request: IncomingMessage): void {
   const upgrade = request.headers.upgrade?.toLowerCase();
   const key = request.headers['sec-websocket-key'];
   const version = request.headers['sec-websocket-version'];
-  if (upgrade !== 'websocket' || !key || !/^[+/0-9A-Za-z]{22}==$/.test(key) || (version !== '13' && version !== '8')) {
+  if (request.method !== 'GET' || upgrade !== 'websocket' || !key || !/^[+/0-9A-Za-z]{22}==$/.test(key) || (version !== '13' && version !== '8')) {
     throw new FnixError(
       'SESSION_PROTOCOL_ERROR',
-      'not a WebSocket handshake (Upgrade: websocket, a Sec-WebSocket-Key and Sec-WebSocket-Version: 13 are required)',
+      'not a WebSocket handshake (GET, with Upgrade: websocket, a Sec-WebSocket-Key and Sec-WebSocket-Version: 13, is required)',
     );
   }
 }

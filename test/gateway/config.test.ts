@@ -24,6 +24,7 @@ describe('loadConfig: defaults', () => {
     expect(loadConfig({}, CWD)).toEqual({
       port: 8080,
       host: '127.0.0.1',
+      allowedHosts: [],
       stateDir: '/srv/fnix/.fnix',
       functionsDir: '/srv/fnix/functions',
       packages: undefined,
@@ -50,7 +51,7 @@ describe('loadConfig: defaults', () => {
         'FNIX_PORT', 'FNIX_HOST', 'FNIX_STATE_DIR', 'FNIX_FUNCTIONS_DIR', 'FNIX_PACKAGES', 'FNIX_POOL_SIZE',
         'FNIX_MAX_SESSIONS', 'FNIX_MAX_CONTAINERS', 'FNIX_MAX_BODY', 'FNIX_MAX_OUTPUT', 'FNIX_IDLE_TTL_MS', 'FNIX_QUEUE_TIMEOUT_MS',
         'FNIX_PIDS_LIMIT', 'FNIX_NOFILE', 'FNIX_TMP_SIZE', 'FNIX_SHUTDOWN_GRACE_MS', 'FNIX_CPUS',
-        'FNIX_TOKEN', 'FNIX_MAX_PUSH',
+        'FNIX_TOKEN', 'FNIX_MAX_PUSH', 'FNIX_ALLOWED_HOSTS',
       ].map((name) => [name, '']),
     );
     expect(loadConfig(env, CWD)).toEqual(loadConfig({}, CWD));
@@ -82,6 +83,17 @@ describe('loadConfig: FNIX_TOKEN', () => {
   });
 });
 
+describe('loadConfig: FNIX_ALLOWED_HOSTS', () => {
+  it('takes names, .domains and *, separated by commas', () => {
+    expect(loadConfig({ FNIX_ALLOWED_HOSTS: '*' }, CWD).allowedHosts).toEqual(['*']);
+    expect(loadConfig({ FNIX_ALLOWED_HOSTS: 'a.example,,b-1.example ,' }, CWD).allowedHosts).toEqual(['a.example', 'b-1.example']);
+  });
+
+  it.each(['http://a.example', 'a.example:8080', '*.example', 'a..example', '-a.example', 'a example'])('refuses %j, naming the variable', (entry) => {
+    expect(() => loadConfig({ FNIX_ALLOWED_HOSTS: entry }, CWD)).toThrow(/FNIX_ALLOWED_HOSTS has ".*": expected host names/);
+  });
+});
+
 describe('loadConfig: overrides', () => {
   it('takes every variable', () => {
     const config = loadConfig(
@@ -105,12 +117,14 @@ describe('loadConfig: overrides', () => {
         FNIX_CPUS: '1.5',
         FNIX_TOKEN: 'a-token-of-some-length',
         FNIX_MAX_PUSH: '8MiB',
+        FNIX_ALLOWED_HOSTS: 'fnix.example.com, .Apps.Example',
       },
       CWD,
     );
     expect(config).toEqual({
       port: 9000,
       host: '0.0.0.0',
+      allowedHosts: ['fnix.example.com', '.apps.example'],
       stateDir: '/var/lib/fnix',
       functionsDir: '/opt/functions',
       packages: '<nixpkgs>',

@@ -149,7 +149,7 @@ describe('invoking a function over HTTP', () => {
       socket.on('data', (chunk) => parts.push(chunk));
       socket.on('close', () => resolve(Buffer.concat(parts).toString('latin1')));
       socket.on('error', reject);
-      socket.write('POST /fn/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n');
+      socket.write('POST /fn/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n');
       socket.end(payload);
     });
     const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1]);

@@ -131,6 +131,9 @@ describe('sessions: refused before the upgrade', () => {
     expect(status).toBe(400);
     expect(body.error.code).toBe('SESSION_PROTOCOL_ERROR');
     expect(body.error.message).toContain('not a WebSocket handshake');
+    const posted = await refusedUpgrade(gateway.url, '/sessions/forever', {}, 'POST');
+    expect(posted.status).toBe(400);
+    expect(posted.body.error.code).toBe('SESSION_PROTOCOL_ERROR');
   });
 
   it('answers a bad terminal size with the JSON 400', async () => {
@@ -272,7 +275,7 @@ describe('sessions: clients that go away at awkward moments', () => {
     const socket = connect(gateway.server.port, "127.0.0.1");
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.end(
-      'GET /sessions/forever HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+      'GET /sessions/forever HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
         'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
     ); // and a FIN right behind it
     await sleep(1500);

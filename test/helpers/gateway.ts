@@ -40,6 +40,8 @@ export interface TestGateway {
 /** Options: any runtime option, plus the body limit. */
 export type TestGatewayOptions = Partial<Omit<RuntimeOptions, 'log' | 'limits'>> & {
   maxBody?: number;
+  /** FNIX_ALLOWED_HOSTS. @default [] */
+  allowedHosts?: string[];
   sessionMaxFrame?: number;
   maxSessions?: number;
   sessionHeartbeatMs?: number;
@@ -78,6 +80,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     log,
     deploys: options.deploys ? { token, functionsDir: options.functionsDir ?? FIXTURES_DIR, maxPushBytes: 16 * 1024 * 1024, pushWaitMs: 60_000 } : undefined,
     maxBody: options.maxBody ?? 6 * 1024 * 1024,
+    allowedHosts: options.allowedHosts ?? [],
     maxSessions: options.maxSessions ?? 32,
     sessionMaxFrame: options.sessionMaxFrame ?? 1024 * 1024,
     sessionHeartbeatMs: options.sessionHeartbeatMs,

@@ -22,6 +22,7 @@ beforeAll(async () => {
     maxContainers: 4,
     queueTimeoutMs: 2000,
     headersTimeoutMs: 2000,
+    allowedHosts: ['fnix.test', '.apps.test'],
   });
 });
 afterAll(async () => {
@@ -64,14 +65,14 @@ describe('hostile clients', () => {
     const big = Buffer.alloc(MAX_BODY + 4096, 0x61);
     const byLength = await fetch(`${gateway.url}/fn/count`, { method: 'POST', body: big });
     const chunked = await raw([
-      'POST /fn/count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n',
+      'POST /fn/count HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n',
       ...Array.from({ length: 20 }, () => `10000\r\n${'b'.repeat(0x10000)}\r\n`),
       '0\r\n\r\n',
     ]);
     // Claims 10 bytes, sends far more: the surplus is never a body (Node takes it for a next request,
     // which is malformed: 400).
     const countsBefore = gateway.logs.length;
-    const lying = await raw([`POST /fn/count HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n${'c'.repeat(2 * MAX_BODY)}`]);
+    const lying = await raw([`POST /fn/count HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n${'c'.repeat(2 * MAX_BODY)}`]);
     await new Promise((resolve) => setTimeout(resolve, 500)); // the functions' last log lines
     const lyingCounts = gateway.logs.slice(countsBefore).flatMap((line) => [...line.matchAll(/count-bytes=(\d+)/g)].map((m) => Number(m[1])));
     const figures = await hello.stop();
@@ -91,7 +92,7 @@ describe('hostile clients', () => {
   it('cuts off clients that send their headers a byte a second, while others are served', async () => {
     const hello = await alongside(gateway.url);
     const began = performance.now();
-    const request = 'GET /fn/hello HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(60) + '\r\n\r\n';
+    const request = 'GET /fn/hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ' + 'a'.repeat(60) + '\r\n\r\n';
     const slow = await Promise.all(Array.from({ length: 5 }, () => raw([...request].map((c) => c), 1000)));
     const elapsed = performance.now() - began;
     const figures = await hello.stop();
@@ -128,7 +129,7 @@ describe('hostile clients', () => {
     const names = ['..%2f..%2fetc', '%2e%2e', '%2e%2e%2fhello', 'hello%00', '-rf', '-hello', 'a'.repeat(64), 'HELLO', 'hello.', '%252e%252e', '..', '../../etc/passwd'];
     for (const name of names) {
       // Sent as written: a URL parser would resolve the dots before they reached the gateway.
-      const answer = await raw([`GET /fn/${name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`]);
+      const answer = await raw([`GET /fn/${name} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`]);
       expect(answer, name).toMatch(/^HTTP\/1\.1 404/);
       expect(answer, name).toMatch(/"code":"(FUNCTION_NOT_FOUND|ROUTE_NOT_FOUND)"/);
     }
@@ -138,6 +139,52 @@ describe('hostile clients', () => {
     expect(after.idle).toBe(before.idle);
     expect(figures.failures).toBe(0);
     await report('names made to escape', { names: names.length, answered: '404 JSON', containersTaken: 0, hello: figures });
+  });
+
+  it('refuses requests for a host name it was not told, so that DNS rebinding reaches nothing', async () => {
+    const hello = await alongside(gateway.url);
+    const port = gateway.server.port;
+    /** The status of `request` sent with `Host: host`, and the error code if any. */
+    const ask = (host: string, request: string) =>
+      new Promise<{ status: number; code: string | undefined }>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1');
+        let answer = '';
+        const done = () => {
+          socket.destroy();
+          resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(answer)?.[1]), code: /"code":"([A-Z_]+)"/.exec(answer)?.[1] });
+        };
+        socket.on('data', (chunk) => {
+          answer += chunk.toString('latin1');
+          // A 101 is all there is to see of a session; an error ends with its JSON body.
+          if (answer.startsWith('HTTP/1.1 101') || /\r\n\r\n[^]*\}\}/.test(answer)) done();
+        });
+        socket.on('end', done).on('error', reject);
+        socket.write(`${request.replaceAll('HOST', host)}Connection: close\r\n\r\n`);
+      });
+    const requests = {
+      invoke: 'GET /fn/hello HTTP/1.1\r\nHost: HOST\r\n',
+      health: 'GET /healthz HTTP/1.1\r\nHost: HOST\r\n',
+      metrics: 'GET /metrics HTTP/1.1\r\nHost: HOST\r\n',
+      terminal: 'GET /sessions/shell HTTP/1.1\r\nHost: HOST\r\n',
+      session:
+        'GET /sessions/hello HTTP/1.1\r\nHost: HOST\r\nOrigin: http://HOST\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n',
+    };
+    // A page on a rebound name: the browser thinks it is same-origin; its Host says otherwise.
+    for (const host of [`rebound.example:${port}`, `localhost.rebound.example:${port}`, `127.0.0.1.nip.io:${port}`, `evil.apps.test.example:${port}`]) {
+      for (const [what, request] of Object.entries(requests)) {
+        expect(await ask(host, request), `${what} for ${host}`).toEqual({ status: 403, code: 'HOST_NOT_ALLOWED' });
+      }
+    }
+    // IP addresses, localhost, and the names in FNIX_ALLOWED_HOSTS are served.
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `shell.localhost:${port}`, `fnix.test:${port}`, `apps.test`, `a.apps.test:${port}`]) {
+      expect((await ask(host, requests.invoke)).status, host).toBe(200);
+      expect((await ask(host, requests.session)).status, host).toBe(101);
+    }
+    await waitUntil(() => gateway.runtime.pool.stats().busy === 0, 5000, 'every session to end');
+    const figures = await hello.stop();
+    expect(figures.failures).toBe(0);
+    await report('DNS rebinding', { refused: '403 HOST_NOT_ALLOWED on /fn, /healthz, /metrics, /sessions (page and upgrade)', served: 'IP addresses, localhost, FNIX_ALLOWED_HOSTS', hello: figures });
   });
 
   it('closes malformed, oversized and flooding WebSocket clients cleanly, and the gateway is unaffected', async () => {
@@ -160,7 +207,7 @@ describe('hostile clients', () => {
     // Garbage that is not WebSocket at all, after the upgrade.
     const garbage = await raw(
       [
-        'GET /sessions/echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+        'GET /sessions/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
         Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
       ],
       200,
