@@ -41,13 +41,19 @@ export interface DeployerOptions {
   /** Deployment records kept; older ones (never the active one) go, with their GC roots. @default 50 */
   historyLimit?: number;
   /** Told how each deployment went, for the metrics. */
-  onDeployment?: ((outcome: 'activated' | 'refused', durationMs: number) => void) | undefined;
+  onDeployment?: ((outcome: 'activated' | 'partial' | 'refused', durationMs: number) => void) | undefined;
 }
 
 /** A checked deployment, and the built versions that activating it serves. */
 export interface CheckedDeployment {
   record: DeploymentRecord;
   versions: FunctionVersion[];
+}
+
+/** What activating a deployment serves: its built versions, and the functions it holds broken. */
+interface Prepared {
+  versions: FunctionVersion[];
+  broken: Map<string, FnixError>;
 }
 
 const DEFAULT_HISTORY_LIMIT = 50;
@@ -60,7 +66,7 @@ const PREPARED_KEPT = 4;
 export class Deployer {
   readonly lock = new DeployLock();
   readonly #options: DeployerOptions;
-  readonly #prepared = new Map<string, FunctionVersion[]>();
+  readonly #prepared = new Map<string, Prepared>();
   /** How long each ready deployment's checks took, counted into its activation's duration. */
   readonly #checkMs = new Map<string, number>();
 
@@ -78,8 +84,10 @@ export class Deployer {
 
   /**
    * Checks and builds `commit` (its objects may still be in a push's quarantine: `env`), and records the
-   * deployment as `ready` or `refused`. Every problem found is reported, not only the first. The caller
-   * holds the lock.
+   * deployment as `ready` or `refused`. Every problem found is reported, not only the first. A push is
+   * all or nothing; the import of a functions folder (`source: 'import'`) is ready when one function
+   * passes, and holds the others as broken, so that one bad function does not stop a first start from
+   * serving the rest. The caller holds the lock.
    */
   async check(commit: string, options: { env?: QuarantineEnv; progress?: Progress; source: 'push' | 'import' }): Promise<CheckedDeployment> {
     const { repository, store } = this.#options;
@@ -97,38 +105,56 @@ export class Deployer {
           : `${FUNCTIONS_FOLDER}/${name}: FAILED after ${ms}`,
       ),
     );
-    const { tree, versions } = built;
-    for (const found of built.problems.values()) problems.push(...found);
-    for (const failure of built.failed.values()) problems.push(failure.text);
+    const { tree } = built;
+    let versions = built.versions;
+    const partial = options.source === 'import';
+    // Each broken function, with its problem as the pusher reads it.
+    const broken = new Map<string, FnixError>();
+    for (const [name, found] of built.problems) {
+      problems.push(...found);
+      if (name) broken.set(name, new FnixError('FUNCTION_BUILD_FAILED', found.join('\n')));
+    }
+    for (const [name, failure] of built.failed) {
+      problems.push(failure.text);
+      broken.set(name, new FnixError(failure.error instanceof FnixError ? failure.error.code : 'FUNCTION_BUILD_FAILED', failure.text));
+    }
+    const wholeTree = built.problems.has('') || tree.names.length === 0;
     if (tree.names.length === 0) {
       problems.push(`${FUNCTIONS_FOLDER}/ holds no function: each function is a folder ${FUNCTIONS_FOLDER}/<name>/ with a function.json`);
     }
     for (const path of tree.ignored.slice(0, IGNORED_LISTED)) progress(`${path}: not inside a function's folder, ignored`);
     if (tree.ignored.length > IGNORED_LISTED) progress(`... and ${tree.ignored.length - IGNORED_LISTED} more files outside function folders, ignored`);
-    if (problems.length === 0) {
+    if (problems.length === 0 || (partial && !wholeTree)) {
       this.#replaceStaleContainers(versions);
       for (const version of versions) {
         const started = performance.now();
         const problem = await smokeCheck(this.#options.runner, version);
-        if (problem) problems.push(`${FUNCTIONS_FOLDER}/${version.name}: ${problem}`);
-        else progress(`${FUNCTIONS_FOLDER}/${version.name}: started in a container (${seconds(started)})`);
+        if (problem) {
+          problems.push(`${FUNCTIONS_FOLDER}/${version.name}: ${problem}`);
+          broken.set(version.name, new FnixError('FUNCTION_BUILD_FAILED', `${FUNCTIONS_FOLDER}/${version.name}: ${problem}`));
+        } else {
+          progress(`${FUNCTIONS_FOLDER}/${version.name}: started in a container (${seconds(started)})`);
+        }
       }
+      versions = versions.filter((version) => !broken.has(version.name));
     }
+    const ready = problems.length === 0 || (partial && !wholeTree && versions.length > 0);
     const record: DeploymentRecord = {
       id,
       commit,
       subject,
       createdAt: new Date().toISOString(),
       source: options.source,
-      result: problems.length === 0 ? 'ready' : 'refused',
+      result: ready ? 'ready' : 'refused',
       reason: problems.length === 0 ? undefined : problems.join('\n'),
       functions: versions.map(describeVersion),
+      ...(ready && broken.size > 0 ? { broken: [...broken].map(([name, error]) => ({ name, code: error.code, problem: error.message })) } : {}),
       activations: [],
     };
     await store.save(record);
     if (record.result === 'ready') {
       this.#checkMs.set(id, performance.now() - begin);
-      this.#prepared.set(id, versions);
+      this.#prepared.set(id, { versions, broken });
       for (const old of [...this.#prepared.keys()].slice(0, -PREPARED_KEPT)) {
         this.#prepared.delete(old);
         this.#checkMs.delete(old);
@@ -161,24 +187,25 @@ export class Deployer {
         details: { deployment: id },
       });
     }
-    let versions = this.#prepared.get(id);
-    if (!versions) {
+    let prepared = this.#prepared.get(id);
+    if (!prepared) {
       // An older deployment: built again from its commit (quick, from Nix's store and the build cache).
-      const rebuilt = await this.#rebuild(record);
-      const [failed] = rebuilt.broken;
+      prepared = await this.#rebuild(record);
+      const failed = [...prepared.broken].find(([name]) => !record.broken?.some((b) => b.name === name));
       if (failed) {
         throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} can no longer be built: ${failed[0]}: ${failed[1].message}`, {
           details: { deployment: id },
         });
       }
-      versions = rebuilt.versions;
     }
+    const { versions, broken } = prepared;
     await store.activate(record, new Date());
-    registry.replaceAll(versions);
+    registry.replaceAll(versions, broken);
     pool.serve(versions.map((v) => v.key));
     await this.#pruneHistory(id);
+    for (const [name, error] of broken) log.error('function not served', { function: name, code: error.code, error: error.message });
     // A push counts from the start of its checks; a rollback, its activation alone.
-    this.#options.onDeployment?.('activated', (this.#checkMs.get(id) ?? 0) + performance.now() - begin);
+    this.#options.onDeployment?.(broken.size > 0 ? 'partial' : 'activated', (this.#checkMs.get(id) ?? 0) + performance.now() - begin);
     this.#checkMs.delete(id);
     log.info('deployment active', { id, commit: record.commit.slice(0, 12), functions: versions.map((v) => v.name).join(',') });
     return record;
@@ -240,7 +267,7 @@ export class Deployer {
   }
 
   /** Builds a recorded deployment's commit again (no smoke check: it passed before). */
-  async #rebuild(record: DeploymentRecord): Promise<{ versions: FunctionVersion[]; broken: Map<string, FnixError> }> {
+  async #rebuild(record: DeploymentRecord): Promise<Prepared> {
     const { versions, problems, failed } = await this.#buildCommit(record.commit, {}, `${record.id}-rebuild-`);
     this.#replaceStaleContainers(versions);
     const broken = new Map<string, FnixError>();
@@ -248,8 +275,13 @@ export class Deployer {
     for (const [name, { error }] of failed) {
       broken.set(name, error instanceof FnixError ? error : new FnixError('FUNCTION_BUILD_FAILED', String(error), { cause: error }));
     }
-    if (broken.size === 0) this.#prepared.set(record.id, versions);
-    return { versions, broken };
+    // Functions that failed their smoke check at import are held broken again, not served.
+    for (const { name, code, problem } of record.broken ?? []) {
+      if (!broken.has(name)) broken.set(name, new FnixError(code, problem));
+    }
+    const served = versions.filter((version) => !broken.has(version.name));
+    if ([...broken.keys()].every((name) => record.broken?.some((b) => b.name === name))) this.#prepared.set(record.id, { versions: served, broken });
+    return { versions: served, broken };
   }
 
   /**

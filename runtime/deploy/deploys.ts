@@ -26,7 +26,7 @@ export interface DeploysOptions {
   maxPushBytes: number;
   log: Logger;
   /** Told how each deployment went (the metrics). */
-  onDeployment?: ((outcome: 'activated' | 'refused', durationMs: number) => void) | undefined;
+  onDeployment?: ((outcome: 'activated' | 'partial' | 'refused', durationMs: number) => void) | undefined;
   /** How long a push waits for another one. */
   pushWaitMs?: number;
 }

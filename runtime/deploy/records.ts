@@ -6,6 +6,7 @@
  */
 import { open, readdir, readFile, rename, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ErrorCode } from '../errors.ts';
 
 /** One function of a deployment, as the record keeps it (and the admin API shows it). */
 export interface DeployedFunction {
@@ -33,6 +34,8 @@ export interface DeploymentRecord {
   result: 'ready' | 'refused';
   reason?: string | undefined;
   functions: DeployedFunction[];
+  /** The import of a functions folder only: functions that failed their checks and are not served. */
+  broken?: { name: string; code: ErrorCode; problem: string }[] | undefined;
   /** When it was made the active deployment, most recent last. */
   activations: string[];
 }

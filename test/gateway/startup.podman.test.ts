@@ -65,7 +65,8 @@ describe('a functions folder with broken functions', () => {
   });
 
   it('serves the good ones and reports each broken one with its cause', async () => {
-    gateway = await startTestGateway({ functionsDir: MIXED_DIR, poolSize: 1 });
+    // Through deployments, as npm start serves: the folder is imported as the first deployment.
+    gateway = await startTestGateway({ functionsDir: MIXED_DIR, poolSize: 1, deploys: true });
     expect(await (await fetch(`${gateway.url}/fn/good`)).text()).toBe('good\n');
 
     const causes: Record<string, { code: string; message: string }> = {};
@@ -91,6 +92,11 @@ describe('a functions folder with broken functions', () => {
     }
     const metrics = await scrape(gateway.url);
     expect(metrics.value('fnix_deployments_total', { outcome: 'partial' })).toBe(1);
+    // The import is the active deployment, and its record names what it holds broken.
+    const history = await fetch(`${gateway.url}/api/deployments`, { headers: { authorization: `Bearer ${gateway.token}` } });
+    const [imported] = ((await history.json()) as { deployments: Array<Record<string, any>> }).deployments;
+    expect(imported).toMatchObject({ source: 'import', status: 'active', functions: [{ name: 'good' }] });
+    expect(imported!['broken'].map((b: { name: string }) => b.name).sort()).toEqual(['Bad_Name', 'command-missing', 'no-such-package', 'unknown-field']);
   });
 
   it('keeps served closures through nix-collect-garbage', async () => {
