@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 log() { printf 'fnix setup: %s\n' "$*" >&2; }
 
-# Debian package -> a file it installs. Every one of them is needed at run time or by the tests.
+# Debian package -> a file it installs (checked where dpkg is missing). Every one of them is needed at
+# run time or by the tests.
 declare -A PACKAGES=(
   [podman]=/usr/bin/podman
   [runc]=/usr/sbin/runc
@@ -24,9 +25,18 @@ declare -A PACKAGES=(
 if [ "${1:-}" = "--test" ]; then
   PACKAGES[chromium]=/usr/bin/chromium
 fi
+# A package counts as installed when dpkg says so, not when its file exists: Debian's dynamic busybox
+# (which initramfs-tools recommends) installs /bin/busybox too, and the starter set needs the static one.
+installed() {
+  if command -v dpkg-query >/dev/null; then
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'
+  else
+    [ -e "${PACKAGES[$1]}" ]
+  fi
+}
 missing=()
 for pkg in "${!PACKAGES[@]}"; do
-  [ -e "${PACKAGES[$pkg]}" ] || missing+=("$pkg")
+  installed "$pkg" || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing[*]}"
