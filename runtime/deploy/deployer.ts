@@ -61,6 +61,8 @@ const DEFAULT_HISTORY_LIMIT = 50;
 const deploymentSuffix = customAlphabet('0123456789abcdefghijkmnopqrstuvwxyz', 8);
 /** Built versions kept in memory for activation; older deployments are rebuilt (from cache) when activated. */
 const PREPARED_KEPT = 4;
+/** Where each activated deployment's commit is kept (hidden from clients: transfer.hideRefs). */
+const DEPLOYMENT_REFS = 'refs/fnix/deployments/';
 
 /** Deploys commits. */
 export class Deployer {
@@ -181,7 +183,7 @@ export class Deployer {
         details: { deployment: id },
       });
     }
-    if (!this.#prepared.has(id) && !(await this.#options.repository.has(record.commit))) {
+    if (!(await this.#options.repository.has(record.commit))) {
       // It passed its checks, but git did not take the push (it died, or main moved): the objects are gone.
       throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} never went live, and its commit ${record.commit.slice(0, 12)} is not in the repository; push it again`, {
         details: { deployment: id },
@@ -200,6 +202,8 @@ export class Deployer {
     }
     const { versions, broken } = prepared;
     await store.activate(record, new Date());
+    // A ref of its own keeps the commit through a force-push and `git gc`, so that a rollback finds it.
+    await this.#options.repository.git(['update-ref', `${DEPLOYMENT_REFS}${id}`, record.commit]);
     registry.replaceAll(versions, broken);
     pool.serve(versions.map((v) => v.key));
     await this.#pruneHistory(id);
@@ -209,6 +213,12 @@ export class Deployer {
     this.#checkMs.delete(id);
     log.info('deployment active', { id, commit: record.commit.slice(0, 12), functions: versions.map((v) => v.name).join(',') });
     return record;
+  }
+
+  /** Drops what a check prepared for deployment `id`: its push was given up, and its commit with it. */
+  forget(id: string): void {
+    this.#prepared.delete(id);
+    this.#checkMs.delete(id);
   }
 
   /**
@@ -338,7 +348,10 @@ export class Deployer {
     const kept: DeploymentRecord[] = [];
     for (const [index, record] of records.entries()) {
       if (index < limit || record.id === activeId) kept.push(record);
-      else await store.remove(record.id);
+      else {
+        await store.remove(record.id);
+        await this.#options.repository.git(['update-ref', '-d', `${DEPLOYMENT_REFS}${record.id}`], { reject: false });
+      }
     }
     await resolver.pruneRoots(kept.filter((r) => r.result === 'ready').flatMap((r) => r.functions.map((f) => f.rootKey)));
   }

@@ -72,7 +72,12 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
   const pushes = new PushDeploys(deployer, { waitMs: options.pushWaitMs });
   const server: Server = await startHookServer(socketPath, repository.gitDir, pushes, log);
 
-  const restored = await deployer.restore();
+  // A deployment that cannot be restored (its commit gone from the repository, say) must not stop fnix
+  // from starting, again and again: main is deployed instead, as when there is none.
+  const restored = await deployer.restore().catch((error: unknown) => {
+    log.error('the active deployment could not be served again; deploying main instead', { error: String((error as Error).message ?? error) });
+    return undefined;
+  });
   if (!restored) {
     const main = await repository.resolve(DEPLOY_REF);
     const progress = (line: string) => log.info(`deploy: ${line}`);

@@ -52,6 +52,8 @@ export class Repository {
       ['http.receivepack', 'true'],
       ['core.hooksPath', join(repository.gitDir, 'hooks')],
       ['gc.auto', '0'], // no background gc racing a push; fnix's history is small
+      // fnix's own refs (each activated deployment's commit) are not offered to clients, nor writable by them.
+      ['transfer.hideRefs', 'refs/fnix'],
     ];
     for (const [key, value] of settings) await repository.git(['config', key, value]);
     const hooksDir = join(repository.gitDir, 'hooks');

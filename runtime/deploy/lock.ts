@@ -21,17 +21,24 @@ export class DeployLock {
 
   /**
    * Takes the lock, waiting at most `timeoutMs`; `onWait` is told, once, who holds it when it must wait.
-   * Rejects with an Error naming the holder when the wait is too long.
+   * Rejects with an Error naming the holder when the wait is too long, or when `signal` aborts (the one
+   * who waited has gone: a dead push must not queue ahead of live ones).
    */
-  async acquire(name: string, timeoutMs: number, onWait?: (holder: string) => void): Promise<Held> {
+  async acquire(name: string, timeoutMs: number, onWait?: (holder: string) => void, signal?: AbortSignal): Promise<Held> {
+    signal?.throwIfAborted();
     if (this.#holder !== undefined) {
       onWait?.(this.#holder);
       await new Promise<void>((resolve, reject) => {
-        const waiter = { name, grant: () => (clearTimeout(timer), resolve()) };
-        const timer = setTimeout(() => {
+        const leave = (error: Error) => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
           this.#queue = this.#queue.filter((w) => w !== waiter);
-          reject(new Error(`${this.#holder ?? 'another deployment'} still holds the deploy lock after ${timeoutMs} ms`));
-        }, timeoutMs);
+          reject(error);
+        };
+        const onAbort = () => leave(new Error(`${name} was given up while it waited for the deploy lock`));
+        const waiter = { name, grant: () => (clearTimeout(timer), signal?.removeEventListener('abort', onAbort), resolve()) };
+        const timer = setTimeout(() => leave(new Error(`${this.#holder ?? 'another deployment'} still holds the deploy lock after ${timeoutMs} ms`)), timeoutMs);
+        signal?.addEventListener('abort', onAbort, { once: true });
         this.#queue.push(waiter);
       });
     } else {

@@ -48,20 +48,36 @@ export class PushDeploys {
    * or {@link pushEnded}. `gone` aborts when the hook went away: the push is refused, whatever the checks say.
    */
   async preReceive(pushId: string, updates: RefUpdate[], env: QuarantineEnv, progress: Progress, gone?: AbortSignal): Promise<boolean> {
-    for (const update of updates) {
-      if (update.ref === DEPLOY_REF) continue;
-      progress(update.new === ZERO_OID ? `${update.ref}: deleted` : `${update.ref}: kept, not deployed (only main is deployed)`);
-    }
+    // Other refs go with main: git takes all of a push or none of it, so they are told of once main's fate is known.
+    const others = updates.filter((update) => update.ref !== DEPLOY_REF);
+    const tellOthers = (accepted: boolean) => {
+      for (const update of others) {
+        if (!accepted) progress(`${update.ref}: refused with main (git takes all of a push or none of it)`);
+        else progress(update.new === ZERO_OID ? `${update.ref}: deleted` : `${update.ref}: kept, not deployed (only main is deployed)`);
+      }
+    };
     const main = updates.find((u) => u.ref === DEPLOY_REF);
-    if (!main) return true;
+    if (!main) {
+      tellOthers(true);
+      return true;
+    }
+    const accepted = await this.#checkMain(pushId, main, env, progress, gone);
+    tellOthers(accepted);
+    return accepted;
+  }
+
+  async #checkMain(pushId: string, main: RefUpdate, env: QuarantineEnv, progress: Progress, gone?: AbortSignal): Promise<boolean> {
     if (main.new === ZERO_OID) {
       progress('refused: main cannot be deleted, it is what fnix serves');
       return false;
     }
     let held: Held;
     try {
-      held = await this.#deployer.lock.acquire(`the push of ${main.new.slice(0, 12)}`, this.#waitMs, (holder) =>
-        progress(`waiting for ${holder} to finish (pushes deploy one at a time)...`),
+      held = await this.#deployer.lock.acquire(
+        `the push of ${main.new.slice(0, 12)}`,
+        this.#waitMs,
+        (holder) => progress(`waiting for ${holder} to finish (pushes deploy one at a time)...`),
+        gone,
       );
     } catch (error) {
       progress(`refused: ${(error as Error).message}; push again later`);
@@ -75,6 +91,10 @@ export class PushDeploys {
         held.release();
         return false;
       }
+      if (gone?.aborted || this.#ended.has(pushId)) {
+        held.release();
+        return false;
+      }
       const { record } = await this.#deployer.check(main.new, { env, progress, source: 'push' });
       if (record.result === 'refused') {
         progress(`refused: deployment ${record.id} did not pass its checks; the functions being served are unchanged:`);
@@ -84,6 +104,8 @@ export class PushDeploys {
       }
       if (gone?.aborted || this.#ended.has(pushId)) {
         // The push died while it was checked: git will not update main, and no post-receive will come.
+        // Its commit goes with its quarantine, so the deployment cannot be activated later either.
+        this.#deployer.forget(record.id);
         held.release();
         return false;
       }

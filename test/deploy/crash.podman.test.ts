@@ -88,3 +88,34 @@ describe('kill -9 during a push', () => {
     expect(stdout).toBe('');
   }, 240_000);
 });
+
+describe('a deployment whose commit is gone', () => {
+  it('cannot be activated, and does not stop the next start', async () => {
+    await writeGreet(join(work, 'initial'), 'v0'); // the first start's folder, when this runs alone
+    gateway = await start();
+    const before = await served(gateway.url);
+    const headers = { authorization: `Bearer ${TOKEN}` };
+    const { deployments } = (await (await fetch(`${gateway.url}/api/deployments`, { headers })).json()) as any;
+    // A deployment that passed its checks but whose commit git no longer has: a push that died after its
+    // checks, or a force-push followed by a `git gc` by hand.
+    const lost = { ...deployments[0], id: 'd-20260101-lostlost', commit: 'f'.repeat(40), status: undefined, activations: [] };
+    gateway.child.kill('SIGTERM');
+    await gateway.child;
+    await writeFile(join(stateDir, 'deployments', `${lost.id}.json`), JSON.stringify({ ...lost, result: 'ready' }));
+    gateway = await start();
+    const activation = await fetch(`${gateway.url}/api/deployments/${lost.id}/activate`, { method: 'POST', headers });
+    expect(activation.status).toBe(409);
+    expect(((await activation.json()) as any).error.message).toContain('is not in the repository');
+    expect(await served(gateway.url)).toEqual(before);
+
+    // Named active in `current`, it cannot be served again: fnix starts anyway, and deploys main.
+    gateway.child.kill('SIGTERM');
+    await gateway.child;
+    await writeFile(join(stateDir, 'deployments', 'current'), `${JSON.stringify({ id: lost.id, activatedAt: new Date().toISOString() })}\n`);
+    gateway = await start();
+    expect(gateway.output()).toContain('the active deployment could not be served again');
+    expect((await served(gateway.url)).text).toBe(before.text);
+    gateway.child.kill('SIGTERM');
+    expect((await gateway.child).exitCode).toBe(0);
+  }, 120_000);
+});

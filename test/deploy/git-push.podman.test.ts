@@ -74,6 +74,10 @@ describe('the first start', () => {
     expect(body.deployments[0]).toMatchObject({ status: 'active', source: 'import' });
     const dir = await clone();
     expect((await git(dir, 'log', '--format=%s')).stdout).toContain('Functions imported from');
+    // Each activated deployment's commit is kept by a ref of fnix's own, which clients never see.
+    const own = await execa('git', ['--git-dir', gateway.deploys!.repository.gitDir, 'for-each-ref', '--format=%(refname)', 'refs/fnix/'], { env: GIT_ENV });
+    expect(own.stdout).toBe(`refs/fnix/deployments/${body.deployments[0].id}`);
+    expect((await git(dir, 'ls-remote', 'origin')).stdout).not.toContain('refs/fnix');
   });
 });
 
