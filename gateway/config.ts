@@ -4,6 +4,7 @@
  * model): every variable, its default, and an error that names the variable and the value.
  */
 import { resolve } from 'node:path';
+import { MAX_STATE_DIR_BYTES } from '../runtime/container/launcher.ts';
 import { ALLOWED_HOST_PATTERN } from './host-check.ts';
 
 /** The gateway's and the runtime's settings. */
@@ -73,6 +74,12 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
   if (maxContainers < poolSize) {
     throw new ConfigError(`FNIX_MAX_CONTAINERS (${maxContainers}) must be at least FNIX_POOL_SIZE (${poolSize})`);
   }
+  const stateDir = resolve(cwd, env['FNIX_STATE_DIR'] || '.fnix');
+  if (Buffer.byteLength(stateDir) > MAX_STATE_DIR_BYTES) {
+    throw new ConfigError(
+      `FNIX_STATE_DIR is ${stateDir} (${Buffer.byteLength(stateDir)} bytes): the agents' sockets under it would pass the 107-byte limit of a unix socket's path; use a folder whose path is at most ${MAX_STATE_DIR_BYTES} bytes`,
+    );
+  }
   const host = env['FNIX_HOST'] || '127.0.0.1';
   const token = env['FNIX_TOKEN'] || undefined;
   if (token !== undefined && token.length < 16) {
@@ -82,7 +89,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     port: readInteger(env, 'FNIX_PORT', 8080, 0, 65_535),
     host,
     allowedHosts: readAllowedHosts(env),
-    stateDir: resolve(cwd, env['FNIX_STATE_DIR'] || '.fnix'),
+    stateDir,
     functionsDir: resolve(cwd, env['FNIX_FUNCTIONS_DIR'] || 'functions'),
     packages: env['FNIX_PACKAGES'] || undefined,
     poolSize,

@@ -6,13 +6,17 @@
  * crash loop.
  */
 import { Hono } from 'hono';
+import { nanoid } from 'nanoid';
 import type { FnixError } from '../runtime/errors.ts';
 import { errorResponse } from './errors.ts';
+import { INVOCATION_ID_HEADER } from './routes/invoke.ts';
 
 /** The app served while `cause()` stands in the way. */
 export function createDegradedApp(cause: () => FnixError): Hono {
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ status: 'unavailable', error: cause().toJSON() }, 503, { 'retry-after': '5' }));
+  // Every response of /fn carries an invocation id, this one too.
+  app.all('/fn/*', () => errorResponse(cause(), { 'retry-after': '5', [INVOCATION_ID_HEADER]: nanoid() }));
   app.all('*', () => errorResponse(cause(), { 'retry-after': '5' }));
   return app;
 }

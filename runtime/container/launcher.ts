@@ -60,6 +60,9 @@ const UID_BASE = 200_000;
 const UID_RANGE = 800_000;
 const REMOVE_BATCH_DELAY_MS = 20;
 
+/** A unix socket's path may be 107 bytes; each agent's is `<state>/run/fnix-<8>-<10>/ctl/agent.sock`. */
+export const MAX_STATE_DIR_BYTES = 107 - '/run/fnix-12345678-1234567890/ctl/agent.sock'.length;
+
 /** The instance label value for a state folder: containers of one fnix carry it, another's do not. */
 export function instanceOf(stateDir: string): string {
   return createHash('sha256').update(stateDir).digest('hex').slice(0, 8);

@@ -369,7 +369,9 @@ export class Pool {
       }, this.#queueTimeoutMs);
       const onAbort = () => {
         this.#queue = this.#queue.filter((w) => w !== waiter);
-        waiter.reject(signal?.reason ?? new Error('aborted'));
+        // The client went away while it waited: not a failure of fnix's (a string reason would be one).
+        const reason: unknown = signal?.reason;
+        waiter.reject(reason instanceof FnixError ? reason : new FnixError('INVOCATION_ABORTED', 'the client went away while its request waited for a container'));
       };
       const cleanup = () => {
         clearTimeout(timer);

@@ -5,6 +5,7 @@
  * the variable and the value.
  */
 import path from 'node:path';
+import { MAX_STATE_DIR_BYTES } from '../../runtime/container/launcher.ts';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../gateway/config.ts';
 import { thrownBy } from '../helpers/errors.ts';
@@ -80,6 +81,14 @@ describe('loadConfig: defaults', () => {
 describe('loadConfig: FNIX_TOKEN', () => {
   it('refuses a token shorter than 16 characters, naming the variable', () => {
     expect(() => loadConfig({ FNIX_TOKEN: 'short' }, CWD)).toThrow(/FNIX_TOKEN is 5 characters: use at least 16/);
+  });
+});
+
+describe('loadConfig: FNIX_STATE_DIR', () => {
+  it('refuses a path too long for the agents\' unix sockets, naming the limit', () => {
+    const longest = `/${'s'.repeat(MAX_STATE_DIR_BYTES - 1)}`;
+    expect(loadConfig({ FNIX_STATE_DIR: longest }, CWD).stateDir).toBe(longest);
+    expect(() => loadConfig({ FNIX_STATE_DIR: `${longest}x` }, CWD)).toThrow(/FNIX_STATE_DIR is .* \(64 bytes\): .*at most 63 bytes/);
   });
 });
 

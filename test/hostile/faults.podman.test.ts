@@ -155,6 +155,7 @@ describe('podman or nix failing at start', () => {
       const invocation = await fetch(`${url}/fn/hello`);
       expect(invocation.status).toBe(503);
       expect(invocation.headers.get('retry-after')).toBeTruthy();
+      expect(invocation.headers.get('x-fnix-invocation-id')).toMatch(/^[\w-]{21}$/);
       expect(((await invocation.json()) as any).error.message).toContain('simulated failure');
       // Repaired: it starts serving on its own.
       await rm(join(fake, tool));
