@@ -33,7 +33,7 @@ export interface Config {
   maxOutput: number;
   /** FNIX_IDLE_TTL_MS: how long a specialised container may stay idle. @default 300000 */
   idleTtlMs: number;
-  /** FNIX_QUEUE_TIMEOUT_MS: how long a request waits for a container. @default 10000 */
+  /** FNIX_QUEUE_TIMEOUT (`10s`, `500ms`) or FNIX_QUEUE_TIMEOUT_MS: how long a request waits for a container. @default 10000 */
   queueTimeoutMs: number;
   /** FNIX_PIDS_LIMIT: processes per container. @default 256 */
   pidsLimit: number;
@@ -98,7 +98,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     maxBody: readBytes(env, 'FNIX_MAX_BODY', 6 * MIB, 0, 1024 * MIB),
     maxOutput: readBytes(env, 'FNIX_MAX_OUTPUT', 100 * MIB, 1, 64 * 1024 * MIB),
     idleTtlMs: readInteger(env, 'FNIX_IDLE_TTL_MS', 300_000, 1000, 86_400_000),
-    queueTimeoutMs: readInteger(env, 'FNIX_QUEUE_TIMEOUT_MS', 10_000, 0, 600_000),
+    queueTimeoutMs: readQueueTimeout(env),
     pidsLimit: readInteger(env, 'FNIX_PIDS_LIMIT', 256, 8, 65_536),
     nofile: readInteger(env, 'FNIX_NOFILE', 1024, 64, 65_536),
     tmpBytes: readBytes(env, 'FNIX_TMP_SIZE', 64 * MIB, MIB, 64 * 1024 * MIB),
@@ -107,6 +107,20 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     token,
     maxPushBytes: readBytes(env, 'FNIX_MAX_PUSH', 100 * MIB, MIB, 64 * 1024 * MIB),
   };
+}
+
+/** FNIX_QUEUE_TIMEOUT, a duration (`10s`, `500ms`, `1m`, or milliseconds), or FNIX_QUEUE_TIMEOUT_MS; not both. */
+function readQueueTimeout(env: Env): number {
+  const raw = env['FNIX_QUEUE_TIMEOUT'];
+  if (raw === undefined || raw === '') return readInteger(env, 'FNIX_QUEUE_TIMEOUT_MS', 10_000, 0, 600_000);
+  if (env['FNIX_QUEUE_TIMEOUT_MS']) throw new ConfigError('FNIX_QUEUE_TIMEOUT and FNIX_QUEUE_TIMEOUT_MS are both set: set one of them');
+  const match = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/i.exec(raw.trim());
+  const unit = { ms: 1, s: 1000, m: 60_000 }[(match?.[2] ?? 'ms').toLowerCase() as 'ms' | 's' | 'm'];
+  const value = match ? Math.round(Number(match[1]) * unit) : Number.NaN;
+  if (!(value >= 0 && value <= 600_000)) {
+    throw new ConfigError(`FNIX_QUEUE_TIMEOUT=${JSON.stringify(raw)}: expected a duration from 0 to 10m, such as 10s, 500ms or 10000 (milliseconds)`);
+  }
+  return value;
 }
 
 /** FNIX_ALLOWED_HOSTS: comma-separated names, `.domain` entries, or `*`. */

@@ -100,12 +100,18 @@ export class Deployer {
     const subject = await repository.subject(commit, env);
     progress(`deployment ${id}: commit ${commit.slice(0, 12)} "${subject}"`);
     const problems: string[] = [];
-    const built = await this.#buildCommit(commit, env, `${id}-`, (name, outcome, ms) =>
-      progress(
-        'version' in outcome
-          ? `${FUNCTIONS_FOLDER}/${name}: built in ${ms} (packages: ${outcome.version.resolution.packages.map((p) => `${p.attr} ${p.storePath}`).join(', ') || 'none'})`
-          : `${FUNCTIONS_FOLDER}/${name}: FAILED after ${ms}`,
-      ),
+    const built = await this.#buildCommit(
+      commit,
+      env,
+      `${id}-`,
+      (name, outcome, ms) =>
+        progress(
+          'version' in outcome
+            ? `${FUNCTIONS_FOLDER}/${name}: built in ${ms} (packages: ${outcome.version.resolution.packages.map((p) => `${p.attr} ${p.storePath}`).join(', ') || 'none'})`
+            : `${FUNCTIONS_FOLDER}/${name}: FAILED after ${ms}`,
+        ),
+      // A Nix build can take minutes: the pusher sees which function it is at.
+      (name) => progress(`${FUNCTIONS_FOLDER}/${name}: building...`),
     );
     const { tree } = built;
     let versions = built.versions;
@@ -305,6 +311,7 @@ export class Deployer {
     env: QuarantineEnv,
     stagingPrefix: string,
     onBuild?: (name: string, outcome: { version: FunctionVersion } | { error: unknown }, duration: string) => void,
+    onBuildStart?: (name: string) => void,
   ) {
     const { repository } = this.#options;
     const versions: FunctionVersion[] = [];
@@ -318,6 +325,7 @@ export class Deployer {
       // Every function is built, so that one push reports every problem it has.
       for (const name of tree.names.filter((n) => !problems.has(n))) {
         const started = performance.now();
+        onBuildStart?.(name);
         try {
           const version = await buildFunction({ name, sourceDir: join(staging, name), buildsDir: this.#options.buildsDir, resolver: this.#options.resolver });
           versions.push(version);

@@ -4,7 +4,7 @@
  * deployer, the hook socket, and what to serve at start (the active deployment; or, with an empty
  * repository, the functions folder imported as the first commit).
  */
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,12 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
   });
   const pushes = new PushDeploys(deployer, { waitMs: options.pushWaitMs });
   const server: Server = await startHookServer(socketPath, repository.gitDir, pushes, log);
+  // Hooks under way at shutdown are cut (their push is refused), so that a long build cannot hold it up.
+  const hooks = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    hooks.add(socket);
+    socket.once('close', () => hooks.delete(socket));
+  });
 
   // A deployment that cannot be restored (its commit gone from the repository, say) must not stop fnix
   // from starting, again and again: main is deployed instead, as when there is none.
@@ -103,7 +109,11 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
     deployer,
     pushes,
     repository,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of hooks) socket.destroy();
+      }),
   };
 }
 

@@ -142,9 +142,12 @@ export class Pool {
   }
 
   /** Starts filling the pool; resolves when the first fill has finished (or failed). */
+  /** Fills the pool; rejects with the cause when not one of its containers could be started. */
   async start(): Promise<void> {
     this.#refill();
-    await Promise.allSettled([...this.#starting].map((s) => s.promise));
+    const results = await Promise.allSettled([...this.#starting].map((s) => s.promise));
+    const failures = results.filter((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failures.length > 0 && failures.length === results.length) throw failures[0]!.reason;
   }
 
   /**

@@ -88,6 +88,7 @@ describe('a push to main', () => {
     await writeFunction(dir, 'added', 'new function');
     const pushed = await commitAndPush(dir, 'v2');
     expect(pushed.exitCode, pushed.all).toBe(0);
+    expect(pushed.all).toContain("remote: functions/greet: building...");
     expect(pushed.all).toMatch(/remote: functions\/greet: built in [\d.]+ s \(packages: busybox \/nix\/store\//);
     expect(pushed.all).toMatch(/remote: functions\/added: started in a container/);
     expect(pushed.all).toMatch(/remote: deployment d-[\w-]+ is live: added, greet/);

@@ -52,7 +52,7 @@ describe('loadConfig: defaults', () => {
         'FNIX_PORT', 'FNIX_HOST', 'FNIX_STATE_DIR', 'FNIX_FUNCTIONS_DIR', 'FNIX_PACKAGES', 'FNIX_POOL_SIZE',
         'FNIX_MAX_SESSIONS', 'FNIX_MAX_CONTAINERS', 'FNIX_MAX_BODY', 'FNIX_MAX_OUTPUT', 'FNIX_IDLE_TTL_MS', 'FNIX_QUEUE_TIMEOUT_MS',
         'FNIX_PIDS_LIMIT', 'FNIX_NOFILE', 'FNIX_TMP_SIZE', 'FNIX_SHUTDOWN_GRACE_MS', 'FNIX_CPUS',
-        'FNIX_TOKEN', 'FNIX_MAX_PUSH', 'FNIX_ALLOWED_HOSTS',
+        'FNIX_TOKEN', 'FNIX_MAX_PUSH', 'FNIX_ALLOWED_HOSTS', 'FNIX_QUEUE_TIMEOUT',
       ].map((name) => [name, '']),
     );
     expect(loadConfig(env, CWD)).toEqual(loadConfig({}, CWD));
@@ -81,6 +81,23 @@ describe('loadConfig: defaults', () => {
 describe('loadConfig: FNIX_TOKEN', () => {
   it('refuses a token shorter than 16 characters, naming the variable', () => {
     expect(() => loadConfig({ FNIX_TOKEN: 'short' }, CWD)).toThrow(/FNIX_TOKEN is 5 characters: use at least 16/);
+  });
+});
+
+describe('loadConfig: FNIX_QUEUE_TIMEOUT', () => {
+  it('takes a duration, or milliseconds', () => {
+    expect(loadConfig({ FNIX_QUEUE_TIMEOUT: '2s' }, CWD).queueTimeoutMs).toBe(2000);
+    expect(loadConfig({ FNIX_QUEUE_TIMEOUT: '1.5s' }, CWD).queueTimeoutMs).toBe(1500);
+    expect(loadConfig({ FNIX_QUEUE_TIMEOUT: '250ms' }, CWD).queueTimeoutMs).toBe(250);
+    expect(loadConfig({ FNIX_QUEUE_TIMEOUT: '1m' }, CWD).queueTimeoutMs).toBe(60_000);
+    expect(loadConfig({ FNIX_QUEUE_TIMEOUT: '700' }, CWD).queueTimeoutMs).toBe(700);
+    expect(loadConfig({ FNIX_QUEUE_TIMEOUT_MS: '700' }, CWD).queueTimeoutMs).toBe(700);
+  });
+
+  it('refuses a bad duration, one over 10 minutes, or both variables at once', () => {
+    expect(() => loadConfig({ FNIX_QUEUE_TIMEOUT: 'soon' }, CWD)).toThrow(/FNIX_QUEUE_TIMEOUT="soon": expected a duration/);
+    expect(() => loadConfig({ FNIX_QUEUE_TIMEOUT: '11m' }, CWD)).toThrow(/expected a duration from 0 to 10m/);
+    expect(() => loadConfig({ FNIX_QUEUE_TIMEOUT: '1s', FNIX_QUEUE_TIMEOUT_MS: '1000' }, CWD)).toThrow(/both set/);
   });
 });
 

@@ -130,12 +130,19 @@ describe('the gateway process', () => {
 });
 
 describe('podman or nix failing at start', () => {
-  it.each([['podman'], ['nix-build']])('with %s failing, the gateway starts anyway, says why, answers 503, and serves once it works', async (tool) => {
+  const fails = (tool: string) => `#!/bin/sh\necho "${tool}: simulated failure" >&2\nexit 125\n`;
+  // podman itself works (info, ps, rm), but no container starts: the OCI runtime is broken, say.
+  const runFails = `#!/bin/sh\ncase " $* " in *" run --detach "*) echo "podman: simulated failure" >&2; exit 125;; esac\nexec /usr/bin/podman "$@"\n`;
+  it.each([
+    ['podman', 'podman', fails('podman'), 'podman does not work'],
+    ['nix-build', 'nix-build', fails('nix-build'), 'nix does not work'],
+    ['podman run', 'podman', runFails, 'no container could be started'],
+  ])('with %s failing, the gateway starts anyway, says why, answers 503, and serves once it works', async (label, tool, script, cause) => {
     const dir = await mkdtemp(join(tmpdir(), 'fnix-broken-'));
     const fake = join(dir, 'bin');
     await mkdir(fake);
     // A tool that fails, ahead of the real one on PATH; removing it is the repair.
-    await writeFile(join(fake, tool), `#!/bin/sh\necho "${tool}: simulated failure" >&2\nexit 125\n`, { mode: 0o755 });
+    await writeFile(join(fake, tool), script, { mode: 0o755 });
     const gateway = await startMain(
       { PATH: `${fake}:${process.env['PATH']}`, FNIX_STATE_DIR: join(dir, 'state'), FNIX_POOL_SIZE: '1', FNIX_TOKEN: TOKEN, FNIX_FUNCTIONS_DIR: join(ROOT, 'functions') },
       { until: LISTENING, timeoutMs: 60_000 },
@@ -151,7 +158,7 @@ describe('podman or nix failing at start', () => {
       const healthBody = (await health.json()) as any;
       expect(health.status).toBe(503);
       expect(healthBody.error.code).toBe('RUNTIME_UNAVAILABLE');
-      expect(healthBody.error.message).toContain(tool === 'podman' ? 'podman does not work' : 'nix does not work');
+      expect(healthBody.error.message).toContain(cause);
       const invocation = await fetch(`${url}/fn/hello`);
       expect(invocation.status).toBe(503);
       expect(invocation.headers.get('retry-after')).toBeTruthy();
@@ -161,7 +168,7 @@ describe('podman or nix failing at start', () => {
       await rm(join(fake, tool));
       const repairedAt = performance.now();
       await waitUntil(async () => (await fetch(`${url}/fn/hello`)).status === 200, 60_000, 'the gateway to serve after the repair');
-      await report(`${tool} failing at start`, { healthz: 503, invocations: '503 RUNTIME_UNAVAILABLE naming the cause', crashLoop: 'none', servingAfterRepairMs: Math.round(performance.now() - repairedAt) });
+      await report(`${label} failing at start`, { healthz: 503, invocations: '503 RUNTIME_UNAVAILABLE naming the cause', crashLoop: 'none', servingAfterRepairMs: Math.round(performance.now() - repairedAt) });
       gateway.child.kill('SIGTERM');
       expect((await gateway.child).exitCode).toBe(0);
     } finally {
