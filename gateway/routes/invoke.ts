@@ -41,7 +41,10 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
     const name = c.req.param('name') ?? '';
     const fn = registry.get(name);
     const declared = c.req.header('content-length');
-    if (declared !== undefined && Number(declared) > maxBody) throw bodyTooLarge(maxBody);
+    if (declared !== undefined && Number(declared) > maxBody) {
+      metrics.invocationRefused(fn.name, 'http', 'BODY_TOO_LARGE', 0);
+      throw bodyTooLarge(maxBody);
+    }
 
     const url = new URL(c.req.url);
     const scriptName = `/fn/${name}`;

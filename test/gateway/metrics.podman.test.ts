@@ -117,5 +117,10 @@ describe('GET /metrics', () => {
     expect(after.value('fnix_invocations_total', { ...labels, outcome: 'INVOCATION_ABORTED' })).toBe(
       before.value('fnix_invocations_total', { ...labels, outcome: 'INVOCATION_ABORTED' }),
     );
+    // Refused by its Content-Length alone, before any container: counted too.
+    const declared = await fetch(`${gateway.url}/fn/echo`, { method: 'POST', body: new Uint8Array(4000) });
+    expect(declared.status).toBe(413);
+    const last = await scrape(gateway.url);
+    expect(last.value('fnix_invocations_total', labels)).toBe(after.value('fnix_invocations_total', labels) + 1);
   });
 });
