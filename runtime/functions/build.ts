@@ -49,9 +49,13 @@ async function checkCommand(manifest: Manifest, sourceDir: string, storePaths: s
   const program = manifest.command[0]!;
   if (program.startsWith('./')) {
     const path = join(sourceDir, program);
-    const info = await lstat(path).catch(() => undefined);
-    if (!info) throw commandNotFound(file, program, `there is no ${program} in the function folder`);
-    if (info.isFile() && (info.mode & 0o111) === 0) {
+    // Followed through links (which stay inside the folder: the deploy checks see to that).
+    const link = await lstat(path).catch(() => undefined);
+    if (!link) throw commandNotFound(file, program, `there is no ${program} in the function folder`);
+    const info = await stat(path).catch(() => undefined);
+    if (!info) throw commandNotFound(file, program, `${program} is a symbolic link to nothing`);
+    if (!info.isFile()) throw commandNotFound(file, program, `${program} is not a file`);
+    if ((info.mode & 0o111) === 0) {
       throw commandNotFound(file, program, `${program} is not executable: run chmod +x ${program} and commit the mode`);
     }
     return;
