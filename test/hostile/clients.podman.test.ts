@@ -108,7 +108,12 @@ describe('hostile clients', () => {
     const began = performance.now();
     const responses = await Promise.all(
       Array.from({ length: total }, () =>
-        fetch(`${gateway.url}/fn/sleeper`).then(async (r) => ({ status: r.status, retryAfter: r.headers.get('retry-after'), body: await r.text() })),
+        fetch(`${gateway.url}/fn/sleeper`).then(async (r) => ({
+          status: r.status,
+          retryAfter: r.headers.get('retry-after'),
+          body: await r.text(),
+          atMs: performance.now() - began,
+        })),
       ),
     );
     const elapsed = performance.now() - began;
@@ -118,6 +123,9 @@ describe('hostile clients', () => {
     expect(served.every((r) => r.body === 'slept\n')).toBe(true);
     expect(refused.every((r) => r.retryAfter === '1' && JSON.parse(r.body).error.code === 'NO_CAPACITY')).toBe(true);
     expect(served.length).toBeGreaterThanOrEqual(4);
+    // The refused ones waited in the queue for their deadline (FNIX_QUEUE_TIMEOUT, 2 s here) first.
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) expect(r.atMs).toBeGreaterThanOrEqual(1900);
     expect(elapsed).toBeLessThan(15_000);
     await report('ten times more requests than containers', { requests: total, maxContainers: 4, served: served.length, refused503: refused.length, lost: 0, allAnsweredWithinMs: Math.round(elapsed) });
   });
