@@ -78,13 +78,20 @@ describe('hostile function code', () => {
   it('kills a memory bomb at its memoryMb and reports FUNCTION_OOM', async () => {
     const hello = await alongside(gateway.url);
     const began = performance.now();
-    const { response } = await invoke('memory-bomb');
+    const pending = invoke('memory-bomb');
+    let container: string | undefined;
+    const deadline = performance.now() + 2500;
+    while (!container && performance.now() < deadline) container = await containerRunning('memory-bomb');
+    const { response } = await pending;
     const body = (await response.json()) as any;
     const figures = await hello.stop();
     expect(response.status).toBe(502);
     expect(body.error.code).toBe('FUNCTION_OOM');
     expect(body.error.message).toContain('memoryMb of 64 MiB');
     expect(figures.failures).toBe(0);
+    // Its container is not reused: it is removed.
+    expect(container).toBeDefined();
+    await waitUntil(async () => (await execa('podman', ['ps', '-aq', '--filter', `id=${container}`])).stdout.trim() === '', 5000, 'the bomb container to be removed');
     await report('memory bomb', { status: response.status, code: body.error.code, endedAfterMs: Math.round(performance.now() - began), hello: figures });
   });
 
