@@ -13,7 +13,7 @@ import { isIP } from 'node:net';
 import { FnixError } from '../runtime/errors.ts';
 
 /** One FNIX_ALLOWED_HOSTS entry: a name, `.domain`, or `*`. */
-export const ALLOWED_HOST_PATTERN = /^(\*|\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$/;
+export const ALLOWED_HOST_PATTERN = /^(\*|\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*)$/;
 
 /** Checks the `Host` of requests against the names fnix may be reached by. */
 export class HostAllowlist {
@@ -41,7 +41,12 @@ export class HostAllowlist {
   /** Throws HOST_NOT_ALLOWED, naming the host and the setting that allows it, unless {@link allows}. */
   check(hostHeader: string | undefined): void {
     if (this.allows(hostHeader)) return;
-    const name = hostName(hostHeader!) ?? hostHeader!;
+    const name = hostName(hostHeader!);
+    if (name === undefined || !ALLOWED_HOST_PATTERN.test(name)) {
+      throw new FnixError('HOST_NOT_ALLOWED', `the Host header ${JSON.stringify(hostHeader!.slice(0, 100))} is not a host name`, {
+        details: { host: hostHeader!.slice(0, 100) },
+      });
+    }
     throw new FnixError(
       'HOST_NOT_ALLOWED',
       `requests for host ${JSON.stringify(name)} are refused: fnix answers IP addresses, localhost and the names in FNIX_ALLOWED_HOSTS (a defence against DNS rebinding); to serve this name, start fnix with FNIX_ALLOWED_HOSTS=${name}`,

@@ -14,6 +14,7 @@ import { assembleGateway } from './assemble.ts';
 import { loadToken } from './auth/token.ts';
 import { loadConfig, type Config } from './config.ts';
 import { createDegradedApp } from './degraded.ts';
+import { HostAllowlist } from './host-check.ts';
 import { rejectUpgrade, type SessionUpgrade } from './sessions/upgrade.ts';
 import { startServer } from './server.ts';
 
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
   let starting: Promise<Serving> | undefined;
   let wakeRetry = () => {};
   let cause = new FnixError('RUNTIME_UNAVAILABLE', 'fnix is starting');
-  const degraded = createDegradedApp(() => cause);
+  const degraded = createDegradedApp(() => cause, new HostAllowlist(config.allowedHosts));
   // The port is taken first: while the runtime cannot start, /healthz says why and requests get 503.
   const server = await startServer({
     app: { fetch: (request, env) => (serving?.app ?? degraded).fetch(request, env) },

@@ -207,9 +207,11 @@ export class Deployer {
       }
     }
     const { versions, broken } = prepared;
-    await store.activate(record, new Date());
     // A ref of its own keeps the commit through a force-push and `git gc`, so that a rollback finds it.
-    await this.#options.repository.git(['update-ref', `${DEPLOYMENT_REFS}${id}`, record.commit]);
+    // Set before the record says it is active; a failure to set it costs that protection only.
+    const pinned = await this.#options.repository.git(['update-ref', `${DEPLOYMENT_REFS}${id}`, record.commit], { reject: false });
+    if (pinned.exitCode !== 0) log.warn('the deployment\'s commit could not be kept by a ref of its own', { id, error: String(pinned.stderr).trim() });
+    await store.activate(record, new Date());
     registry.replaceAll(versions, broken);
     pool.serve(versions.map((v) => v.key));
     await this.#pruneHistory(id);
@@ -241,7 +243,8 @@ export class Deployer {
     registry.replaceAll(versions, broken);
     pool.serve(versions.map((v) => v.key));
     for (const [name, error] of broken) log.error('function not served', { function: name, code: error.code, error: error.message });
-    await this.#pruneHistory(record.id);
+    // Served by now: tidying the history must not undo that.
+    await this.#pruneHistory(record.id).catch((error: unknown) => log.warn('pruning the deployment history failed', { error: String(error) }));
     log.info('deployment restored', { id: record.id, commit: record.commit.slice(0, 12), functions: versions.length, broken: broken.size });
     return record;
   }

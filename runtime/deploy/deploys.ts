@@ -81,7 +81,7 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
   // A deployment that cannot be restored (its commit gone from the repository, say) must not stop fnix
   // from starting, again and again: main is deployed instead, as when there is none.
   const restored = await deployer.restore().catch((error: unknown) => {
-    log.error('the active deployment could not be served again; deploying main instead', { error: String((error as Error).message ?? error) });
+    log.error('the active deployment could not be served again; deploying main instead', { error: error instanceof Error ? error.message : String(error) });
     return undefined;
   });
   if (!restored) {
@@ -91,7 +91,9 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
       // main moved but was never activated (fnix stopped between the two): deploy it now.
       const held = await deployer.lock.acquire('the deployment of main at start', 60_000);
       try {
-        const { record } = await deployer.check(main, { progress, source: 'push' });
+        // The first import's commit is checked as an import again: its broken functions do not stop the rest.
+        const imported = (await deployer.store.list()).some((r) => r.commit === main && r.source === 'import');
+        const { record } = await deployer.check(main, { progress, source: imported ? 'import' : 'push' });
         if (record.result === 'ready') await deployer.activate(record.id);
         else for (const line of (record.reason ?? '').split('\n')) log.error(`deploy: ${line}`);
       } finally {

@@ -28,7 +28,7 @@ export class FunctionRegistry {
       });
     }
     if (entry.status === 'broken') {
-      throw new FnixError('FUNCTION_UNAVAILABLE', `function '${name}' is not served because its build failed: ${entry.error.message}`, {
+      throw new FnixError('FUNCTION_UNAVAILABLE', `function '${name}' is not served because it did not pass its checks: ${entry.error.message}`, {
         details: { function: name, cause: entry.error.toJSON() },
       });
     }

@@ -45,6 +45,8 @@ const ENOSYS = 38;
 /** The parts of a containers/common seccomp profile that fnix reads or writes. */
 interface SeccompRule {
   names: string[];
+  /** A single name, which containers/common accepts instead of `names`. */
+  name?: string;
   action: string;
   args?: { index: number; value: number; valueTwo: number; op: string }[] | null;
   errnoRet?: number;
@@ -63,8 +65,10 @@ export interface SeccompProfile {
  */
 export function hardenProfile(base: SeccompProfile): SeccompProfile {
   const removed = new Set<string>([...DENIED_SYSCALLS, 'clone', 'clone3']);
+  // Every rule of the base that names one of these goes, whatever its action, so that no two rules
+  // for one call disagree (libseccomp refuses a profile where they do).
   const kept = base.syscalls
-    .map((rule) => (rule.action === 'SCMP_ACT_ALLOW' ? { ...rule, names: rule.names.filter((name) => !removed.has(name)) } : rule))
+    .map(({ name, ...rule }) => ({ ...rule, names: [...(rule.names ?? []), ...(name ? [name] : [])].filter((n) => !removed.has(n)) }))
     .filter((rule) => rule.names.length > 0);
   const allFlags = Object.values(NAMESPACE_FLAGS).reduce((all, flag) => all | flag, 0);
   const ours: SeccompRule[] = [

@@ -141,7 +141,6 @@ export class Pool {
     });
   }
 
-  /** Starts filling the pool; resolves when the first fill has finished (or failed). */
   /** Fills the pool; rejects with the cause when not one of its containers could be started. */
   async start(): Promise<void> {
     this.#refill();

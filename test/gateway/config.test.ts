@@ -112,7 +112,7 @@ describe('loadConfig: FNIX_STATE_DIR', () => {
 describe('loadConfig: FNIX_ALLOWED_HOSTS', () => {
   it('takes names, .domains and *, separated by commas', () => {
     expect(loadConfig({ FNIX_ALLOWED_HOSTS: '*' }, CWD).allowedHosts).toEqual(['*']);
-    expect(loadConfig({ FNIX_ALLOWED_HOSTS: 'a.example,,b-1.example ,' }, CWD).allowedHosts).toEqual(['a.example', 'b-1.example']);
+    expect(loadConfig({ FNIX_ALLOWED_HOSTS: 'a.example,,b-1.example ,fnix_gateway' }, CWD).allowedHosts).toEqual(['a.example', 'b-1.example', 'fnix_gateway']);
   });
 
   it.each(['http://a.example', 'a.example:8080', '*.example', 'a..example', '-a.example', 'a example'])('refuses %j, naming the variable', (entry) => {

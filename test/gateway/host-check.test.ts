@@ -33,6 +33,14 @@ describe('HostAllowlist', () => {
     }
   });
 
+  it('takes names with an underscore (Compose service names)', () => {
+    expect(new HostAllowlist(['fnix_gateway']).allows('fnix_gateway:8080')).toBe(true);
+  });
+
+  it('says when a Host is not a host name at all, rather than suggesting it be allowed', () => {
+    expect(() => none.check('user@host')).toThrow(/the Host header "user@host" is not a host name/);
+  });
+
   it('allows any name with *', () => {
     expect(new HostAllowlist(['*']).allows('anything.example:1')).toBe(true);
   });

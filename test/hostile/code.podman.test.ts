@@ -4,8 +4,10 @@
  * output, children that try to outlive their invocation, writes where none belong, and probes of what a
  * function can see. Each runs with `hello` invoked alongside, whose latency is reported.
  */
-import { readFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { prepareHost } from '../../bench/host.ts';
 import { execa } from 'execa';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { EXAMPLES_DIR, functionsFrom, startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
@@ -13,13 +15,14 @@ import { containerRunning, pidsWithEnv, waitUntil } from '../helpers/processes.t
 import { alongside, HOSTILE_DIR, report } from './helpers.ts';
 
 let gateway: TestGateway;
+let functionsDir: string;
 // Far more than the memory growth the flood tests allow (64 MiB): a gateway that held the output would fail them.
 const MAX_OUTPUT = 160 * 1024 * 1024;
 
 beforeAll(async () => {
   // A secret of the gateway's, which no function may see.
   process.env['FNIX_TOKEN'] = TEST_TOKEN;
-  const functionsDir = await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR);
+  functionsDir = await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR);
   // The system-call probe is C, compiled here: a static binary needs nothing from the store.
   const probe = join(functionsDir, 'syscalls');
   await execa('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-Werror', '-o', join(probe, 'syscalls'), join(probe, 'syscalls.c')]);
@@ -213,7 +216,6 @@ describe('hostile function code', () => {
       // What every program needs: fork, and clone without namespace flags (threads).
       fork: 'allowed',
       'thread-like clone': 'allowed',
-      // Podman's own profile allows these three; fnix's refuses them (runtime/podman/seccomp.ts).
       'clone(CLONE_NEWUSER)': EPERM,
       'unshare(CLONE_NEWUSER)': EPERM,
       // clone3 hides its flags from seccomp behind a pointer: ENOSYS, so that libc falls back to clone.
@@ -233,7 +235,24 @@ describe('hostile function code', () => {
       userfaultfd: EPERM,
       io_uring_setup: ENOSYS,
     });
-    await report('kernel surface', { refused: Object.keys(answers).filter((name) => answers[name] !== 'allowed'), hello: figures });
+    // The same probe, confined the same way but under Podman's own seccomp profile: what fnix's profile
+    // is there for. In a user namespace of its own, a process holds every capability over namespaces it
+    // makes, and mounts.
+    const work = await mkdtemp(join(tmpdir(), 'fnix-seccomp-'));
+    try {
+      const host = await prepareHost(work);
+      const podmanDefault = host.containerArgs.map((arg) => (arg.startsWith('seccomp=') ? 'seccomp=/usr/share/containers/seccomp.json' : arg));
+      const probeDir = join(work, 'probe');
+      await mkdir(probeDir, { recursive: true });
+      await copyFile(join(functionsDir, 'syscalls', 'syscalls'), join(probeDir, 'syscalls'));
+      const { stdout } = await host.podman.exec(['run', '--rm', ...podmanDefault, '-v', `${probeDir}:/p:ro`, '--rootfs', host.rootfs, '/p/syscalls']);
+      const underPodman = Object.fromEntries(String(stdout).trim().split('\n').map((line) => line.split(': ') as [string, string]));
+      const onlyFnixRefuses = Object.keys(answers).filter((name) => underPodman[name] === 'allowed' && answers[name] !== 'allowed');
+      expect(onlyFnixRefuses).toEqual(expect.arrayContaining(['clone(CLONE_NEWUSER)', 'unshare(CLONE_NEWUSER)', 'clone3(CLONE_NEWUSER)', 'mount', 'keyctl']));
+      await report('kernel surface', { refused: Object.keys(answers).filter((name) => answers[name] !== 'allowed'), allowedByPodmansProfile: onlyFnixRefuses, hello: figures });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   });
 
   it('with "network": true, gives an interface of its own, but no way to the gateway or the host\'s Podman and Nix sockets', async () => {
