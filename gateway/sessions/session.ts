@@ -41,6 +41,8 @@ export interface Session {
 const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
 /** Stdin bytes queued for a command that does not read them, before fnix stops reading the socket. */
 const STDIN_QUEUE_LIMIT = 1024 * 1024;
+/** Stdin writes waiting, at most, before fnix stops reading the socket. */
+const STDIN_QUEUE_WRITES = 64;
 /** After the server's close frame, how long a client has to answer before its socket is dropped. */
 const CLOSE_GRACE_MS = 2000;
 const DEFAULT_HEARTBEAT_MS = 15_000;
@@ -144,15 +146,42 @@ export function runSession(options: SessionOptions): Session {
     if (frame.channel === 'resize') invocation.resize(frame.cols, frame.rows);
     else if (frame.channel === 'signal') invocation.sendSignal(frame.signal);
     else if (frame.data.length === 0) {
+      flushStdin();
       // A pty has no end of input of its own: a terminal user types Ctrl-D, which the line discipline
       // turns into end-of-file for a reader at the start of a line.
       if (options.tty) invocation.stdin.write(CTRL_D);
       else invocation.stdin.end();
     } else if (!invocation.stdin.writableEnded) {
-      invocation.stdin.write(frame.data);
-      if (invocation.stdin.writableLength > STDIN_QUEUE_LIMIT) blockStdin();
+      queueStdin(frame.data);
     }
   });
+  // The frames that arrive together (one read of the socket can hold thousands) go to stdin as one
+  // write: queued one by one, a flood of one-byte frames to a command that does not read would cost
+  // about 100 bytes of memory per byte.
+  let pendingStdin: Buffer[] = [];
+  let stdinWrites = 0;
+  let flushScheduled = false;
+  function queueStdin(data: Buffer): void {
+    pendingStdin.push(data);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushStdin);
+    }
+  }
+  function flushStdin(): void {
+    flushScheduled = false;
+    if (pendingStdin.length === 0) return;
+    const chunk = pendingStdin.length === 1 ? pendingStdin[0]! : Buffer.concat(pendingStdin);
+    pendingStdin = [];
+    if (invocation.stdin.writableEnded) return;
+    stdinWrites += 1;
+    invocation.stdin.write(chunk, () => {
+      stdinWrites -= 1;
+      if (stdinWrites === 0) unblockStdin();
+    });
+    // Bounded in bytes, and in writes: each waiting write costs memory of its own, whatever its size.
+    if (invocation.stdin.writableLength > STDIN_QUEUE_LIMIT || stdinWrites > STDIN_QUEUE_WRITES) blockStdin();
+  }
   // The client went away: nothing is left to read the output, so the command goes, within the agent's
   // kill deadline.
   ws.on('close', () => end({ error: { code: 'INVOCATION_ABORTED', message: 'the client closed the session' } }, 1000));
