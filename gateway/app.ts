@@ -11,7 +11,7 @@ import type { Logger } from '../runtime/log.ts';
 import type { Runner } from '../runtime/runner.ts';
 import type { RuntimeHealth } from '../runtime/runtime.ts';
 import { errorResponse, toFnixError } from './errors.ts';
-import type { HostAllowlist } from './host-check.ts';
+import { checkHost, type HostAllowlist } from './host-check.ts';
 import { instrumentRunner } from './metrics/instrument-runner.ts';
 import type { GatewayMetrics } from './metrics/metrics.ts';
 import type { Deployer } from '../runtime/deploy/deployer.ts';
@@ -59,10 +59,7 @@ export interface DeployRoutesOptions {
  */
 export function createApp(options: AppOptions): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
-  app.use('*', async function checkHost(c, next) {
-    options.hosts.check(c.req.header('host'));
-    await next();
-  });
+  app.use('*', checkHost(options.hosts));
   app.use('/fn/*', async function assignInvocationId(c, next) {
     c.set('invocationId', nanoid());
     await next();

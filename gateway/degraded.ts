@@ -9,16 +9,13 @@ import { Hono } from 'hono';
 import { nanoid } from 'nanoid';
 import type { FnixError } from '../runtime/errors.ts';
 import { errorResponse, toFnixError } from './errors.ts';
-import type { HostAllowlist } from './host-check.ts';
+import { checkHost, type HostAllowlist } from './host-check.ts';
 import { INVOCATION_ID_HEADER } from './routes/invoke.ts';
 
 /** The app served while `cause()` stands in the way. */
 export function createDegradedApp(cause: () => FnixError, hosts: HostAllowlist): Hono {
   const app = new Hono();
-  app.use('*', async function checkHost(c, next) {
-    hosts.check(c.req.header('host'));
-    await next();
-  });
+  app.use('*', checkHost(hosts));
   app.onError((error) => errorResponse(toFnixError(error)));
   app.get('/healthz', (c) => c.json({ status: 'unavailable', error: cause().toJSON() }, 503, { 'retry-after': '5' }));
   // Every response of /fn carries an invocation id, this one too.

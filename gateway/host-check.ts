@@ -10,6 +10,7 @@
  * `fnix.example.com`, `.example.com` for a domain and every name under it, or `*` for any name.
  */
 import { isIP } from 'node:net';
+import type { MiddlewareHandler } from 'hono';
 import { FnixError } from '../runtime/errors.ts';
 
 /** One FNIX_ALLOWED_HOSTS entry: a name, `.domain`, or `*`. */
@@ -53,6 +54,14 @@ export class HostAllowlist {
       { details: { host: name } },
     );
   }
+}
+
+/** Hono middleware: every request's Host is checked before its route (the error handler answers). */
+export function checkHost(hosts: HostAllowlist): MiddlewareHandler {
+  return async function checkHost(c, next) {
+    hosts.check(c.req.header('host'));
+    await next();
+  };
 }
 
 /** The name part of a Host header (`name`, `name:port`, `[v6]:port`), lower case, without a final dot. */

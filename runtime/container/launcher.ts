@@ -14,6 +14,7 @@ import { FnixError } from '../errors.ts';
 import type { Podman } from '../podman/podman.ts';
 import { listContainers, removeContainers } from '../podman/remove.ts';
 import { runContainer } from '../podman/run.ts';
+import { MAX_SOCKET_PATH_BYTES } from '../unix-socket.ts';
 import { Container } from './container.ts';
 
 /** The label every fnix container carries, with the instance (state folder) it belongs to. */
@@ -55,17 +56,27 @@ export interface LaunchRequest {
   storeGeneration: number;
 }
 
-const makeSuffix = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 10);
+const SUFFIX_LENGTH = 10;
+const makeSuffix = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', SUFFIX_LENGTH);
+const INSTANCE_LENGTH = 8;
+/** A container's files: `<state>/run/<name>/`, with the agent's socket in ctl/ and the function in fn/. */
+const CONTROL_DIR = 'ctl';
+const AGENT_SOCKET = 'agent.sock';
 const UID_BASE = 200_000;
 const UID_RANGE = 800_000;
 const REMOVE_BATCH_DELAY_MS = 20;
 
-/** A unix socket's path may be 107 bytes; each agent's is `<state>/run/fnix-<8>-<10>/ctl/agent.sock`. */
-export const MAX_STATE_DIR_BYTES = 107 - '/run/fnix-12345678-1234567890/ctl/agent.sock'.length;
+/** The longest state folder path under which every agent's socket path fits a unix socket's. */
+export const MAX_STATE_DIR_BYTES =
+  MAX_SOCKET_PATH_BYTES - join('/run', containerName('x'.repeat(INSTANCE_LENGTH), 'x'.repeat(SUFFIX_LENGTH)), CONTROL_DIR, AGENT_SOCKET).length;
+
+function containerName(instance: string, suffix: string): string {
+  return `fnix-${instance}-${suffix}`;
+}
 
 /** The instance label value for a state folder: containers of one fnix carry it, another's do not. */
 export function instanceOf(stateDir: string): string {
-  return createHash('sha256').update(stateDir).digest('hex').slice(0, 8);
+  return createHash('sha256').update(stateDir).digest('hex').slice(0, INSTANCE_LENGTH);
 }
 
 /** Starts and removes containers for one fnix instance. */
@@ -98,12 +109,12 @@ export class ContainerLauncher {
 
   /** Starts a container and waits for its agent. Throws CONTAINER_START_FAILED. */
   async launch(request: LaunchRequest): Promise<Container> {
-    const name = `fnix-${this.instance}-${makeSuffix()}`;
+    const name = containerName(this.instance, makeSuffix());
     const runDir = join(this.#runRoot, name);
-    const controlDir = join(runDir, 'ctl');
+    const controlDir = join(runDir, CONTROL_DIR);
     const functionDir = join(runDir, 'fn');
     const uid = UID_BASE + (this.#nextUid++ % UID_RANGE);
-    const socketPath = join(controlDir, 'agent.sock');
+    const socketPath = join(controlDir, AGENT_SOCKET);
     const startedAt = performance.now();
     await mkdir(runDir, { mode: 0o700 });
     await mkdir(controlDir, { mode: 0o700 });

@@ -199,7 +199,7 @@ export class Deployer {
     if (!prepared) {
       // An older deployment: built again from its commit (quick, from Nix's store and the build cache).
       prepared = await this.#rebuild(record);
-      const failed = [...prepared.broken].find(([name]) => !record.broken?.some((b) => b.name === name));
+      const failed = newlyBroken(record, prepared.broken);
       if (failed) {
         throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} can no longer be built: ${failed[0]}: ${failed[1].message}`, {
           details: { deployment: id },
@@ -299,7 +299,7 @@ export class Deployer {
       if (!broken.has(name)) broken.set(name, new FnixError(code, problem));
     }
     const served = versions.filter((version) => !broken.has(version.name));
-    if ([...broken.keys()].every((name) => record.broken?.some((b) => b.name === name))) this.#prepared.set(record.id, { versions: served, broken });
+    if (!newlyBroken(record, broken)) this.#prepared.set(record.id, { versions: served, broken });
     return { versions: served, broken };
   }
 
@@ -366,6 +366,11 @@ export class Deployer {
     }
     await resolver.pruneRoots(kept.filter((r) => r.result === 'ready').flatMap((r) => r.functions.map((f) => f.rootKey)));
   }
+}
+
+/** A function broken now that the record did not hold broken when it passed its checks, if any. */
+function newlyBroken(record: DeploymentRecord, broken: ReadonlyMap<string, FnixError>): [string, FnixError] | undefined {
+  return [...broken].find(([name]) => !record.broken?.some((b) => b.name === name));
 }
 
 /** What the record keeps of a built version. */

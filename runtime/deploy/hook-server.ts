@@ -11,9 +11,8 @@ import { isAbsolute, resolve } from 'node:path';
 import type { Logger } from '../log.ts';
 import { QUARANTINE_VARIABLES, type QuarantineEnv } from './git.ts';
 import type { PushDeploys, RefUpdate } from './pushes.ts';
+import { MAX_SOCKET_PATH_BYTES } from '../unix-socket.ts';
 
-/** The longest path a unix socket may have on Linux (sun_path, less its NUL). */
-const MAX_SOCKET_PATH = 107;
 
 /** A request from a hook. */
 interface HookRequest {
@@ -25,8 +24,8 @@ interface HookRequest {
 
 /** Listens on `socketPath` for hooks; resolves once listening. */
 export async function startHookServer(socketPath: string, gitDir: string, pushes: PushDeploys, log: Logger): Promise<Server> {
-  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
-    throw new Error(`the deploy socket path ${socketPath} is longer than ${MAX_SOCKET_PATH} bytes, which unix sockets allow; use a shorter FNIX_STATE_DIR`);
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
+    throw new Error(`the deploy socket path ${socketPath} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, which unix sockets allow; use a shorter FNIX_STATE_DIR`);
   }
   await rm(socketPath, { force: true });
   const server = createServer((socket) => void serve(socket, pushes, log, gitDir));

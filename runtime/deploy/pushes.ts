@@ -83,6 +83,8 @@ export class PushDeploys {
       progress(`refused: ${(error as Error).message}; push again later`);
       return false;
     }
+    // The push is over on git's side (its hook went away, or its request ended): it cannot be accepted.
+    const givenUp = () => gone?.aborted === true || this.#ended.has(pushId);
     try {
       // Another push may have moved main while this one waited: this one was made against the old main.
       const current = (await this.#deployer.repository.resolve(DEPLOY_REF)) ?? ZERO_OID;
@@ -91,7 +93,7 @@ export class PushDeploys {
         held.release();
         return false;
       }
-      if (gone?.aborted || this.#ended.has(pushId)) {
+      if (givenUp()) {
         held.release();
         return false;
       }
@@ -102,7 +104,7 @@ export class PushDeploys {
         held.release();
         return false;
       }
-      if (gone?.aborted || this.#ended.has(pushId)) {
+      if (givenUp()) {
         // The push died while it was checked: git will not update main, and no post-receive will come.
         // Its commit goes with its quarantine, so the deployment cannot be activated later either.
         this.#deployer.forget(record.id);
