@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import type { Hono } from 'hono';
-import type { Deploys } from '../runtime/deploy/deploys.ts';
+import { cleanDeployLeftovers, type Deploys } from '../runtime/deploy/deploys.ts';
 import { FnixError } from '../runtime/errors.ts';
 import { createLogger } from '../runtime/log.ts';
 import { startRuntime, type Runtime } from '../runtime/runtime.ts';
@@ -117,6 +117,7 @@ async function startServing(config: Config, isShuttingDown: () => boolean): Prom
       cpus: config.cpus,
     },
     log,
+    cleanStateDir: cleanDeployLeftovers(config.stateDir, log),
   });
   let token;
   let gateway;

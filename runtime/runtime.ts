@@ -37,6 +37,11 @@ export interface RuntimeOptions {
   maxOutputBytes: number;
   limits: ContainerLimits;
   log: Logger;
+  /**
+   * Runs once the state folder is this process's, before anything is written to it: the deployments
+   * remove what a dead push left there (runtime/deploy/leftovers.ts), which a full disk needs first.
+   */
+  cleanStateDir?: (() => Promise<void>) | undefined;
 }
 
 /** Health facts for /healthz. */
@@ -72,7 +77,7 @@ export interface Runtime {
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { log } = options;
   const stateDir = resolve(options.stateDir);
-  const lock = await lockStateDir(stateDir);
+  const lock = await lockStateDir(stateDir, { beforeTaking: options.cleanStateDir });
   try {
     return await assemble(options, stateDir, lock);
   } catch (error) {

@@ -20,7 +20,7 @@ import { DEPLOY_REF, ZERO_OID, type QuarantineEnv, type Repository } from './git
 import { DeployLock } from './lock.ts';
 import type { DeployedFunction, DeploymentRecord, DeploymentStore } from './records.ts';
 import { smokeCheck } from './smoke.ts';
-import { FUNCTIONS_FOLDER, IGNORED_LISTED, readFunctionsTree, writeFunctionsTree } from './tree.ts';
+import { FUNCTIONS_FOLDER, IGNORED_LISTED, readFunctionsTree, TreeWriteError, writeFunctionsTree } from './tree.ts';
 
 /** Told each line of a deployment's progress (a push shows them as `remote:` lines). */
 export type Progress = (line: string) => void;
@@ -324,7 +324,16 @@ export class Deployer {
     if (tree.problems.has('')) return { tree, problems, versions, failed };
     const staging = await mkdtemp(join(this.#options.stagingDir, stagingPrefix));
     try {
-      for (const [name, found] of await writeFunctionsTree(repository, tree, staging, env)) problems.set(name, found);
+      let written: Map<string, string[]>;
+      try {
+        written = await writeFunctionsTree(repository, tree, staging, env);
+      } catch (error) {
+        // A file that could not be written (a full disk, say) stops the whole deployment, named.
+        if (!(error instanceof TreeWriteError)) throw error;
+        problems.set('', [error.message]);
+        return { tree, problems, versions, failed };
+      }
+      for (const [name, found] of written) problems.set(name, found);
       // Every function is built, so that one push reports every problem it has.
       for (const name of tree.names.filter((n) => !problems.has(n))) {
         const started = performance.now();

@@ -13,6 +13,7 @@ import type { Runtime } from '../runtime.ts';
 import { Deployer } from './deployer.ts';
 import { DEPLOY_REF, Repository } from './git.ts';
 import { startHookServer } from './hook-server.ts';
+import { removeDeployLeftovers } from './leftovers.ts';
 import { PushDeploys } from './pushes.ts';
 import { DeploymentStore } from './records.ts';
 
@@ -116,6 +117,17 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
         server.close(() => resolve());
         for (const socket of hooks) socket.destroy();
       }),
+  };
+}
+
+/**
+ * The runtime's `cleanStateDir` for deployments: removes what a dead push or build left in the state
+ * folder (before anything else is written there, so that a full disk does not stop the start), and says so.
+ */
+export function cleanDeployLeftovers(stateDir: string, log: Logger): () => Promise<void> {
+  return async () => {
+    const { paths, bytes } = await removeDeployLeftovers(stateDir);
+    if (paths.length > 0) log.info('removed what an interrupted push or build left', { count: paths.length, mib: (bytes / 2 ** 20).toFixed(1) });
   };
 }
 

@@ -8,6 +8,7 @@ import { realpathSync } from 'node:fs';
 import { chmod, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
+import { describeFsError, errnoCode } from '../fs-errors.ts';
 import type { Logger } from '../log.ts';
 import { QUARANTINE_VARIABLES, type QuarantineEnv } from './git.ts';
 import type { PushDeploys, RefUpdate } from './pushes.ts';
@@ -60,8 +61,15 @@ async function serve(socket: Socket, pushes: PushDeploys, log: Logger, gitDir: s
       send({ exit: 0 });
     }
   } catch (error) {
-    log.error('deploy hook failed', { hook: request.hook, error: String(error), stack: (error as Error).stack });
-    send({ line: `fnix: internal error while deploying (${(error as Error).message}); the gateway log has the details`, exit: 1 });
+    if (errnoCode(error)) {
+      // A write that failed for a reason outside fnix (a full disk, say): the pusher is told it in words.
+      log.error('a push could not be deployed', { hook: request.hook, error: String(error) });
+      const outcome = request.hook === 'pre-receive' ? 'the push was refused' : 'main moved, but its deployment could not go live';
+      send({ line: `fnix: ${outcome}: ${describeFsError(error)}; the functions being served are unchanged`, exit: 1 });
+    } else {
+      log.error('deploy hook failed', { hook: request.hook, error: String(error), stack: (error as Error).stack });
+      send({ line: `fnix: internal error while deploying (${(error as Error).message}); the gateway log has the details`, exit: 1 });
+    }
   }
   socket.end();
 }

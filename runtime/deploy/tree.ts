@@ -9,6 +9,7 @@
 import { chmod, copyFile, mkdir, open, realpath, symlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, posix, sep } from 'node:path';
+import { describeFsError } from '../fs-errors.ts';
 import type { QuarantineEnv, Repository } from './git.ts';
 
 /** The folder of a pushed commit that holds the functions. */
@@ -19,6 +20,10 @@ export const MAX_TREE_BYTES = 256 * 1024 * 1024;
 export const MAX_TREE_FILES = 20_000;
 /** The longest link target accepted. */
 const MAX_LINK_BYTES = 4096;
+/** The longest file or folder name: what Linux file systems take (NAME_MAX). */
+export const MAX_NAME_BYTES = 255;
+/** The longest path of a file inside functions/, so that every copy of it (staging, builds) stays well within PATH_MAX. */
+export const MAX_PATH_BYTES = 1024;
 /** Ignored paths listed one by one in the progress; the rest are counted. */
 export const IGNORED_LISTED = 10;
 
@@ -83,8 +88,13 @@ export async function readFunctionsTree(repository: Repository, commit: string, 
     }
     const name = parts[1]!;
     names.add(name);
+    const longName = parts.find((part) => Buffer.byteLength(part) > MAX_NAME_BYTES);
     if (parts.some((part) => part === '' || part === '.' || part === '..' || part.toLowerCase() === '.git' || part.includes('\0'))) {
       problem(name, `${entry.path}: a path with an empty, '.', '..' or '.git' part is not allowed`);
+    } else if (longName !== undefined) {
+      problem(name, `${abbreviate(entry.path)}: has a name of ${Buffer.byteLength(longName)} bytes; file systems take at most ${MAX_NAME_BYTES}, so rename it`);
+    } else if (Buffer.byteLength(entry.path) > MAX_PATH_BYTES) {
+      problem(name, `${abbreviate(entry.path)}: its path is ${Buffer.byteLength(entry.path)} bytes long; at most ${MAX_PATH_BYTES} are allowed`);
     } else if (entry.mode === '160000') {
       problem(name, `${entry.path}: is a submodule; fnix deploys the files of the commit only, so commit the files themselves`);
     } else if (entry.mode === '120000') {
@@ -143,28 +153,36 @@ export async function writeFunctionsTree(
 ): Promise<Map<string, string[]>> {
   const pathOf = (entry: Entry) => join(target, ...entry.path.split('/').slice(1));
   // Parents are made here, as folders, and every file is created new ('wx'): the folder is fnix's own
-  // and fresh, so nothing in the tree can redirect a write.
+  // and fresh, so nothing in the tree can redirect a write. Any write that fails (a full disk, say) is a
+  // TreeWriteError naming the file, which refuses the push like any other problem.
   const firstPath = new Map<string, string>();
-  const copies: Array<[string, string, string]> = [];
+  const copies: Array<[Entry, string]> = [];
   const files = tree.entries.filter((e) => e.mode !== '120000');
   for (const entry of files) {
-    await mkdir(dirname(pathOf(entry)), { recursive: true });
-    if (firstPath.has(entry.oid)) copies.push([firstPath.get(entry.oid)!, pathOf(entry), entry.mode]);
+    await writing(entry, () => mkdir(dirname(pathOf(entry)), { recursive: true }));
+    if (firstPath.has(entry.oid)) copies.push([entry, firstPath.get(entry.oid)!]);
     else firstPath.set(entry.oid, pathOf(entry));
   }
   const unique = files.filter((e) => firstPath.get(e.oid) === pathOf(e));
   await streamBlobs(repository, unique, env, async (entry) => {
-    const file: FileHandle = await open(pathOf(entry), 'wx', entry.mode === '100755' ? 0o755 : 0o644);
-    return { write: async (chunk) => void (await file.write(chunk)), close: () => file.close() };
+    const file: FileHandle = await writing(entry, () => open(pathOf(entry), 'wx', entry.mode === '100755' ? 0o755 : 0o644));
+    return {
+      write: (chunk) => writing(entry, () => writeWhole(file, chunk)),
+      close: () => writing(entry, () => file.close()),
+    };
   });
-  for (const [from, to, mode] of copies) {
-    await copyFile(from, to, 1 /* COPYFILE_EXCL */);
-    await chmod(to, mode === '100755' ? 0o755 : 0o644);
+  for (const [entry, from] of copies) {
+    await writing(entry, async () => {
+      await copyFile(from, pathOf(entry), 1 /* COPYFILE_EXCL */);
+      await chmod(pathOf(entry), entry.mode === '100755' ? 0o755 : 0o644);
+    });
   }
   const links = tree.entries.filter((e) => e.mode === '120000');
   for (const link of links) {
-    await mkdir(dirname(pathOf(link)), { recursive: true });
-    await symlink(tree.linkTargets.get(link.oid)!, pathOf(link));
+    await writing(link, async () => {
+      await mkdir(dirname(pathOf(link)), { recursive: true });
+      await symlink(tree.linkTargets.get(link.oid)!, pathOf(link));
+    });
   }
   return checkLinks(links.map((l) => l.path), target);
 }
@@ -204,15 +222,23 @@ interface BlobSink {
 
 /**
  * Streams blobs out of one `git cat-file --batch`, each to the sink `open` gives for it, chunk by chunk
- * as they arrive: nothing is held whole in memory, and no buffer is copied more than once.
+ * as they arrive: nothing is held whole in memory, and no buffer is copied more than once. When a sink
+ * fails (a full disk) or git does, git is stopped and waited for before the error goes on, so that
+ * neither its process nor its promise is left behind.
  */
 async function streamBlobs(repository: Repository, entries: Entry[], env: QuarantineEnv, openSink: (entry: Entry) => Promise<BlobSink>): Promise<void> {
   if (entries.length === 0) return;
   const byOid = new Map(entries.map((e) => [e.oid, e]));
   const child = repository.spawnGit(['cat-file', '--batch'], { env, input: [...byOid.keys()].join('\n') + '\n' });
+  // Settles however git ends (killed below, or failing by itself); read once its output is consumed.
+  const exit: Promise<unknown> = child.then(
+    () => undefined,
+    (error: unknown) => error ?? new Error('git cat-file failed'),
+  );
   let header = '';
   let current: { sink: BlobSink; remaining: number } | undefined;
   let skipNewline = false;
+  let written = 0;
   try {
     for await (const data of child.stdout!) {
       const chunk = data as Buffer;
@@ -227,8 +253,10 @@ async function streamBlobs(repository: Repository, entries: Entry[], env: Quaran
           current.remaining -= take;
           offset += take;
           if (current.remaining === 0) {
-            await current.sink.close();
+            const done = current;
             current = undefined;
+            await done.sink.close();
+            written += 1;
             skipNewline = true;
           }
         } else {
@@ -243,18 +271,61 @@ async function streamBlobs(repository: Repository, entries: Entry[], env: Quaran
           if (!match || !entry) throw new Error(`git cat-file: unexpected header ${JSON.stringify(line.slice(0, 200))}`);
           current = { sink: await openSink(entry), remaining: Number(match[2]) };
           if (current.remaining === 0) {
-            await current.sink.close();
+            const done = current;
             current = undefined;
+            await done.sink.close();
+            written += 1;
             skipNewline = true;
           }
         }
       }
     }
-    await child;
-  } finally {
+    const failure = await exit;
+    if (failure) throw new Error(`git cat-file --batch failed: ${(failure as Error).message}`, { cause: failure });
+    if (written !== byOid.size) throw new Error(`git cat-file --batch gave ${written} of ${byOid.size} blobs`);
+  } catch (error) {
     child.kill();
+    await exit;
     await current?.sink.close().catch(() => {});
+    throw error;
   }
+}
+
+/** Writes all of `chunk` (a write may take only part of it, as when the disk fills). */
+async function writeWhole(file: FileHandle, chunk: Buffer): Promise<void> {
+  for (let offset = 0; offset < chunk.length; ) {
+    const { bytesWritten } = await file.write(chunk, offset);
+    offset += bytesWritten;
+  }
+}
+
+/** A file of a pushed tree that could not be written, named as the pusher knows it, with the cause in words. */
+export class TreeWriteError extends Error {
+  override name = 'TreeWriteError';
+  /** `functions/<name>/...` */
+  readonly path: string;
+
+  constructor(path: string, cause: unknown) {
+    super(`${abbreviate(path)}: could not be written: ${describeFsError(cause)}`, { cause });
+    this.path = path;
+  }
+}
+
+/** Runs one write step for `entry`, turning its failure into a {@link TreeWriteError}. */
+async function writing<T>(entry: Entry, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    throw error instanceof TreeWriteError ? error : new TreeWriteError(entry.path, error);
+  }
+}
+
+/** A path as messages show it: long names cut, with their length said. */
+function abbreviate(path: string): string {
+  return path
+    .split('/')
+    .map((part) => (part.length > 64 ? `${part.slice(0, 40)}…(${Buffer.byteLength(part)} bytes)` : part))
+    .join('/');
 }
 
 /** The NUL-separated records of `data`. */

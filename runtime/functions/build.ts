@@ -8,10 +8,14 @@ import { createHash } from 'node:crypto';
 import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, copyFile, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FnixError } from '../errors.ts';
+import { describeFsError } from '../fs-errors.ts';
 import type { PackageResolver } from '../nix/resolve.ts';
 import { loadManifest, type Manifest } from './manifest.ts';
 import { assertFunctionName } from './name.ts';
 import type { FunctionVersion } from './version.ts';
+
+/** The suffix of a build folder still being copied; one left by a process that died is removed at start. */
+export const TEMPORARY_SUFFIX = '.tmp';
 
 /** Options for {@link buildFunction}. */
 export interface BuildOptions {
@@ -99,13 +103,22 @@ async function hashTree(root: string, relative: string, hash: ReturnType<typeof 
 
 /** Copies the tree to `target` via a temporary folder; files become read-only, for everyone to read. */
 async function copyImmutable(source: string, target: string): Promise<void> {
-  const temporary = `${target}.${process.pid}.${Date.now()}.tmp`;
-  await mkdir(temporary, { recursive: true });
-  await copyTree(source, temporary);
-  await chmod(temporary, 0o555);
-  await rename(temporary, target).catch(async (error: NodeJS.ErrnoException) => {
-    await makeWritable(temporary);
+  const temporary = `${target}.${process.pid}.${Date.now()}${TEMPORARY_SUFFIX}`;
+  const discard = async () => {
+    await makeWritable(temporary).catch(() => {});
     await rm(temporary, { recursive: true, force: true });
+  };
+  try {
+    await mkdir(temporary, { recursive: true });
+    await copyTree(source, temporary);
+    await chmod(temporary, 0o555);
+  } catch (error) {
+    // A full disk, say: what was copied goes, and the message says why in words.
+    await discard();
+    throw new FnixError('FUNCTION_BUILD_FAILED', `its files could not be copied into the build folder: ${describeFsError(error)}`, { cause: error });
+  }
+  await rename(temporary, target).catch(async (error: NodeJS.ErrnoException) => {
+    await discard();
     if (!(await exists(target))) throw error; // otherwise an identical build won the race
   });
 }

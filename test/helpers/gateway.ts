@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { assembleGateway } from '../../gateway/assemble.ts';
 import type { SessionUpgrade } from '../../gateway/sessions/upgrade.ts';
 import { startServer, type RunningServer } from '../../gateway/server.ts';
-import type { Deploys } from '../../runtime/deploy/deploys.ts';
+import { cleanDeployLeftovers, type Deploys } from '../../runtime/deploy/deploys.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { startRuntime, type Runtime, type RuntimeOptions } from '../../runtime/runtime.ts';
 
@@ -72,6 +72,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     stateDir,
     limits: { memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1, ...options.limits },
     log,
+    cleanStateDir: options.deploys ? cleanDeployLeftovers(stateDir, log) : undefined,
   });
   const token = TEST_TOKEN;
   const { app, sessions, deploys } = await assembleGateway({
