@@ -16,6 +16,10 @@ export const MAX_CGI_HEADER_BYTES = 64 * 1024;
 /** Headers a function may not set: the gateway owns the framing of the response. */
 const DROPPED = new Set(['connection', 'content-length', 'keep-alive', 'transfer-encoding', 'upgrade', 'trailer', 'x-fnix-invocation-id']);
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** What RFC 9110 (and Node) refuse in a field value: control bytes but tab, and DEL. (The text is read as latin1.) */
+const FORBIDDEN_IN_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+/** Statuses whose responses have no body (RFC 9110): what the function writes after its head is dropped. */
+export const NO_BODY_STATUSES: ReadonlySet<number> = new Set([204, 205, 304]);
 
 /** Accumulates stdout until the header block is complete. */
 export class CgiHeadParser {
@@ -66,12 +70,16 @@ function parseHead(text: string): CgiHead {
       if (!match || Number(match[1]) < 200) throw badResponse(`its Status header ${JSON.stringify(value)} is not a status code from 200 to 599`);
       status = Number(match[1]);
     } else if (!DROPPED.has(lower)) {
-      if (/[\0\r\n]/.test(value)) throw badResponse(`its ${name} header holds a control character`);
+      const bad = FORBIDDEN_IN_VALUE.exec(value);
+      if (bad) {
+        const byte = `0x${bad[0].charCodeAt(0).toString(16).padStart(2, '0')}`;
+        throw badResponse(`its ${name} header holds the byte ${byte}, which HTTP does not allow in a header value (only tab, 0x20-0x7e and 0x80-0xff)`);
+      }
       if (lower === 'location') location = true;
       if (lower === 'content-type') contentType = true;
       headers.push([name, value]);
     }
   }
-  if (!contentType && !location) headers.push(['Content-Type', 'application/octet-stream']);
+  if (!contentType) headers.push(['Content-Type', 'application/octet-stream']);
   return { status: status ?? (location ? 302 : 200), headers };
 }

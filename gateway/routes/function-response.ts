@@ -7,7 +7,7 @@
  * truncated transfer and never a clean end.
  */
 import type { Invocation } from '../../runtime/invocation/invocation.ts';
-import { CgiHeadParser, badResponse, type CgiHead } from '../cgi/response.ts';
+import { CgiHeadParser, NO_BODY_STATUSES, badResponse, type CgiHead } from '../cgi/response.ts';
 import { bodyTooLarge } from '../errors.ts';
 import type { BodyOutcome } from './request-body.ts';
 
@@ -94,10 +94,32 @@ export async function respondWithInvocation(options: FunctionResponseOptions): P
     if (result.error) throw result.error;
     if (!head) throw badResponse('it exited before writing the blank line that ends its headers');
     for (const [name, value] of head.headers) headers.append(name, value);
+    if (NO_BODY_STATUSES.has(head.status)) return noBody(head.status, headers);
     return new Response(heldBytes ? Buffer.concat(held) : null, { status: head.status, headers });
   }
   for (const [name, value] of head!.headers) headers.append(name, value);
+  if (NO_BODY_STATUSES.has(head!.status)) {
+    discardRest(next, stdout);
+    return noBody(head!.status, headers);
+  }
   return new Response(streamRest(held, next, stdout, options), { status: head!.status, headers });
+}
+
+/**
+ * 204, 205 and 304 have no body (RFC 9110), whatever the function wrote after its head. A 205 says so
+ * with `Content-Length: 0` (Node would frame it as an empty chunked body); 204 and 304 Node sends bare.
+ */
+function noBody(status: number, headers: Headers): Response {
+  if (status === 205) headers.set('content-length', '0');
+  return new Response(null, { status, headers });
+}
+
+/** Reads the rest of stdout and drops it, so that the function can write to its end. */
+function discardRest(pending: Promise<IteratorResult<Buffer>> | undefined, stdout: AsyncIterator<Buffer>): void {
+  void (async () => {
+    if (pending && (await pending).done) return;
+    while (!(await stdout.next()).done);
+  })().catch(() => {});
 }
 
 /** The rest of stdout as a body: the chunks already held, then a read already under way, then the rest. */

@@ -70,7 +70,8 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
       log.info('invocation', {
         function: fn.name,
         id,
-        outcome: result.error?.code ?? 'OK',
+        // What the client got: the gateway's own answer (a 413, a bad CGI head) when it gave one.
+        outcome: metrics.outcomeOverride(invocation) ?? result.error?.code ?? 'OK',
         exitCode: result.exitCode,
         signal: result.signal,
         ms: result.durationMs.toFixed(1),

@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -87,6 +88,11 @@ static int killed = 0;         /* the host asked for KILL */
 static int tty = 0;
 static int fd_stdin = -1, fd_stdout = -1, fd_stderr = -1, fd_master = -1;
 static int stdin_eof = 0;      /* host closed stdin; close the pipe once stdin_buf drains */
+/* The CPUs the agent may run on when it started. A function (same uid) may change the agent's affinity,
+ * which every later invocation would inherit: it is set back after each one. (Its limits, priority and
+ * scheduling cannot be changed from inside: fnix's seccomp profile refuses those calls on another pid.) */
+static cpu_set_t initial_cpus;
+static int initial_cpus_known = 0;
 
 static void die(const char *what) {
   fprintf(stderr, "fnix-agent: %s: %s\n", what, strerror(errno));
@@ -230,6 +236,7 @@ static void finish_invocation(void) {
   stdin_buf.off = stdin_buf.len = 0;
   reap_all_blocking();
   unsigned char clean = empty_dir("/tmp") & empty_dir("/dev/shm") & empty_dir("/dev/mqueue");
+  if (initial_cpus_known && sched_setaffinity(0, sizeof initial_cpus, &initial_cpus) != 0) clean = 0;
   child = 0;
   running = 0;
   child_reaped = 0;
@@ -478,6 +485,7 @@ int main(int argc, char **argv) {
   /* Not dumpable: the function runs as the same uid, and must not ptrace the agent or open /proc/1/fd. */
   prctl(PR_SET_DUMPABLE, 0);
   signal(SIGPIPE, SIG_IGN);
+  initial_cpus_known = sched_getaffinity(0, sizeof initial_cpus, &initial_cpus) == 0;
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);

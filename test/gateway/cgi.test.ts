@@ -291,18 +291,27 @@ describe('CgiHeadParser: Status, Location and Content-Type', () => {
 
   it('matches Status, Location and Content-Type case-insensitively', () => {
     expect(parse('status: 503\ncontent-type: text/plain\n\n').head).toEqual({ status: 503, headers: [['content-type', 'text/plain']] });
-    expect(parse('LOCATION: /x\n\n').head).toEqual({ status: 302, headers: [['LOCATION', '/x']] });
+    expect(parse('LOCATION: /x\ncontent-type: text/plain\n\n').head).toEqual({ status: 302, headers: [['LOCATION', '/x'], ['content-type', 'text/plain']] });
   });
 
-  it('answers 302 for Location without Status, with no default Content-Type', () => {
+  it('answers 302 for Location without Status, with the default Content-Type as any response', () => {
     expect(parse('Location: https://example.test/next\n\n').head).toEqual({
       status: 302,
-      headers: [['Location', 'https://example.test/next']],
+      headers: [
+        ['Location', 'https://example.test/next'],
+        ['Content-Type', 'application/octet-stream'],
+      ],
     });
   });
 
   it('keeps an explicit Status with Location', () => {
-    expect(parse('Status: 301 Moved Permanently\nLocation: /new\n\n').head).toEqual({ status: 301, headers: [['Location', '/new']] });
+    expect(parse('Status: 301 Moved Permanently\nLocation: /new\nContent-Type: text/html\n\n').head).toEqual({
+      status: 301,
+      headers: [
+        ['Location', '/new'],
+        ['Content-Type', 'text/html'],
+      ],
+    });
   });
 
   it('adds Content-Type: application/octet-stream when there is none', () => {
@@ -345,6 +354,16 @@ describe('CgiHeadParser: bad responses', () => {
   it('refuses a NUL or a lone CR inside a header value', () => {
     expectBad('X-A: a\0b\n\n');
     expectBad('X-A: a\rb\n\n');
+  });
+
+  it.each(['01', '08', '0b', '1b', '1f', '7f'])('refuses the byte 0x%s in a header value, naming it', (hex) => {
+    const error = expectBad(`X-A: a${String.fromCharCode(parseInt(hex, 16))}b\n\n`);
+    expect(error.message).toContain(`0x${hex}`);
+  });
+
+  it('takes tab, visible ASCII and bytes from 0x80 in a header value, as Node does', () => {
+    const value = Buffer.concat([Buffer.from('X-A: a\tb ~'), Buffer.from([0x80, 0xe9, 0xff]), Buffer.from('\n\n')]);
+    expect(parse(value).head.headers[0]).toEqual(['X-A', 'a\tb ~\x80\xe9\xff']);
   });
 
   it('names the offending header line in the message', () => {

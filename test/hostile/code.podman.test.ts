@@ -4,6 +4,7 @@
  * output, children that try to outlive their invocation, writes where none belong, and probes of what a
  * function can see. Each runs with `hello` invoked alongside, whose latency is reported.
  */
+import { connect } from 'node:net';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { prepareHost } from '../../bench/host.ts';
 import { execa } from 'execa';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { EXAMPLES_DIR, functionsFrom, startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
+import { scrape } from '../helpers/metrics.ts';
 import { containerRunning, pidsWithEnv, waitUntil } from '../helpers/processes.ts';
 import { alongside, HOSTILE_DIR, report } from './helpers.ts';
 
@@ -25,15 +27,28 @@ beforeAll(async () => {
   // A secret of the gateway's, which no function may see.
   process.env['FNIX_TOKEN'] = TEST_TOKEN;
   functionsDir = await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR);
-  // The system-call probe is C, compiled here: a static binary needs nothing from the store.
-  const probe = join(functionsDir, 'syscalls');
-  await execa('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-Werror', '-o', join(probe, 'syscalls'), join(probe, 'syscalls.c')]);
+  // The system-call probes are C, compiled here: a static binary needs nothing from the store.
+  for (const [name, source] of [['syscalls', 'syscalls'], ['agent-limits', 'limits']] as const) {
+    const probe = join(functionsDir, name);
+    await execa('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-Werror', '-o', join(probe, source), join(probe, `${source}.c`)]);
+  }
   gateway = await startTestGateway({ functionsDir, maxOutputBytes: MAX_OUTPUT, poolSize: 2 });
 });
 afterAll(async () => {
   delete process.env['FNIX_TOKEN'];
   await gateway?.close();
 });
+
+/** Sends `request` on a fresh connection; resolves with every byte the server sent until it closed. */
+function rawRequest(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(request));
+    let answer = '';
+    socket.on('data', (chunk) => (answer += chunk.toString('latin1')));
+    socket.on('close', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
 
 async function invoke(name: string) {
   const response = await fetch(`${gateway.url}/fn/${name}`);
@@ -269,6 +284,71 @@ describe('hostile function code', () => {
     } finally {
       await rm(work, { recursive: true, force: true });
     }
+  });
+
+  it('keeps a function from changing its agent\'s limits, priority or CPUs, which the invocations after it would inherit', async () => {
+    const lines = async (mode: string) => {
+      const response = await fetch(`${gateway.url}/fn/agent-limits?${mode}`);
+      expect(response.status).toBe(200);
+      return Object.fromEntries((await response.text()).trim().split('\n').map((line) => [line.slice(0, line.lastIndexOf(': ')), line.slice(line.lastIndexOf(': ') + 2)]));
+    };
+    const before = await lines('report');
+    const attack = await lines('attack');
+    const after = await lines('report');
+    // The same container served all three: what the attack changed in it, the next invocation would see.
+    expect(before['container']).toMatch(/^[0-9a-f]{64}$/);
+    expect(after['container']).toBe(before['container']);
+    const onTheAgent = Object.keys(attack).filter((name) => !name.startsWith('self:') && !name.startsWith('sched_setaffinity'));
+    expect(onTheAgent).toHaveLength(8);
+    for (const name of onTheAgent) expect(attack[name], name).toBe('Operation not permitted');
+    // A process may still change its own; and the agent, whose affinity any process may set, restores it.
+    for (const name of Object.keys(attack).filter((n) => n.startsWith('self:'))) expect(attack[name], name).toBe('allowed');
+    expect(attack['sched_setaffinity(1, cpu0)']).toBe('allowed');
+    expect(after).toEqual(before);
+    expect(Number(before['nofile'])).toBe(1024);
+    await report('a function changing its agent\'s limits', {
+      refused: onTheAgent,
+      affinity: 'allowed, and set back by the agent after the invocation',
+      nextInvocation: { nofile: after['nofile'], nproc: after['nproc'], nice: after['nice'], cpus: after['cpus'], sameContainer: true },
+    });
+  });
+
+  it('answers a CGI header value with a control byte with 502 FUNCTION_BAD_RESPONSE at once, stops the function, and counts it so', async () => {
+    for (const mode of ['control', 'del']) {
+      const began = performance.now();
+      const response = await fetch(`${gateway.url}/fn/cgi-cases?${mode}`);
+      const body = (await response.json()) as any;
+      const answeredMs = performance.now() - began;
+      expect(response.status, mode).toBe(502);
+      expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
+      expect(body.error.code).toBe('FUNCTION_BAD_RESPONSE');
+      expect(body.error.message).toMatch(mode === 'control' ? /X-A header holds the byte 0x01/ : /X-A header holds the byte 0x7f/);
+      expect(answeredMs).toBeLessThan(3000); // not after its 15 s sleep
+      // Stopped, not left holding its container until the sleep ends.
+      await waitUntil(async () => (await pidsWithEnv('FNIX_FUNCTION', 'cgi-cases')).length === 0, 2000, 'the function to be stopped');
+    }
+    const metrics = await scrape(gateway.url);
+    expect(metrics.value('fnix_invocations_total', { function: 'cgi-cases', kind: 'http', outcome: 'FUNCTION_BAD_RESPONSE' })).toBe(2);
+    expect(metrics.value('fnix_invocations_total', { function: 'cgi-cases', kind: 'http', outcome: 'OK' })).toBe(0);
+    await waitUntil(() => gateway.logs.filter((line) => / invocation function=cgi-cases .*outcome=FUNCTION_BAD_RESPONSE/.test(line)).length === 2, 2000, 'the log lines');
+    await report('a CGI header value with a control byte', { answered: '502 FUNCTION_BAD_RESPONSE, JSON', functionStopped: true, countedAs: 'FUNCTION_BAD_RESPONSE' });
+  });
+
+  it('gives a CGI redirect without Content-Type the documented one, and sends no body with 204, 205 or 304', async () => {
+    const redirect = await fetch(`${gateway.url}/fn/cgi-cases?redirect`, { redirect: 'manual' });
+    expect(redirect.status).toBe(302);
+    expect(redirect.headers.get('location')).toBe('/elsewhere');
+    expect(redirect.headers.get('content-type')).toBe('application/octet-stream');
+    expect(await redirect.text()).toBe('moved\n');
+    for (const mode of ['204', '205', '304', '205-streaming']) {
+      // Read off the socket: a client library would hide a body it did not expect.
+      const answer = await rawRequest(gateway.server.port, `GET /fn/cgi-cases?${mode} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+      const [head, body] = [answer.slice(0, answer.indexOf('\r\n\r\n')), answer.slice(answer.indexOf('\r\n\r\n') + 4)];
+      expect(head, mode).toMatch(new RegExp(`^HTTP/1\\.1 ${mode.slice(0, 3)} `));
+      expect(body, mode).toBe('');
+      expect(head.toLowerCase(), mode).not.toContain('transfer-encoding');
+    }
+    await report('CGI statuses without a body, and redirects', { redirect: '302 with Content-Type application/octet-stream', noBody: '204, 205, 304: no body bytes sent' });
   });
 
   it('with "network": true, gives an interface of its own, but no way to the gateway or the host\'s Podman and Nix sockets', async () => {
