@@ -16,10 +16,10 @@ const MEANINGS: Record<string, string> = {
   ENOMEM: 'the host is out of memory (ENOMEM)',
 };
 
-/** The errno code of a Node error, if it has one. */
+/** The errno code of a system error (one with a `syscall`, as Node's are), if `error` is one. */
 export function errnoCode(error: unknown): string | undefined {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' ? code : undefined;
+  const { code, syscall } = (error ?? {}) as NodeJS.ErrnoException;
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) && typeof syscall === 'string' ? code : undefined;
 }
 
 /**

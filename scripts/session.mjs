@@ -23,6 +23,13 @@ if (tty) {
 const ws = new WebSocket(`${base}/sessions/${name}?${params}`);
 const send = (channel, payload = '') => ws.send(Buffer.concat([Buffer.of(channel), Buffer.from(payload)]));
 let exitCode = 1;
+// Output piped into a reader that went away (`| head`): the session ends, without a stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', () => {
+    ws.terminate();
+    process.exit(exitCode);
+  });
+}
 
 ws.on('open', () => {
   if (tty) {

@@ -116,21 +116,22 @@ export class ContainerLauncher {
     const uid = UID_BASE + (this.#nextUid++ % UID_RANGE);
     const socketPath = join(controlDir, AGENT_SOCKET);
     const startedAt = performance.now();
-    await mkdir(runDir, { mode: 0o700 });
-    await mkdir(controlDir, { mode: 0o700 });
-    await chown(controlDir, uid, uid);
-    await mkdir(functionDir, { mode: 0o755 });
-
     const server = createServer();
     const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
-    // Only the container's uid (and root) can connect; the folders above are root's alone.
-    await chown(socketPath, uid, uid);
-    await chmod(socketPath, 0o600);
-
     let id = '';
     let timer: NodeJS.Timeout | undefined;
     try {
+      await mkdir(runDir, { mode: 0o700 });
+      await mkdir(controlDir, { mode: 0o700 });
+      await chown(controlDir, uid, uid);
+      await mkdir(functionDir, { mode: 0o755 });
+      await new Promise<void>((resolve, reject) => {
+        // The first error fails the start; the server is closed below, so none comes later unheard.
+        server.on('error', reject).listen(socketPath, resolve);
+      });
+      // Only the container's uid (and root) can connect; the folders above are root's alone.
+      await chown(socketPath, uid, uid);
+      await chmod(socketPath, 0o600);
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(
           () => reject(new Error(`the agent did not connect within ${this.#startTimeoutMs} ms`)),
@@ -171,7 +172,7 @@ export class ContainerLauncher {
       });
     } catch (error) {
       void removeContainers(this.#options.podman, [name]).catch(() => {});
-      await rm(runDir, { recursive: true, force: true });
+      await rm(runDir, { recursive: true, force: true }).catch(() => {}); // else removed with run/ at the next start
       const stderr = (error as { stderr?: unknown }).stderr;
       throw new FnixError('CONTAINER_START_FAILED', `starting container ${name} failed: ${stderr || (error as Error).message}`, {
         details: { container: name },
@@ -217,7 +218,10 @@ export class ContainerLauncher {
         // --ignore covers containers already gone; anything else is retried by removeLeftovers at next start
       })
       .then(() => Promise.all(batch.map((c) => c.removeRunDir())))
-      .then(() => undefined);
+      .then(
+        () => undefined,
+        () => undefined, // a run folder that would not go is removed with run/ at the next start
+      );
     this.#removals.add(removal);
     void removal.finally(() => this.#removals.delete(removal));
   }

@@ -9,6 +9,7 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { customAlphabet } from 'nanoid';
 import { FnixError } from '../errors.ts';
+import { describeFsError, errnoCode } from '../fs-errors.ts';
 import { buildFunction } from '../functions/build.ts';
 import type { FunctionRegistry } from '../functions/registry.ts';
 import type { FunctionVersion } from '../functions/version.ts';
@@ -214,7 +215,8 @@ export class Deployer {
     await store.activate(record, new Date());
     registry.replaceAll(versions, broken);
     pool.serve(versions.map((v) => v.key));
-    await this.#pruneHistory(id);
+    // Live by now: tidying the history must not make the activation look failed.
+    await this.#pruneHistory(id).catch((error: unknown) => log.warn('pruning the deployment history failed', { error: String(error) }));
     for (const [name, error] of broken) log.error('function not served', { function: name, code: error.code, error: error.message });
     // A push counts from the start of its checks; a rollback, its activation alone.
     this.#options.onDeployment?.(broken.size > 0 ? 'partial' : 'activated', (this.#checkMs.get(id) ?? 0) + performance.now() - begin);
@@ -405,7 +407,8 @@ function describeVersion(version: FunctionVersion): DeployedFunction {
 /** A build error, with paths as the pusher knows them (`functions/<name>/...`) and Nix's output tail. */
 function describeBuildError(error: unknown, staging: string): string {
   const fnixError = error instanceof FnixError ? error : undefined;
-  let text = fnixError ? `${fnixError.message}` : String((error as Error)?.message ?? error);
+  // A write of the build that failed outside fnix (a full disk): said in words, without fnix's paths.
+  let text = fnixError ? `${fnixError.message}` : errnoCode(error) ? describeFsError(error) : String((error as Error)?.message ?? error);
   const log = fnixError?.details['log'];
   if (typeof log === 'string' && log.trim()) {
     text += `\nthe end of the build output:\n${log.trim().split('\n').slice(-15).map((line) => `  ${line}`).join('\n')}`;

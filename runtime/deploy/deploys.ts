@@ -70,7 +70,10 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
     log,
     onDeployment: options.onDeployment,
   });
-  const pushes = new PushDeploys(deployer, { waitMs: options.pushWaitMs });
+  const pushes = new PushDeploys(deployer, {
+    waitMs: options.pushWaitMs,
+    onError: (error) => log.error('a push left pending could not be settled', { error: String(error) }),
+  });
   const server: Server = await startHookServer(socketPath, repository.gitDir, pushes, log);
   // Hooks under way at shutdown are cut (their push is refused), so that a long build cannot hold it up.
   const hooks = new Set<Socket>();

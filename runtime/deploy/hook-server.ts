@@ -29,8 +29,17 @@ export async function startHookServer(socketPath: string, gitDir: string, pushes
     throw new Error(`the deploy socket path ${socketPath} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, which unix sockets allow; use a shorter FNIX_STATE_DIR`);
   }
   await rm(socketPath, { force: true });
-  const server = createServer((socket) => void serve(socket, pushes, log, gitDir));
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(socketPath, resolve));
+  const server = createServer((socket) => {
+    serve(socket, pushes, log, gitDir).catch((error: unknown) => log.error('deploy hook connection failed', { error: String(error) }));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject).listen(socketPath, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  // Without a listener, a later error of the listening socket would end the process.
+  server.on('error', (error: Error) => log.error('the deploy socket reported an error', { error: String(error) }));
   await chmod(socketPath, 0o600);
   return server;
 }

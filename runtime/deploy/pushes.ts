@@ -37,10 +37,13 @@ export class PushDeploys {
   /** Pushes whose request is over, so that a pre-receive that finishes late does not leave the lock held. */
   readonly #ended = new Set<string>();
   readonly #waitMs: number;
+  readonly #onError: (error: unknown) => void;
 
-  constructor(deployer: Deployer, options: { waitMs?: number } = {}) {
+  /** `onError` hears what failed where no caller waits: the activation of a push settled by its watchdog. */
+  constructor(deployer: Deployer, options: { waitMs?: number; onError?: (error: unknown) => void } = {}) {
     this.#deployer = deployer;
     this.#waitMs = options.waitMs ?? PUSH_WAIT_MS;
+    this.#onError = options.onError ?? (() => {});
   }
 
   /**
@@ -112,7 +115,9 @@ export class PushDeploys {
         return false;
       }
       progress(`deployment ${record.id} passed its checks; it goes live when git has updated main`);
-      const watchdog = setTimeout(() => void this.#finish(pushId, () => {}), PENDING_LIMIT_MS);
+      const watchdog = setTimeout(() => {
+        this.#finish(pushId, () => {}).catch((error: unknown) => this.#onError(error));
+      }, PENDING_LIMIT_MS);
       watchdog.unref();
       this.#pending.set(pushId, { held, commit: main.new, deploymentId: record.id, watchdog });
       return true;

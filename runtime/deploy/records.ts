@@ -88,8 +88,15 @@ export class DeploymentStore {
   async activate(record: DeploymentRecord, at: Date): Promise<void> {
     record.activations.push(at.toISOString());
     await this.save(record);
-    // The switch itself: one rename. Before it the old deployment is active, after it the new one.
-    await writeAtomically(join(this.dir, 'current'), JSON.stringify({ id: record.id, activatedAt: at.toISOString() } satisfies Current) + '\n');
+    try {
+      // The switch itself: one rename. Before it the old deployment is active, after it the new one.
+      await writeAtomically(join(this.dir, 'current'), JSON.stringify({ id: record.id, activatedAt: at.toISOString() } satisfies Current) + '\n');
+    } catch (error) {
+      // It did not go live: the record must not say it did.
+      record.activations.pop();
+      await this.save(record).catch(() => {});
+      throw error;
+    }
   }
 
   /** Removes a record (history beyond its limit). */

@@ -18,8 +18,8 @@ export const FUNCTIONS_FOLDER = 'functions';
 export const MAX_TREE_BYTES = 256 * 1024 * 1024;
 /** The most files that a deployment's functions may hold. */
 export const MAX_TREE_FILES = 20_000;
-/** The longest link target accepted. */
-const MAX_LINK_BYTES = 4096;
+/** The longest link target accepted: symlink(2) refuses one of PATH_MAX (4096) bytes. */
+const MAX_LINK_BYTES = 4095;
 /** The longest file or folder name: what Linux file systems take (NAME_MAX). */
 export const MAX_NAME_BYTES = 255;
 /** The longest path of a file inside functions/, so that every copy of it (staging, builds) stays well within PATH_MAX. */
