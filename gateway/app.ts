@@ -16,7 +16,7 @@ import { instrumentRunner } from './metrics/instrument-runner.ts';
 import type { GatewayMetrics } from './metrics/metrics.ts';
 import type { Deployer } from '../runtime/deploy/deployer.ts';
 import type { PushDeploys } from '../runtime/deploy/pushes.ts';
-import type { TokenCheck } from './auth/token.ts';
+import type { TokenGuard } from './auth/guard.ts';
 import { createGitHandler, GIT_PATH } from './git/http-backend.ts';
 import { createAdminApi } from './routes/admin.ts';
 import { createHealthHandler } from './routes/health.ts';
@@ -45,7 +45,7 @@ export interface AppOptions {
 export interface DeployRoutesOptions {
   deployer: Deployer;
   pushes: PushDeploys;
-  token: TokenCheck;
+  token: TokenGuard;
   /** The folder holding functions.git. */
   gitRoot: string;
   /** The largest push, in bytes. */

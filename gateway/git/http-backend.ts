@@ -15,7 +15,7 @@ import type { PushDeploys } from '../../runtime/deploy/pushes.ts';
 import { FnixError } from '../../runtime/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
 import { LineSplitter } from '../../runtime/stdio/line-splitter.ts';
-import type { TokenCheck } from '../auth/token.ts';
+import type { TokenGuard } from '../auth/guard.ts';
 import { CgiHeadParser } from '../cgi/response.ts';
 import { bodyTooLarge } from '../errors.ts';
 
@@ -26,7 +26,7 @@ export const GIT_PATH = `/git/${REPOSITORY_NAME}`;
 export interface GitEndpointOptions {
   /** The folder holding functions.git (GIT_PROJECT_ROOT). */
   gitRoot: string;
-  token: TokenCheck;
+  token: TokenGuard;
   pushes: PushDeploys;
   log: Logger;
   /** The largest request body taken (a push's pack is bounded by receive.maxInputSize as well). */
@@ -37,7 +37,7 @@ export interface GitEndpointOptions {
 export function createGitHandler(options: GitEndpointOptions) {
   const { log } = options;
   return async function serveGit(c: Context<{ Bindings: HttpBindings }>): Promise<Response> {
-    options.token.basic(c.req.header('authorization'));
+    options.token.basic({ route: 'git', authorization: c.req.header('authorization'), address: c.env.incoming.socket.remoteAddress ?? '' });
     const url = new URL(c.req.url);
     const pathInfo = url.pathname.slice('/git'.length);
     const isPush = pathInfo === `/${REPOSITORY_NAME}/git-receive-pack` && c.req.method === 'POST';

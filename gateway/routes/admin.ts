@@ -8,13 +8,14 @@ import type { Deployer } from '../../runtime/deploy/deployer.ts';
 import type { DeploymentRecord } from '../../runtime/deploy/records.ts';
 import { FnixError } from '../../runtime/errors.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
-import type { TokenCheck } from '../auth/token.ts';
+import type { HttpBindings } from '@hono/node-server';
+import type { TokenGuard } from '../auth/guard.ts';
 
 /** What the admin API needs. */
 export interface AdminOptions {
   deployer: Deployer;
   registry: FunctionRegistry;
-  token: TokenCheck;
+  token: TokenGuard;
   /** How long an activation waits for a push under way. @default 60000 */
   lockWaitMs?: number;
 }
@@ -23,11 +24,11 @@ export interface AdminOptions {
 type DeploymentView = Omit<DeploymentRecord, 'result'> & { status: 'active' | 'superseded' | 'ready' | 'refused' };
 
 /** The admin routes, to mount at /api. */
-export function createAdminApi(options: AdminOptions): Hono {
+export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBindings }> {
   const { deployer, registry, token } = options;
-  const api = new Hono();
+  const api = new Hono<{ Bindings: HttpBindings }>();
   api.use('*', async function requireToken(c, next) {
-    token.bearer(c.req.header('authorization'));
+    token.bearer({ route: 'api', authorization: c.req.header('authorization'), address: c.env.incoming.socket.remoteAddress ?? '' });
     await next();
   });
 
