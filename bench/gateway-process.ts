@@ -5,12 +5,14 @@
  * does not share its event loop.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** The Node flags `npm start` runs the gateway with (package.json's config.node_flags: source maps, the young generation's size). */
+export const GATEWAY_NODE_FLAGS: string[] = (JSON.parse(readFileSync(`${ROOT}/package.json`, 'utf8')) as { config: { node_flags: string } }).config.node_flags.split(/\s+/);
 
 /** A running gateway process. */
 export interface GatewayProcess {
@@ -33,13 +35,17 @@ export async function startGatewayProcess(env: Record<string, string>, logFile: 
   // The log file itself, not a pipe through this process: a busy load generator must not slow the
   // gateway's (synchronous) log writes.
   const log = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [...nodeArgs, '--enable-source-maps', 'dist/gateway/main.js'], {
+  const child = spawn(process.execPath, [...GATEWAY_NODE_FLAGS, ...nodeArgs, 'dist/gateway/main.js'], {
     cwd: ROOT,
     env: { ...process.env, FNIX_HOST: '127.0.0.1', FNIX_PORT: String(port), ...env },
     stdio: ['ignore', log, log],
   });
   closeSync(log);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  // A spawn that fails (node missing, no descriptor left) settles as an exit, not an uncaught 'error'.
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('exit', resolve);
+    child.once('error', () => resolve(null));
+  });
   const url = `http://127.0.0.1:${port}`;
   const gateway: GatewayProcess = {
     url,

@@ -21,6 +21,19 @@ export interface WorkloadResults {
   cold: Summary;
 }
 
+/** The gateway's memory over a long run of the trivial function at concurrency 8. */
+export interface SoakResult {
+  durationMs: number;
+  requests: number;
+  errors: number;
+  rps: number;
+  p99: number;
+  /** The highest RSS sampled (every 250 ms) while it ran. */
+  rssPeakBytes: number;
+  /** RSS when it ended. */
+  rssEndBytes: number;
+}
+
 /** A target of the warm-path issue, and whether this run met it. */
 export interface TargetResult {
   name: string;
@@ -36,7 +49,7 @@ export interface BenchReport {
   machine: { cpus: number; cpuModel: string; memoryBytes: number; kernel: string; node: string; podman: string };
   workloads: Record<string, WorkloadResults>;
   refill: { rounds: RefillRound[]; medianPerSecond: number };
-  gateway: { rssIdleBytes: number; rssPeakBytes: number };
+  gateway: { rssIdleBytes: number; rssPeakBytes: number; soak: SoakResult };
   /** p50 ratios at concurrency 1: (d)/(a), (b)/(d), (c)/(d). */
   ratios: Record<string, { warmOverFloor: number; naiveOverWarm: number; execOverWarm: number }>;
   targets: TargetResult[];
@@ -65,6 +78,12 @@ export function judgeTargets(report: BenchReport): TargetResult[] {
       target: '<= 200 MB',
       observed: `${(report.gateway.rssPeakBytes / MB).toFixed(0)} MB`,
       met: report.gateway.rssPeakBytes > 0 && report.gateway.rssPeakBytes <= 200 * MB,
+    },
+    {
+      name: `gateway RSS over a ${(report.gateway.soak.durationMs / 1000).toFixed(0)} s soak, peak`,
+      target: '<= 200 MB, 0 errors',
+      observed: `${(report.gateway.soak.rssPeakBytes / MB).toFixed(0)} MB (${(report.gateway.soak.rssPeakBytes / report.gateway.rssIdleBytes).toFixed(1)}x idle), ${report.gateway.soak.errors} errors`,
+      met: report.gateway.soak.rssPeakBytes > 0 && report.gateway.soak.rssPeakBytes <= 200 * MB && report.gateway.soak.errors === 0,
     },
   ];
 }
@@ -104,6 +123,7 @@ export function formatReport(report: BenchReport): string {
     '',
     `(f) pool refill: ${report.refill.medianPerSecond.toFixed(1)} containers/s (median; ${rounds})`,
     `gateway RSS: ${(report.gateway.rssIdleBytes / MB).toFixed(0)} MB idle, ${(report.gateway.rssPeakBytes / MB).toFixed(0)} MB peak under load`,
+    `soak: ${report.gateway.soak.requests} requests in ${(report.gateway.soak.durationMs / 1000).toFixed(0)} s (${report.gateway.soak.rps.toFixed(0)} req/s, p99 ${ms(report.gateway.soak.p99)} ms, ${report.gateway.soak.errors} errors): RSS peak ${(report.gateway.soak.rssPeakBytes / MB).toFixed(0)} MB, ${(report.gateway.soak.rssEndBytes / MB).toFixed(0)} MB at the end`,
     '',
     'targets (trivial function):',
   );

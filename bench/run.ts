@@ -4,7 +4,8 @@
  * for a trivial function (prints one line) and an echo of a 64 KiB body:
  *   (a) floor: the command spawned on the host; (b) naive: `podman run --rm` per request;
  *   (c) `podman exec` per request into a running container; (d) fnix warm, through the gateway, at
- *   concurrency 1 and 8; (e) fnix cold, time to first byte with no warm container; (f) the pool's refill rate.
+ *   concurrency 1 and 8; (e) fnix cold, time to first byte with no warm container; (f) the pool's refill
+ *   rate; and the gateway's memory over a long soak of the trivial function at concurrency 8.
  * Prints a table and the targets, and writes the same as JSON under bench-results/.
  * `--quick` runs a few requests of each, to check that the benchmark works (the test suite does).
  */
@@ -19,7 +20,7 @@ import { startGatewayProcess, sampleRss, type GatewayProcess } from './gateway-p
 import { prepareHost, removeBenchContainers, removeInstanceContainers, startExecTarget, type BenchHost } from './host.ts';
 import { createClient } from './http.ts';
 import { measureRefill, type RefillRound } from './refill.ts';
-import { formatReport, judgeTargets, type BenchReport, type WorkloadResults } from './report.ts';
+import { formatReport, judgeTargets, type BenchReport, type SoakResult, type WorkloadResults } from './report.ts';
 import { runToEnd } from './spawn.ts';
 import { measure, summarize, type Summary } from './stats.ts';
 
@@ -30,8 +31,8 @@ const outArg = process.argv.find((a) => a.startsWith('--out='));
 
 /** How much of each scenario to run. */
 const PLAN = quick
-  ? { floor: 20, naive: 2, exec: 3, warm1: 50, warm8Ms: 1000, cold: 2, warmup: 20, refillRounds: 1 }
-  : { floor: 300, naive: 12, exec: 20, warm1: 2000, warm8Ms: 10_000, cold: 15, warmup: 300, refillRounds: 3 };
+  ? { floor: 20, naive: 2, exec: 3, warm1: 50, warm8Ms: 1000, cold: 2, warmup: 20, refillRounds: 1, soakMs: 2000 }
+  : { floor: 300, naive: 12, exec: 20, warm1: 2000, warm8Ms: 10_000, cold: 15, warmup: 300, refillRounds: 3, soakMs: 150_000 };
 const REFILL_SIZE = 8;
 
 interface Workload {
@@ -76,6 +77,7 @@ async function main(): Promise<void> {
     const warm = await startGatewayProcess({ FNIX_STATE_DIR: join(stateRoot, 'warm'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS }, logFile);
     let rssIdle = 0;
     let rssPeak = 0;
+    let soak: SoakResult | undefined;
     try {
       rssIdle = await warm.rss();
       const rss = sampleRss(warm.pid);
@@ -83,6 +85,8 @@ async function main(): Promise<void> {
         await measureWarm(warm, w, results[w.key], say);
       }
       rssPeak = await rss.stop();
+      say(`trivial: the gateway's memory over a soak of ${PLAN.soakMs / 1000} s at concurrency 8`);
+      soak = await measureSoak(warm, WORKLOADS[0]!);
     } finally {
       await warm.stop();
     }
@@ -120,7 +124,7 @@ async function main(): Promise<void> {
       results[w.key].naive = await measure(() => runToEnd(argv, w.input, w.expected), { concurrency: 1, requests: PLAN.naive });
     }
 
-    const report = await buildReport(results, refill, { rssIdle, rssPeak }, host, Date.now() - began);
+    const report = await buildReport(results, refill, { rssIdle, rssPeak, soak: soak! }, host, Date.now() - began);
     const file = outArg ? resolve(outArg.slice('--out='.length)) : join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     await writeFile(file, JSON.stringify(report, null, 2) + '\n');
     process.stdout.write(formatReport(report));
@@ -149,6 +153,23 @@ async function measureWarm(gateway: GatewayProcess, w: Workload, into: WorkloadR
     say(`${w.key}: (d) fnix warm, concurrency 8`);
     into.warm8 = await measure(() => client.send(exchange), { concurrency: 8, durationMs: PLAN.warm8Ms });
   } finally {
+    client.close();
+  }
+}
+
+/**
+ * The soak: concurrency 8 for PLAN.soakMs, the gateway's RSS sampled every 250 ms. A short run shows
+ * the heap before V8 has collected much; only a long one shows where memory settles.
+ */
+async function measureSoak(gateway: GatewayProcess, w: Workload): Promise<SoakResult> {
+  const exchange = { url: `${gateway.url}/fn/${w.fn}`, body: w.input, expected: w.expected };
+  const client = createClient(8);
+  const rss = sampleRss(gateway.pid, 250);
+  try {
+    const load = await measure(() => client.send(exchange), { concurrency: 8, durationMs: PLAN.soakMs });
+    return { durationMs: PLAN.soakMs, requests: load.n, errors: load.errors, rps: load.rps, p99: load.p99, rssPeakBytes: await rss.stop(), rssEndBytes: await gateway.rss() };
+  } finally {
+    await rss.stop();
     client.close();
   }
 }
@@ -194,7 +215,7 @@ function podmanArgv(host: BenchHost): string[] {
 async function buildReport(
   results: Record<Workload['key'], WorkloadResults>,
   refill: RefillRound[],
-  rss: { rssIdle: number; rssPeak: number },
+  rss: { rssIdle: number; rssPeak: number; soak: SoakResult },
   host: BenchHost,
   wallMs: number,
 ): Promise<BenchReport> {
@@ -213,7 +234,7 @@ async function buildReport(
     },
     workloads: results,
     refill: { rounds: refill, medianPerSecond: rates[Math.floor(rates.length / 2)] ?? 0 },
-    gateway: { rssIdleBytes: rss.rssIdle, rssPeakBytes: rss.rssPeak },
+    gateway: { rssIdleBytes: rss.rssIdle, rssPeakBytes: rss.rssPeak, soak: rss.soak },
     ratios: Object.fromEntries(
       Object.entries(results).map(([key, r]) => [
         key,

@@ -38,7 +38,10 @@ describe('npm run bench', () => {
       expect(report.refill.rounds[0]!.containers).toBe(8);
       expect(report.refill.medianPerSecond).toBeGreaterThan(0);
       expect(report.gateway.rssPeakBytes).toBeGreaterThan(report.gateway.rssIdleBytes / 2);
-      expect(report.targets.map((t) => t.name)).toHaveLength(6);
+      expect(report.gateway.soak.requests).toBeGreaterThan(0);
+      expect(report.gateway.soak.errors).toBe(0);
+      expect(report.gateway.soak.rssPeakBytes).toBeGreaterThan(0);
+      expect(report.targets.map((t) => t.name)).toHaveLength(7);
       // Nothing of the benchmark is left running.
       const left = await execa('podman', ['ps', '-aq', '--filter', 'label=io.fnix.bench']);
       expect(left.stdout.trim()).toBe('');
