@@ -9,6 +9,10 @@ import { defineConfig } from 'vitest/config';
  */
 export default defineConfig({
   test: {
+    // An unhandled rejection or 'error' event anywhere in a test process fails the run: it is a bug
+    // the test found (gateway processes started by a test log theirs, and test/helpers/main-process.ts
+    // fails the test on that line). This is vitest's default, said here so that nobody turns it off.
+    dangerouslyIgnoreUnhandledErrors: false,
     projects: [
       {
         test: {

@@ -9,10 +9,12 @@ import { startDeploys, type Deploys } from '../runtime/deploy/deploys.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Runtime } from '../runtime/runtime.ts';
 import { createApp } from './app.ts';
+import { FailureLimiter } from './auth/failure-limiter.ts';
+import { TokenGuard } from './auth/guard.ts';
 import { TokenCheck } from './auth/token.ts';
 import { instrumentRunner } from './metrics/instrument-runner.ts';
 import { HostAllowlist } from './host-check.ts';
-import { GatewayMetrics } from './metrics/metrics.ts';
+import { GatewayMetrics, type EdgeStats } from './metrics/metrics.ts';
 import type { GatewayEnv } from './routes/invoke.ts';
 import { createSessionUpgrade, type SessionUpgrade } from './sessions/upgrade.ts';
 
@@ -33,6 +35,8 @@ export interface GatewayOptions {
   /** The largest WebSocket frame a session client may send. */
   sessionMaxFrame: number;
   sessionHeartbeatMs?: number | undefined;
+  /** What the process and its server count (connections, caught errors), for /metrics. */
+  edge?: EdgeStats | undefined;
   isShuttingDown: () => boolean;
 }
 
@@ -47,7 +51,7 @@ export interface Gateway {
 /** Wires the gateway around a started runtime (which the caller closes if this throws). */
 export async function assembleGateway(options: GatewayOptions): Promise<Gateway> {
   const { runtime, log } = options;
-  const metrics = GatewayMetrics.forRuntime(runtime);
+  const metrics = GatewayMetrics.forRuntime(runtime, options.edge);
   const hosts = new HostAllowlist(options.allowedHosts);
   const deploys = options.deploys
     ? await startDeploys({
@@ -72,7 +76,7 @@ export async function assembleGateway(options: GatewayOptions): Promise<Gateway>
     deploys: deploys && {
       deployer: deploys.deployer,
       pushes: deploys.pushes,
-      token: new TokenCheck(options.deploys!.token),
+      token: new TokenGuard({ token: new TokenCheck(options.deploys!.token), limiter: new FailureLimiter(), log, metrics }),
       gitRoot: deploys.repository.root,
       maxPushBytes: options.deploys!.maxPushBytes,
     },

@@ -49,6 +49,11 @@ export interface Config {
   token: string | undefined;
   /** FNIX_MAX_PUSH: the largest pack a git push may send. @default 100 MiB */
   maxPushBytes: number;
+  /**
+   * FNIX_MAX_CONNECTIONS: client connections served at once; more are closed as they arrive.
+   * @default the open-files limit less what fnix keeps for its own work (gateway/connection-limit.ts)
+   */
+  maxConnections: number | undefined;
 }
 
 const MIB = 1024 * 1024;
@@ -75,6 +80,10 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     throw new ConfigError(`FNIX_MAX_CONTAINERS (${maxContainers}) must be at least FNIX_POOL_SIZE (${poolSize})`);
   }
   const stateDir = resolve(cwd, env['FNIX_STATE_DIR'] || '.fnix');
+  // Podman's --volume takes `source:target:options`: a colon in a source path cannot be said.
+  if (stateDir.includes(':')) {
+    throw new ConfigError(`FNIX_STATE_DIR is ${stateDir}, which holds a ':': Podman could not mount the folders under it into containers; use a path without one`);
+  }
   if (Buffer.byteLength(stateDir) > MAX_STATE_DIR_BYTES) {
     throw new ConfigError(
       `FNIX_STATE_DIR is ${stateDir} (${Buffer.byteLength(stateDir)} bytes): the agents' sockets under it would pass the 107-byte limit of a unix socket's path; use a folder whose path is at most ${MAX_STATE_DIR_BYTES} bytes`,
@@ -106,6 +115,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     cpus: readDecimal(env, 'FNIX_CPUS', 1, 0.01, 1024),
     token,
     maxPushBytes: readBytes(env, 'FNIX_MAX_PUSH', 100 * MIB, MIB, 64 * 1024 * MIB),
+    maxConnections: env['FNIX_MAX_CONNECTIONS'] ? readInteger(env, 'FNIX_MAX_CONNECTIONS', 0, 1, 1_048_576) : undefined,
   };
 }
 

@@ -39,6 +39,10 @@ export const STATUS_BY_CODE: Record<ErrorCode, ContentfulStatusCode> = {
   DEPLOYMENT_REFUSED: 409,
   DEPLOY_IN_PROGRESS: 409,
   ROUTE_NOT_FOUND: 404,
+  BAD_REQUEST: 400,
+  REQUEST_HEADERS_TOO_LARGE: 431,
+  REQUEST_TIMEOUT: 408,
+  AUTH_RATE_LIMITED: 429,
   INTERNAL_ERROR: 500,
 };
 
@@ -48,18 +52,42 @@ export function toFnixError(error: unknown): FnixError {
   return new FnixError('INTERNAL_ERROR', 'internal error; the gateway log has the details', { cause: error });
 }
 
-/** The JSON error response for `error`. */
-export function errorResponse(error: FnixError, headers: Record<string, string> = {}): Response {
+/** The headers every error response of `error` carries, besides its content type. */
+function errorHeaders(error: FnixError): Record<string, string> {
   const status = STATUS_BY_CODE[error.code];
-  const extra: Record<string, string> = status === 503 ? { 'retry-after': '1' } : {};
+  const headers: Record<string, string> = {};
+  if (status === 503) headers['retry-after'] = '1';
+  // A refusal for too many failed attempts says when to try again.
+  if (status === 429) headers['retry-after'] = String(error.details['retryAfterSeconds'] ?? 60);
   // A 401 names the scheme to answer with: git sends its credentials once it is challenged for Basic.
   if (error.code === 'UNAUTHORIZED') {
-    extra['www-authenticate'] = error.details['scheme'] === 'Bearer' ? 'Bearer realm="fnix"' : 'Basic realm="fnix", charset="UTF-8"';
+    headers['www-authenticate'] = error.details['scheme'] === 'Bearer' ? 'Bearer realm="fnix"' : 'Basic realm="fnix", charset="UTF-8"';
   }
+  return headers;
+}
+
+/** The JSON error response for `error`. */
+export function errorResponse(error: FnixError, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify({ error: error.toJSON() }), {
-    status,
-    headers: { 'content-type': 'application/json; charset=utf-8', ...extra, ...headers },
+    status: STATUS_BY_CODE[error.code],
+    headers: { 'content-type': 'application/json; charset=utf-8', ...errorHeaders(error), ...headers },
   });
+}
+
+/**
+ * The same response as raw HTTP/1.1 bytes, closing the connection: for a socket that no request object
+ * is attached to (a refused WebSocket upgrade, a request Node's parser refused).
+ */
+export function rawErrorResponse(error: FnixError): string {
+  const body = JSON.stringify({ error: error.toJSON() });
+  const headers = {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': String(Buffer.byteLength(body)),
+    Connection: 'close',
+    ...errorHeaders(error),
+  };
+  const lines = [`HTTP/1.1 ${STATUS_BY_CODE[error.code]} ${error.code}`, ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)];
+  return `${lines.join('\r\n')}\r\n\r\n${body}`;
 }
 
 /** BODY_TOO_LARGE for a request body over FNIX_MAX_BODY. */

@@ -10,22 +10,32 @@ import { cleanDeployLeftovers, type Deploys } from '../runtime/deploy/deploys.ts
 import { FnixError } from '../runtime/errors.ts';
 import { createLogger } from '../runtime/log.ts';
 import { startRuntime, type Runtime } from '../runtime/runtime.ts';
+import { guardSpawn } from '../runtime/spawn-guard.ts';
 import { assembleGateway } from './assemble.ts';
 import { loadToken } from './auth/token.ts';
 import { loadConfig, type Config } from './config.ts';
+import { connectionBudget, readOpenFilesLimit, reserveFor } from './connection-limit.ts';
+import type { EdgeStats } from './metrics/metrics.ts';
+import { guardProcess } from './process-guards.ts';
 import { createDegradedApp } from './degraded.ts';
 import { HostAllowlist } from './host-check.ts';
 import { rejectUpgrade, type SessionUpgrade } from './sessions/upgrade.ts';
-import { startServer } from './server.ts';
+import { startServer, type RunningServer } from './server.ts';
 
 const log = createLogger();
 /** The largest WebSocket frame a session client may send. */
 const SESSION_MAX_FRAME = 1024 * 1024;
 /** While Podman or Nix does not work, how often starting the runtime is tried again. */
 const RETRY_MS = 5000;
+/** How often the open-files limit is read again (`prlimit` can lower it under a running process). */
+const LIMIT_CHECK_MS = 10_000;
 
 async function main(): Promise<void> {
+  const unhandled = guardProcess(log);
+  guardSpawn();
   const config = loadConfig(process.env);
+  const budget = connectionBudget({ openFiles: readOpenFilesLimit(), maxContainers: config.maxContainers, configured: config.maxConnections });
+  log.info('connections', { maxConnections: budget.maxConnections, openFilesLimit: budget.openFiles, keptForFnix: budget.reserve });
   let shuttingDown = false;
   let serving: Serving | undefined;
   let starting: Promise<Serving> | undefined;
@@ -37,12 +47,16 @@ async function main(): Promise<void> {
     app: { fetch: (request, env) => (serving?.app ?? degraded).fetch(request, env) },
     host: config.host,
     port: config.port,
+    maxConnections: budget.maxConnections,
+    log,
     onUpgrade: (request, socket, head) => {
       if (serving) serving.sessions.handle(request, socket, head);
       else rejectUpgrade(socket, cause);
     },
   });
   log.info(`listening at ${server.url}`);
+  const limitCheck = followOpenFilesLimit(server, config, budget.openFiles);
+  const edge: EdgeStats = { connections: server.connections, unhandled };
 
   const shutdown = async (signal: string) => {
     if (shuttingDown) {
@@ -50,6 +64,7 @@ async function main(): Promise<void> {
       return;
     }
     shuttingDown = true;
+    clearInterval(limitCheck);
     log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
     wakeRetry();
     const closed = server.close();
@@ -67,11 +82,13 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  // A closed terminal: the same graceful drain, rather than Node's default of dying on the spot.
+  process.on('SIGHUP', () => void shutdown('SIGHUP'));
 
   // Podman or Nix may be missing or failing now and work later (installed, repaired): keep trying.
   while (!shuttingDown) {
     try {
-      starting = startServing(config, () => shuttingDown);
+      starting = startServing(config, edge, () => shuttingDown);
       const started = await starting;
       if (shuttingDown) return; // shutdown has it, and closes it
       serving = started;
@@ -99,7 +116,7 @@ interface Serving {
 }
 
 /** Starts the runtime, the deployments and the apps. Throws RUNTIME_UNAVAILABLE when Podman or Nix does not work. */
-async function startServing(config: Config, isShuttingDown: () => boolean): Promise<Serving> {
+async function startServing(config: Config, edge: EdgeStats, isShuttingDown: () => boolean): Promise<Serving> {
   const runtime = await startRuntime({
     stateDir: config.stateDir,
     packages: config.packages,
@@ -134,6 +151,7 @@ async function startServing(config: Config, isShuttingDown: () => boolean): Prom
       allowedHosts: config.allowedHosts,
       maxSessions: config.maxSessions,
       sessionMaxFrame: SESSION_MAX_FRAME,
+      edge,
       isShuttingDown,
     });
   } catch (error) {
@@ -147,6 +165,31 @@ async function startServing(config: Config, isShuttingDown: () => boolean): Prom
   const { app, sessions } = gateway;
   const deploys = gateway.deploys!;
   return { app, sessions, deploys, runtime };
+}
+
+/**
+ * Reads the open-files limit again now and then: when it changes under the running process, the bound
+ * on connections follows, so that fnix keeps the descriptors its own work needs.
+ */
+function followOpenFilesLimit(server: RunningServer, config: Config, initial: number | undefined): NodeJS.Timeout {
+  let known = initial;
+  const timer = setInterval(() => {
+    const openFiles = readOpenFilesLimit();
+    if (openFiles === known) return;
+    known = openFiles;
+    let maxConnections: number;
+    try {
+      maxConnections = connectionBudget({ openFiles, maxContainers: config.maxContainers, configured: config.maxConnections }).maxConnections;
+    } catch (error) {
+      // Too low for the budget: as many connections as it leaves, at least one.
+      log.error(String((error as Error).message));
+      maxConnections = Math.max(1, (openFiles ?? 0) - reserveFor(config.maxContainers));
+    }
+    server.setMaxConnections(maxConnections);
+    log.warn('the open-files limit changed; the bound on connections follows it', { openFilesLimit: openFiles, maxConnections });
+  }, LIMIT_CHECK_MS);
+  timer.unref();
+  return timer;
 }
 
 main().catch((error: unknown) => {

@@ -37,6 +37,10 @@ export type ErrorCode =
   | 'DEPLOYMENT_REFUSED'
   | 'DEPLOY_IN_PROGRESS'
   | 'ROUTE_NOT_FOUND'
+  | 'BAD_REQUEST'
+  | 'REQUEST_HEADERS_TOO_LARGE'
+  | 'REQUEST_TIMEOUT'
+  | 'AUTH_RATE_LIMITED'
   | 'INTERNAL_ERROR';
 
 export interface FnixErrorOptions {

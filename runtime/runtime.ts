@@ -20,6 +20,7 @@ import { Podman } from './podman/podman.ts';
 import { writeSeccompProfile } from './podman/seccomp.ts';
 import { Pool, type PoolStats } from './pool/pool.ts';
 import { PoolRunner } from './runner.ts';
+import { guardSpawn } from './spawn-guard.ts';
 import { lockStateDir, type StateLock } from './state-lock.ts';
 
 /** Everything the runtime is configured with (gateway/config.ts reads it from the environment). */
@@ -75,7 +76,8 @@ export interface Runtime {
 
 /** Starts the runtime; throws with the fix when Podman or Nix does not work. */
 export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
-  const { log } = options;
+  // Every podman, nix and git start goes through execa: out of descriptors, one fails, not the process.
+  guardSpawn();
   const stateDir = resolve(options.stateDir);
   const lock = await lockStateDir(stateDir, { beforeTaking: options.cleanStateDir });
   try {

@@ -8,6 +8,15 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PoolStats } from '../../runtime/pool/pool.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
+import type { UnhandledCounts } from '../process-guards.ts';
+import type { ConnectionStats } from '../server.ts';
+
+/** What the process and its HTTP server count, outside any one gateway: read at each scrape. */
+export interface EdgeStats {
+  connections: () => ConnectionStats;
+  /** Errors the process guards caught (gateway/process-guards.ts); absent where none are installed. */
+  unhandled?: (() => UnhandledCounts) | undefined;
+}
 
 /** How an invocation was asked for. */
 export type InvocationKind = 'http' | 'session';
@@ -49,11 +58,13 @@ export class GatewayMetrics {
   readonly #deployments: Counter<'outcome'>;
   readonly #deployDuration: Histogram<'outcome'>;
   readonly #sessions: Gauge;
+  readonly #authFailures: Counter<'route'>;
+  readonly #authRefused: Counter<'route'>;
   /** Outcomes the gateway decided itself (a 413, a bad CGI response), which the invocation cannot know. */
   readonly #outcomes = new WeakMap<object, string>();
 
-  /** `poolStats` is read at each scrape for the pool and queue gauges. */
-  constructor(poolStats: () => PoolStats) {
+  /** `poolStats` and `edge` are read at each scrape for the pool, queue and connection gauges. */
+  constructor(poolStats: () => PoolStats, edge?: EdgeStats) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.#invocations = new Counter({
@@ -109,6 +120,19 @@ export class GatewayMetrics {
       registers,
     });
     this.#sessions = new Gauge({ name: 'fnix_sessions_open', help: 'WebSocket sessions open now', registers });
+    this.#authFailures = new Counter({
+      name: 'fnix_auth_failures_total',
+      help: 'Requests to /git or /api with a wrong token, by route',
+      labelNames: ['route'],
+      registers,
+    });
+    this.#authRefused = new Counter({
+      name: 'fnix_auth_refused_total',
+      help: 'Requests to /git or /api refused with 429 because their client address failed too often, by route',
+      labelNames: ['route'],
+      registers,
+    });
+    if (edge) this.#edgeMetrics(edge, registers);
     new Gauge({
       name: 'fnix_pool_containers',
       help: 'Containers by state: warm (generic, ready), idle (specialised, free), busy, starting',
@@ -137,9 +161,51 @@ export class GatewayMetrics {
     });
   }
 
+  /** The connection and unhandled-error metrics, read from `edge` at each scrape. */
+  #edgeMetrics(edge: EdgeStats, registers: Registry[]): void {
+    new Gauge({
+      name: 'fnix_connections_open',
+      help: 'Client connections open now',
+      registers,
+      collect() {
+        this.set(edge.connections().open);
+      },
+    });
+    new Gauge({
+      name: 'fnix_connections_max',
+      help: 'Client connections served at once (FNIX_MAX_CONNECTIONS, or the open-files limit less what fnix keeps)',
+      registers,
+      collect() {
+        this.set(edge.connections().max);
+      },
+    });
+    new Counter({
+      name: 'fnix_connections_refused_total',
+      help: 'Client connections closed as they arrived because the most allowed were open',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(edge.connections().refused);
+      },
+    });
+    const unhandled = edge.unhandled;
+    if (unhandled) {
+      new Counter({
+        name: 'fnix_unhandled_errors_total',
+        help: 'Bugs caught by the process guards: unhandled rejections and uncaught exceptions (each is logged with its stack)',
+        labelNames: ['kind'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [kind, count] of Object.entries(unhandled())) this.inc({ kind }, count);
+        },
+      });
+    }
+  }
+
   /** Metrics for a started runtime: its pool's gauges, and its start-up build counted as a deployment. */
-  static forRuntime(runtime: Pick<Runtime, 'pool' | 'startup'>): GatewayMetrics {
-    const metrics = new GatewayMetrics(() => runtime.pool.stats());
+  static forRuntime(runtime: Pick<Runtime, 'pool' | 'startup'>, edge?: EdgeStats): GatewayMetrics {
+    const metrics = new GatewayMetrics(() => runtime.pool.stats(), edge);
     const { startup } = runtime;
     // A functions folder served directly counts as a deployment; deployments from git count themselves.
     if (startup.functions > 0) metrics.deploymentFinished(startup.broken > 0 ? 'partial' : 'activated', startup.durationMs);
@@ -192,6 +258,16 @@ export class GatewayMetrics {
   deploymentFinished(outcome: 'activated' | 'refused' | 'partial', durationMs: number): void {
     this.#deployments.inc({ outcome });
     this.#deployDuration.observe({ outcome }, durationMs / 1000);
+  }
+
+  /** A request to `route` (git or api) came with a wrong token. */
+  authFailed(route: string): void {
+    this.#authFailures.inc({ route });
+  }
+
+  /** A request to `route` was refused unchecked (429): its address failed too often. */
+  authRefused(route: string): void {
+    this.#authRefused.inc({ route });
   }
 
   sessionOpened(): void {

@@ -13,7 +13,7 @@ import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { Logger } from '../../runtime/log.ts';
 import type { Runner } from '../../runtime/runner.ts';
 import { buildCgiEnv } from '../cgi/env.ts';
-import { STATUS_BY_CODE, toFnixError } from '../errors.ts';
+import { rawErrorResponse, toFnixError } from '../errors.ts';
 import type { HostAllowlist } from '../host-check.ts';
 import type { GatewayMetrics } from '../metrics/metrics.ts';
 import { INVOCATION_ID_HEADER } from '../routes/invoke.ts';
@@ -254,16 +254,7 @@ function toHeaders(request: IncomingMessage): Headers {
 /** Answers the upgrade request with the core's JSON error, and closes the socket. */
 export function rejectUpgrade(socket: Duplex, error: FnixError): void {
   if (socket.destroyed) return;
-  const status = STATUS_BY_CODE[error.code];
-  const body = JSON.stringify({ error: error.toJSON() });
-  const lines = [
-    `HTTP/1.1 ${status} ${error.code}`,
-    'Content-Type: application/json; charset=utf-8',
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    'Connection: close',
-    ...(status === 503 ? ['Retry-After: 1'] : []),
-  ];
   // Server sockets are half-open: end() alone would leave this one waiting for the client to close it.
   socket.once('finish', () => socket.destroy());
-  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
+  socket.end(rawErrorResponse(error));
 }

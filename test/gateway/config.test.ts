@@ -43,6 +43,7 @@ describe('loadConfig: defaults', () => {
       cpus: 1,
       token: undefined,
       maxPushBytes: 100 * MiB,
+      maxConnections: undefined,
     });
   });
 
@@ -52,7 +53,7 @@ describe('loadConfig: defaults', () => {
         'FNIX_PORT', 'FNIX_HOST', 'FNIX_STATE_DIR', 'FNIX_FUNCTIONS_DIR', 'FNIX_PACKAGES', 'FNIX_POOL_SIZE',
         'FNIX_MAX_SESSIONS', 'FNIX_MAX_CONTAINERS', 'FNIX_MAX_BODY', 'FNIX_MAX_OUTPUT', 'FNIX_IDLE_TTL_MS', 'FNIX_QUEUE_TIMEOUT_MS',
         'FNIX_PIDS_LIMIT', 'FNIX_NOFILE', 'FNIX_TMP_SIZE', 'FNIX_SHUTDOWN_GRACE_MS', 'FNIX_CPUS',
-        'FNIX_TOKEN', 'FNIX_MAX_PUSH', 'FNIX_ALLOWED_HOSTS', 'FNIX_QUEUE_TIMEOUT',
+        'FNIX_TOKEN', 'FNIX_MAX_PUSH', 'FNIX_ALLOWED_HOSTS', 'FNIX_QUEUE_TIMEOUT', 'FNIX_MAX_CONNECTIONS',
       ].map((name) => [name, '']),
     );
     expect(loadConfig(env, CWD)).toEqual(loadConfig({}, CWD));
@@ -107,6 +108,16 @@ describe('loadConfig: FNIX_STATE_DIR', () => {
     expect(loadConfig({ FNIX_STATE_DIR: longest }, CWD).stateDir).toBe(longest);
     expect(() => loadConfig({ FNIX_STATE_DIR: `${longest}x` }, CWD)).toThrow(/FNIX_STATE_DIR is .* \(64 bytes\): .*at most 63 bytes/);
   });
+
+  it('refuses a path with a colon, which no Podman volume can name', () => {
+    expect(() => loadConfig({ FNIX_STATE_DIR: '/var/lib/fnix:1' }, CWD)).toThrow(/FNIX_STATE_DIR is \/var\/lib\/fnix:1, which holds a ':'.*use a path without one/);
+  });
+});
+
+describe('loadConfig: FNIX_MAX_CONNECTIONS', () => {
+  it.each(['0', '-1', 'many', '1.5'])('refuses %j, naming the variable', (value) => {
+    expect(() => loadConfig({ FNIX_MAX_CONNECTIONS: value }, CWD)).toThrow(/FNIX_MAX_CONNECTIONS=.*expected an integer from 1/);
+  });
 });
 
 describe('loadConfig: FNIX_ALLOWED_HOSTS', () => {
@@ -144,6 +155,7 @@ describe('loadConfig: overrides', () => {
         FNIX_TOKEN: 'a-token-of-some-length',
         FNIX_MAX_PUSH: '8MiB',
         FNIX_ALLOWED_HOSTS: 'fnix.example.com, .Apps.Example',
+        FNIX_MAX_CONNECTIONS: '500',
       },
       CWD,
     );
@@ -168,6 +180,7 @@ describe('loadConfig: overrides', () => {
       cpus: 1.5,
       token: 'a-token-of-some-length',
       maxPushBytes: 8 * MiB,
+      maxConnections: 500,
     });
   });
 

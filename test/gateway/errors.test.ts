@@ -5,7 +5,7 @@
  * ManifestError's message and details, InvocationError's details, isFnixError).
  */
 import { describe, expect, it } from 'vitest';
-import { STATUS_BY_CODE, bodyTooLarge, errorResponse, toFnixError } from '../../gateway/errors.ts';
+import { STATUS_BY_CODE, bodyTooLarge, errorResponse, rawErrorResponse, toFnixError } from '../../gateway/errors.ts';
 import { FnixError, InvocationError, ManifestError, isFnixError, type ErrorCode } from '../../runtime/errors.ts';
 
 /** Every member of the ErrorCode union in runtime/errors.ts, written out. */
@@ -41,6 +41,10 @@ const ALL_CODES = [
   'DEPLOYMENT_REFUSED',
   'DEPLOY_IN_PROGRESS',
   'ROUTE_NOT_FOUND',
+  'BAD_REQUEST',
+  'REQUEST_HEADERS_TOO_LARGE',
+  'REQUEST_TIMEOUT',
+  'AUTH_RATE_LIMITED',
   'INTERNAL_ERROR',
 ] as const satisfies readonly ErrorCode[];
 
@@ -72,6 +76,10 @@ describe('STATUS_BY_CODE', () => {
       FUNCTION_NOT_FOUND: 404,
       ROUTE_NOT_FOUND: 404,
       BODY_TOO_LARGE: 413,
+      BAD_REQUEST: 400,
+      REQUEST_HEADERS_TOO_LARGE: 431,
+      REQUEST_TIMEOUT: 408,
+      AUTH_RATE_LIMITED: 429,
       INVOCATION_ABORTED: 499,
       INTERNAL_ERROR: 500,
       FUNCTION_FAILED: 502,
@@ -101,11 +109,12 @@ describe('errorResponse', () => {
     });
   });
 
-  it('sets retry-after: 1 on every 503 and on nothing else', () => {
+  it('sets retry-after: 1 on every 503, the wait on a 429, and on nothing else', () => {
     for (const code of ALL_CODES) {
       const retryAfter = errorResponse(new FnixError(code, 'x')).headers.get('retry-after');
-      expect(retryAfter).toBe(UNAVAILABLE.includes(code) ? '1' : null);
+      expect(retryAfter).toBe(UNAVAILABLE.includes(code) ? '1' : code === 'AUTH_RATE_LIMITED' ? '60' : null);
     }
+    expect(errorResponse(new FnixError('AUTH_RATE_LIMITED', 'x', { details: { retryAfterSeconds: 7 } })).headers.get('retry-after')).toBe('7');
   });
 
   it('adds the extra headers given, which may override the defaults', () => {
@@ -123,6 +132,21 @@ describe('errorResponse', () => {
       file: '/f/function.json',
       issues: [{ field: 'memoryMb', message: 'too small', value: 1 }],
     });
+  });
+});
+
+describe('rawErrorResponse', () => {
+  it('is the same response as raw HTTP/1.1: status, JSON body with its length, headers, and a closed connection', async () => {
+    const error = new FnixError('AUTH_RATE_LIMITED', 'too many', { details: { retryAfterSeconds: 3 } });
+    const text = rawErrorResponse(error);
+    const [head, body] = text.split('\r\n\r\n');
+    const lines = head!.split('\r\n');
+    expect(lines[0]).toBe('HTTP/1.1 429 AUTH_RATE_LIMITED');
+    expect(lines).toContain('Content-Type: application/json; charset=utf-8');
+    expect(lines).toContain('Connection: close');
+    expect(lines).toContain('retry-after: 3');
+    expect(lines).toContain(`Content-Length: ${Buffer.byteLength(body!)}`);
+    expect(JSON.parse(body!)).toEqual(await errorResponse(error).json());
   });
 });
 

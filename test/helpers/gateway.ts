@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assembleGateway } from '../../gateway/assemble.ts';
+import type { Hono } from 'hono';
+import type { GatewayEnv } from '../../gateway/routes/invoke.ts';
 import type { SessionUpgrade } from '../../gateway/sessions/upgrade.ts';
 import { startServer, type RunningServer } from '../../gateway/server.ts';
 import { cleanDeployLeftovers, type Deploys } from '../../runtime/deploy/deploys.ts';
@@ -47,6 +49,8 @@ export type TestGatewayOptions = Partial<Omit<RuntimeOptions, 'log' | 'limits'>>
   sessionHeartbeatMs?: number;
   /** The server's header deadline (30 s in production). */
   headersTimeoutMs?: number;
+  /** The server's bound on connections. @default 4096 */
+  maxConnections?: number;
   /**
    * Serve through deployments, as `npm start` does: the functions folder is imported into the git
    * repository as the first deployment (when the repository is empty), and /git and /api are on.
@@ -75,33 +79,49 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     cleanStateDir: options.deploys ? cleanDeployLeftovers(stateDir, log) : undefined,
   });
   const token = TEST_TOKEN;
-  const { app, sessions, deploys } = await assembleGateway({
-    runtime,
-    stateDir,
+  // The port first, as main.ts takes it: the gateway's metrics read the server's connections.
+  let app: Hono<GatewayEnv> | undefined;
+  let sessions: SessionUpgrade | undefined;
+  const server = await startServer({
+    app: { fetch: (request, env) => app!.fetch(request, env) },
+    host: '127.0.0.1',
+    port: 0,
+    maxConnections: options.maxConnections ?? 4096,
     log,
-    deploys: options.deploys ? { token, functionsDir: options.functionsDir ?? FIXTURES_DIR, maxPushBytes: 16 * 1024 * 1024, pushWaitMs: 60_000 } : undefined,
-    maxBody: options.maxBody ?? 6 * 1024 * 1024,
-    allowedHosts: options.allowedHosts ?? [],
-    maxSessions: options.maxSessions ?? 32,
-    sessionMaxFrame: options.sessionMaxFrame ?? 1024 * 1024,
-    sessionHeartbeatMs: options.sessionHeartbeatMs,
-    isShuttingDown: () => false,
-  }).catch(async (error: unknown) => {
+    onUpgrade: (request, socket, head) => sessions!.handle(request, socket, head),
+    headersTimeoutMs: options.headersTimeoutMs,
+  });
+  let deploys: Deploys | undefined;
+  try {
+    ({ app, sessions, deploys } = await assembleGateway({
+      runtime,
+      stateDir,
+      log,
+      deploys: options.deploys ? { token, functionsDir: options.functionsDir ?? FIXTURES_DIR, maxPushBytes: 16 * 1024 * 1024, pushWaitMs: 60_000 } : undefined,
+      maxBody: options.maxBody ?? 6 * 1024 * 1024,
+      allowedHosts: options.allowedHosts ?? [],
+      maxSessions: options.maxSessions ?? 32,
+      sessionMaxFrame: options.sessionMaxFrame ?? 1024 * 1024,
+      sessionHeartbeatMs: options.sessionHeartbeatMs,
+      edge: { connections: server.connections },
+      isShuttingDown: () => false,
+    }));
+  } catch (error) {
+    await server.close();
     await runtime.close(0);
     throw error;
-  });
-  const server = await startServer({ app, host: '127.0.0.1', port: 0, onUpgrade: sessions.handle, headersTimeoutMs: options.headersTimeoutMs });
+  }
   return {
     url: server.url,
     runtime,
     server,
-    sessions,
+    sessions: sessions!,
     deploys,
     token,
     stateDir,
     logs,
     async close() {
-      await sessions.closeAll();
+      await sessions!.closeAll();
       server.server.closeAllConnections();
       await server.close();
       await deploys?.close();

@@ -5,6 +5,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
+import { afterEach, expect } from 'vitest';
 import { waitUntil } from './processes.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -12,6 +13,18 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const SERVING = /is serving at (http:\/\/127\.0\.0\.1:\d+)/;
 /** What main.ts logs once its port is taken, before the runtime is up. */
 export const LISTENING = /listening at (http:\/\/127\.0\.0\.1:\d+)/;
+
+/** What gateway/process-guards.ts logs when it catches an unhandled rejection or an uncaught exception. */
+const BUG = /ERROR bug: .*/;
+/** The gateways started in this test file. */
+const started: MainProcess[] = [];
+
+// An unhandled rejection or 'error' event in a gateway process is a bug found by the test that ran it:
+// the process stays up (as it must in production), so the test fails on its log line instead.
+afterEach(() => {
+  const found = started.flatMap((main) => BUG.exec(main.output()) ?? []);
+  expect(found, 'a gateway process logged an unhandled error').toEqual([]);
+});
 
 /** A running gateway/main.ts. */
 export interface MainProcess {
@@ -24,15 +37,23 @@ export interface MainProcess {
 
 /**
  * Starts gateway/main.ts with `env` (and FNIX_PORT=0) and resolves once its log matches `until`
- * (serving, by default); throws with its output if it exits first.
+ * (serving, by default); throws with its output if it exits first. `prefix` runs it under another
+ * command that execs it, such as `prlimit`.
  */
-export async function startMain(env: Record<string, string>, options: { until?: RegExp; timeoutMs?: number } = {}): Promise<MainProcess> {
+export async function startMain(
+  env: Record<string, string>,
+  options: { until?: RegExp; timeoutMs?: number; prefix?: string[] } = {},
+): Promise<MainProcess> {
   const until = options.until ?? SERVING;
-  const child = execa('node', ['--import', 'tsx', 'gateway/main.ts'], { cwd: ROOT, env: { FNIX_PORT: '0', ...env }, reject: false, all: true });
+  // A prefix that execs the rest (`prlimit --nofile=N:N --`) keeps the gateway's pid the child's own.
+  const command = [...(options.prefix ?? []), 'node', '--import', 'tsx', 'gateway/main.ts'];
+  const child = execa(command[0]!, command.slice(1), { cwd: ROOT, env: { FNIX_PORT: '0', ...env }, reject: false, all: true });
   let output = '';
   child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   await waitUntil(() => until.test(output) || child.exitCode !== null, options.timeoutMs ?? 120_000, 'the gateway to start');
   const url = until.exec(output)?.[1];
   if (!url) throw new Error(`the gateway did not start:\n${output}`);
-  return { child, url, output: () => output };
+  const main = { child, url, output: () => output };
+  started.push(main);
+  return main;
 }
