@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-/** The Node flags `npm start` runs the gateway with (package.json's config.node_flags: source maps, the young generation's size). */
+/** The Node flags `npm start` runs the gateway with (package.json's config.node_flags: source maps, and V8 heap sizing). */
 export const GATEWAY_NODE_FLAGS: string[] = (JSON.parse(readFileSync(`${ROOT}/package.json`, 'utf8')) as { config: { node_flags: string } }).config.node_flags.split(/\s+/);
 
 /** A running gateway process. */
@@ -28,14 +28,20 @@ export interface GatewayProcess {
 
 /**
  * Starts the gateway with `env` (FNIX_* settings), its log going to `logFile`; resolves when the pool is
- * full. `nodeArgs` go to node before the script (`--cpu-prof`, say, to profile it).
+ * full. `nodeArgs` go to node before the script (`--cpu-prof`, say, to profile it); `flags` replace
+ * npm start's own (to compare them with Node's defaults).
  */
-export async function startGatewayProcess(env: Record<string, string>, logFile: string, nodeArgs: string[] = []): Promise<GatewayProcess> {
+export async function startGatewayProcess(
+  env: Record<string, string>,
+  logFile: string,
+  nodeArgs: string[] = [],
+  flags: string[] = GATEWAY_NODE_FLAGS,
+): Promise<GatewayProcess> {
   const port = await freePort();
   // The log file itself, not a pipe through this process: a busy load generator must not slow the
   // gateway's (synchronous) log writes.
   const log = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [...GATEWAY_NODE_FLAGS, ...nodeArgs, 'dist/gateway/main.js'], {
+  const child = spawn(process.execPath, [...flags, ...nodeArgs, 'dist/gateway/main.js'], {
     cwd: ROOT,
     env: { ...process.env, FNIX_HOST: '127.0.0.1', FNIX_PORT: String(port), ...env },
     stdio: ['ignore', log, log],

@@ -5,7 +5,8 @@
  *   (a) floor: the command spawned on the host; (b) naive: `podman run --rm` per request;
  *   (c) `podman exec` per request into a running container; (d) fnix warm, through the gateway, at
  *   concurrency 1 and 8; (e) fnix cold, time to first byte with no warm container; (f) the pool's refill
- *   rate; and the gateway's memory over a long soak of the trivial function at concurrency 8.
+ *   rate; and the gateway's memory over a long soak of the trivial function at concurrency 8, with npm
+ *   start's Node flags and, to show what they bound, with Node's defaults.
  * Prints a table and the targets, and writes the same as JSON under bench-results/.
  * `--quick` runs a few requests of each, to check that the benchmark works (the test suite does).
  */
@@ -32,7 +33,7 @@ const outArg = process.argv.find((a) => a.startsWith('--out='));
 /** How much of each scenario to run. */
 const PLAN = quick
   ? { floor: 20, naive: 2, exec: 3, warm1: 50, warm8Ms: 1000, cold: 2, warmup: 20, refillRounds: 1, soakMs: 2000 }
-  : { floor: 300, naive: 12, exec: 20, warm1: 2000, warm8Ms: 10_000, cold: 15, warmup: 300, refillRounds: 3, soakMs: 150_000 };
+  : { floor: 300, naive: 12, exec: 20, warm1: 2000, warm8Ms: 10_000, cold: 15, warmup: 300, refillRounds: 3, soakMs: 120_000 };
 const REFILL_SIZE = 8;
 
 interface Workload {
@@ -91,6 +92,15 @@ async function main(): Promise<void> {
       await warm.stop();
     }
 
+    say(`trivial: the same soak against a gateway with Node's default heap settings`);
+    const defaults = await startGatewayProcess({ FNIX_STATE_DIR: join(stateRoot, 'defaults'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS }, logFile, [], ['--enable-source-maps']);
+    let soakDefaults: SoakResult | undefined;
+    try {
+      soakDefaults = await measureSoak(defaults, WORKLOADS[0]!);
+    } finally {
+      await defaults.stop();
+    }
+
     say('starting a gateway with no warm pool');
     const cold = await startGatewayProcess(
       { FNIX_STATE_DIR: join(stateRoot, 'cold'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS, FNIX_POOL_SIZE: '0', FNIX_IDLE_TTL_MS: '1000' },
@@ -124,7 +134,7 @@ async function main(): Promise<void> {
       results[w.key].naive = await measure(() => runToEnd(argv, w.input, w.expected), { concurrency: 1, requests: PLAN.naive });
     }
 
-    const report = await buildReport(results, refill, { rssIdle, rssPeak, soak: soak! }, host, Date.now() - began);
+    const report = await buildReport(results, refill, { rssIdle, rssPeak, soak: soak!, soakDefaults: soakDefaults! }, host, Date.now() - began);
     const file = outArg ? resolve(outArg.slice('--out='.length)) : join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     await writeFile(file, JSON.stringify(report, null, 2) + '\n');
     process.stdout.write(formatReport(report));
@@ -134,7 +144,7 @@ async function main(): Promise<void> {
     // SIGKILL cannot remove its own), the refill pool's, then the state folders.
     if (prepared) {
       const { podman } = prepared;
-      for (const dir of ['warm', 'cold', 'host/refill']) await removeInstanceContainers(podman, join(stateRoot, dir)).catch(() => {});
+      for (const dir of ['warm', 'defaults', 'cold', 'host/refill']) await removeInstanceContainers(podman, join(stateRoot, dir)).catch(() => {});
       await removeBenchContainers(podman).catch(() => {});
     }
     await rm(stateRoot, { recursive: true, force: true }).catch((error: unknown) => say(`could not remove ${stateRoot}: ${String(error)}`));
@@ -215,7 +225,7 @@ function podmanArgv(host: BenchHost): string[] {
 async function buildReport(
   results: Record<Workload['key'], WorkloadResults>,
   refill: RefillRound[],
-  rss: { rssIdle: number; rssPeak: number; soak: SoakResult },
+  rss: { rssIdle: number; rssPeak: number; soak: SoakResult; soakDefaults: SoakResult },
   host: BenchHost,
   wallMs: number,
 ): Promise<BenchReport> {
@@ -234,7 +244,7 @@ async function buildReport(
     },
     workloads: results,
     refill: { rounds: refill, medianPerSecond: rates[Math.floor(rates.length / 2)] ?? 0 },
-    gateway: { rssIdleBytes: rss.rssIdle, rssPeakBytes: rss.rssPeak, soak: rss.soak },
+    gateway: { rssIdleBytes: rss.rssIdle, rssPeakBytes: rss.rssPeak, soak: rss.soak, soakWithNodeDefaults: rss.soakDefaults },
     ratios: Object.fromEntries(
       Object.entries(results).map(([key, r]) => [
         key,

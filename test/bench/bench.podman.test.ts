@@ -41,6 +41,8 @@ describe('npm run bench', () => {
       expect(report.gateway.soak.requests).toBeGreaterThan(0);
       expect(report.gateway.soak.errors).toBe(0);
       expect(report.gateway.soak.rssPeakBytes).toBeGreaterThan(0);
+      expect(report.gateway.soakWithNodeDefaults.requests).toBeGreaterThan(0);
+      expect(report.gateway.soakWithNodeDefaults.errors).toBe(0);
       expect(report.targets.map((t) => t.name)).toHaveLength(7);
       // Nothing of the benchmark is left running.
       const left = await execa('podman', ['ps', '-aq', '--filter', 'label=io.fnix.bench']);

@@ -240,6 +240,16 @@ describe('the edge of the gateway', () => {
     await report('wrong tokens', { attempts: 301, answered401: 10, answered429: 291, retryAfterSeconds: Number(retryAfter), logged: 10, allWithinMs: Math.round(elapsed) });
   });
 
+  it('follows an open-files limit lowered under it (prlimit), keeping its own reserve', async () => {
+    await execa('prlimit', ['--pid', String(main.child.pid), '--nofile=1024:1024']);
+    const began = performance.now();
+    await waitUntil(() => main.output().includes('the open-files limit changed'), 15_000, 'the new limit in the log');
+    const metrics = (await send('/metrics')).body;
+    expect(metrics).toMatch(/^fnix_connections_max 640$/m); // 1024 less the 384 kept
+    expect((await send('/fn/hello')).status).toBe(200);
+    await report('open-files limit lowered under the gateway', { openFilesLimit: 1024, maxConnections: 640, followedAfterMs: Math.round(performance.now() - began) });
+  });
+
   it('drains on SIGHUP as on SIGTERM: the running invocation finishes, every container goes, and so do the pid file and run/', async () => {
     const running = send('/fn/sleeper');
     await waitUntil(async () => (await pidsWithEnv('FNIX_FUNCTION', 'sleeper')).length >= 1, 10_000, 'the invocation to run');
