@@ -26,10 +26,7 @@ export function instrumentRunner(runner: Runner, metrics: GatewayMetrics, kind: 
       const spawnedAfterMs = performance.now() - begin;
       const { lease, invocation } = started;
       metrics.containerAcquired(name, lease.coldStart, lease.timings);
-      void invocation.done.then(async (result) => {
-        // Recorded a turn after the end, so that the gateway's own verdict on the response (an override,
-        // made in the same turn as the end) is what gets counted.
-        await new Promise((resolve) => setImmediate(resolve));
+      void metrics.settled(invocation).then(({ result, outcome }) => {
         // Time to first byte is a measure of HTTP answers: a session's first output (a prompt, or a
         // program waiting for its user) says nothing about fnix.
         const firstOutputMs = kind === 'http' ? result.firstOutputMs : undefined;
@@ -38,7 +35,7 @@ export function instrumentRunner(runner: Runner, metrics: GatewayMetrics, kind: 
         metrics.invocationEnded({
           function: name,
           kind,
-          outcome: metrics.outcomeOverride(invocation) ?? result.error?.code ?? 'OK',
+          outcome,
           totalMs: spawnedAfterMs + result.durationMs,
           firstByteMs,
           cold: lease.coldStart,

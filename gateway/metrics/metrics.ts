@@ -6,6 +6,7 @@
  * from the sessions and deployments it runs.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Invocation, InvocationResult } from '../../runtime/invocation/invocation.ts';
 import type { PoolStats } from '../../runtime/pool/pool.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 import type { UnhandledCounts } from '../process-guards.ts';
@@ -62,6 +63,8 @@ export class GatewayMetrics {
   readonly #authRefused: Counter<'route'>;
   /** Outcomes the gateway decided itself (a 413, a bad CGI response), which the invocation cannot know. */
   readonly #outcomes = new WeakMap<object, string>();
+  /** The gateway's answer to an invocation, while it is still being decided. */
+  readonly #deciding = new WeakMap<object, Promise<void>>();
 
   /** `poolStats` and `edge` are read at each scrape for the pool, queue and connection gauges. */
   constructor(poolStats: () => PoolStats, edge?: EdgeStats) {
@@ -220,9 +223,24 @@ export class GatewayMetrics {
     this.#outcomes.set(invocation, code);
   }
 
-  /** The override set for `invocation`, if any. */
-  outcomeOverride(invocation: object): string | undefined {
-    return this.#outcomes.get(invocation);
+  /**
+   * Says that the gateway's answer to `invocation` is being decided until `decision` settles (a 413
+   * waits for the whole body, which may come after the function has ended): its outcome is final only then.
+   */
+  deciding(invocation: object, decision: Promise<unknown>): void {
+    this.#deciding.set(invocation, decision.then(() => undefined, () => undefined));
+  }
+
+  /**
+   * The invocation's result and the outcome the client got, once both are final: the invocation has
+   * ended, the gateway has decided its answer, and the overrides made in the same turn as the end (a
+   * session's status) are in. What is counted and what is logged both come from here.
+   */
+  async settled(invocation: Pick<Invocation, 'done'>): Promise<{ result: InvocationResult; outcome: string }> {
+    const result = await invocation.done;
+    await new Promise((resolve) => setImmediate(resolve));
+    await this.#deciding.get(invocation);
+    return { result, outcome: this.#outcomes.get(invocation) ?? result.error?.code ?? 'OK' };
   }
 
   /** Records an invocation that never started: refused (NO_CAPACITY, ...) after waiting `waitMs`. */

@@ -66,12 +66,12 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
 
     const { invocation, lease } = await runner.invoke({ fn, id, env, signal: c.req.raw.signal });
     logStderr(invocation, log);
-    void invocation.done.then((result) =>
+    // Logged with what the client got, as counted: the gateway's own answer (a 413, a bad CGI head) when it gave one.
+    void metrics.settled(invocation).then(({ result, outcome }) =>
       log.info('invocation', {
         function: fn.name,
         id,
-        // What the client got: the gateway's own answer (a 413, a bad CGI head) when it gave one.
-        outcome: metrics.outcomeOverride(invocation) ?? result.error?.code ?? 'OK',
+        outcome,
         exitCode: result.exitCode,
         signal: result.signal,
         ms: result.durationMs.toFixed(1),
@@ -80,20 +80,21 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
       }),
     );
     const body = deliverBody(c.req.raw.body, invocation, maxBody);
-    try {
-      return await respondWithInvocation({
-        invocation,
-        body,
-        cgi: fn.manifest.cgi,
-        maxBody,
-        headers: { [INVOCATION_ID_HEADER]: id },
-        abortConnection: () => c.env.outgoing.destroy(),
-      });
-    } catch (error) {
+    const responding = respondWithInvocation({
+      invocation,
+      body,
+      cgi: fn.manifest.cgi,
+      maxBody,
+      headers: { [INVOCATION_ID_HEADER]: id },
+      abortConnection: () => c.env.outgoing.destroy(),
+    }).catch((error: unknown) => {
+      // The gateway answers with an error of its own: that is the outcome, whatever the function did.
       if (error instanceof FnixError) metrics.overrideOutcome(invocation, error.code);
       invocation.kill('aborted'); // nothing will read its output: it must not run on to its timeout
       throw error;
-    }
+    });
+    metrics.deciding(invocation, responding);
+    return responding;
   };
 }
 

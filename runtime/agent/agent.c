@@ -13,7 +13,8 @@
  *   SPAWN -> child runs (its own session and process group) -> STDIN/SIGNAL/RESIZE/KILL frames ->
  *   the main child exits (or KILL) -> every other process in the container is killed (kill(-1), which
  *   spares PID 1) -> stdout/stderr are read to EOF -> EXIT -> /tmp, /dev/shm and /dev/mqueue are
- *   emptied -> READY.
+ *   emptied, and what children inherit from the agent (limits, priority, scheduling, CPUs) is checked
+ *   -> READY (unclean when either failed: the container is then retired).
  *
  * The agent never blocks on the host: the socket is non-blocking, output is buffered up to OUT_HIGH and
  * then the child's pipes are left unread (so the child blocks, which is the backpressure), and stdin is
@@ -36,6 +37,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -88,11 +91,47 @@ static int killed = 0;         /* the host asked for KILL */
 static int tty = 0;
 static int fd_stdin = -1, fd_stdout = -1, fd_stderr = -1, fd_master = -1;
 static int stdin_eof = 0;      /* host closed stdin; close the pipe once stdin_buf drains */
-/* The CPUs the agent may run on when it started. A function (same uid) may change the agent's affinity,
- * which every later invocation would inherit: it is set back after each one. (Its limits, priority and
- * scheduling cannot be changed from inside: fnix's seccomp profile refuses those calls on another pid.) */
-static cpu_set_t initial_cpus;
-static int initial_cpus_known = 0;
+/* What the agent's children inherit from it, as it was when the agent started. A function runs as the
+ * agent's uid, so the kernel lets it change the agent's resource limits (prlimit), priority
+ * (setpriority, on pid 1 or on the whole uid), scheduling, I/O priority and CPU affinity, and every
+ * later invocation would inherit the change. After each invocation the agent compares: affinity it sets
+ * back; anything else it cannot be sure to undo (raising a limit or a priority needs privileges it does
+ * not have), so it reports itself unclean, and the container is retired. */
+static struct {
+  struct rlimit limits[RLIM_NLIMITS];
+  int nice;
+  int policy;
+  struct sched_param param;
+  long ioprio;
+  cpu_set_t cpus;
+} inherited;
+
+static void snapshot_inherited(void) {
+  for (int r = 0; r < RLIM_NLIMITS; r++) getrlimit(r, &inherited.limits[r]);
+  errno = 0;
+  inherited.nice = getpriority(PRIO_PROCESS, 0);
+  inherited.policy = sched_getscheduler(0);
+  sched_getparam(0, &inherited.param);
+  inherited.ioprio = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, 0);
+  sched_getaffinity(0, sizeof inherited.cpus, &inherited.cpus);
+}
+
+/* 1 when what the next invocation inherits is as it was at start (affinity is set back if need be). */
+static int inherited_intact(void) {
+  for (int r = 0; r < RLIM_NLIMITS; r++) {
+    struct rlimit now;
+    if (getrlimit(r, &now) != 0 || now.rlim_cur != inherited.limits[r].rlim_cur || now.rlim_max != inherited.limits[r].rlim_max) return 0;
+  }
+  struct sched_param param;
+  errno = 0;
+  if (getpriority(PRIO_PROCESS, 0) != inherited.nice || sched_getscheduler(0) != inherited.policy) return 0;
+  if (sched_getparam(0, &param) != 0 || param.sched_priority != inherited.param.sched_priority) return 0;
+  if (syscall(SYS_ioprio_get, 1, 0) != inherited.ioprio) return 0;
+  cpu_set_t cpus;
+  if (sched_getaffinity(0, sizeof cpus, &cpus) != 0) return 0;
+  if (!CPU_EQUAL(&cpus, &inherited.cpus) && sched_setaffinity(0, sizeof inherited.cpus, &inherited.cpus) != 0) return 0;
+  return 1;
+}
 
 static void die(const char *what) {
   fprintf(stderr, "fnix-agent: %s: %s\n", what, strerror(errno));
@@ -236,7 +275,7 @@ static void finish_invocation(void) {
   stdin_buf.off = stdin_buf.len = 0;
   reap_all_blocking();
   unsigned char clean = empty_dir("/tmp") & empty_dir("/dev/shm") & empty_dir("/dev/mqueue");
-  if (initial_cpus_known && sched_setaffinity(0, sizeof initial_cpus, &initial_cpus) != 0) clean = 0;
+  if (!inherited_intact()) clean = 0;
   child = 0;
   running = 0;
   child_reaped = 0;
@@ -485,7 +524,7 @@ int main(int argc, char **argv) {
   /* Not dumpable: the function runs as the same uid, and must not ptrace the agent or open /proc/1/fd. */
   prctl(PR_SET_DUMPABLE, 0);
   signal(SIGPIPE, SIG_IGN);
-  initial_cpus_known = sched_getaffinity(0, sizeof initial_cpus, &initial_cpus) == 0;
+  snapshot_inherited();
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);

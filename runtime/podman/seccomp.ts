@@ -9,13 +9,7 @@
  *   falls back to `clone`, whose flags a filter can read (clone3's are behind a pointer);
  * - mounting (`mount`, the new mount API, `pivot_root`, `umount`): EPERM;
  * - the kernel keyring (`keyctl`, `add_key`, `request_key`), which is not namespaced, and `syslog`:
- *   EPERM;
- * - changing another process's limits, priority or scheduling (`prlimit64`, `setpriority`,
- *   `ioprio_set`, `sched_setscheduler`, `sched_setparam`, `sched_setattr` on a pid other than 0, or on
- *   the whole user): EPERM. The function runs as the agent's uid, so the kernel would let it lower the
- *   agent's open-files or process limit, or its priority, and every later invocation in that container
- *   would inherit them. A process may still change its own (`ulimit`, `nice`). CPU affinity is left
- *   open, for threads that pin themselves; the agent restores its own after each invocation.
+ *   EPERM.
  * Everything else is Podman's default, which already refuses `bpf`, `perf_event_open`, `userfaultfd`,
  * `io_uring` and module loading to a process without capabilities.
  */
@@ -45,11 +39,6 @@ const NAMESPACE_FLAGS = {
   CLONE_NEWNET: 0x4000_0000,
 } as const;
 
-/** Calls whose first argument is a pid: allowed on the caller itself (0) only. */
-export const SELF_ONLY_SYSCALLS = ['prlimit64', 'sched_setscheduler', 'sched_setparam', 'sched_setattr'] as const;
-/** Calls taking (which, who): allowed with who 0 and a `which` that is not the whole user (PRIO_USER, IOPRIO_WHO_USER). */
-const WHICH_WHO_SYSCALLS = { setpriority: 2, ioprio_set: 3 } as const;
-
 const EPERM = 1;
 const ENOSYS = 38;
 
@@ -75,7 +64,7 @@ export interface SeccompProfile {
  * architectures fnix runs on (s390 swaps the first two).
  */
 export function hardenProfile(base: SeccompProfile): SeccompProfile {
-  const removed = new Set<string>([...DENIED_SYSCALLS, ...SELF_ONLY_SYSCALLS, ...Object.keys(WHICH_WHO_SYSCALLS), 'clone', 'clone3']);
+  const removed = new Set<string>([...DENIED_SYSCALLS, 'clone', 'clone3']);
   // Every rule of the base that names one of these goes, whatever its action, so that no two rules
   // for one call disagree (libseccomp refuses a profile where they do).
   const kept = base.syscalls
@@ -92,23 +81,8 @@ export function hardenProfile(base: SeccompProfile): SeccompProfile {
       errnoRet: EPERM,
       args: [{ index: 0, value: flag, valueTwo: flag, op: 'SCMP_CMP_MASKED_EQ' }],
     })),
-    // Every rule below has a condition disjoint from its twin's, so that exactly one matches each call.
-    ...SELF_ONLY_SYSCALLS.flatMap((name): SeccompRule[] => [
-      { names: [name], action: 'SCMP_ACT_ALLOW', args: [argument(0, 'SCMP_CMP_EQ', 0)] },
-      { names: [name], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM, args: [argument(0, 'SCMP_CMP_NE', 0)] },
-    ]),
-    ...Object.entries(WHICH_WHO_SYSCALLS).flatMap(([name, wholeUser]): SeccompRule[] => [
-      { names: [name], action: 'SCMP_ACT_ALLOW', args: [argument(0, 'SCMP_CMP_NE', wholeUser), argument(1, 'SCMP_CMP_EQ', 0)] },
-      { names: [name], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM, args: [argument(1, 'SCMP_CMP_NE', 0)] },
-      { names: [name], action: 'SCMP_ACT_ERRNO', errnoRet: EPERM, args: [argument(0, 'SCMP_CMP_EQ', wholeUser), argument(1, 'SCMP_CMP_EQ', 0)] },
-    ]),
   ];
   return { ...base, syscalls: [...ours, ...kept] };
-}
-
-/** One argument condition of a rule. */
-function argument(index: number, op: string, value: number): { index: number; value: number; valueTwo: number; op: string } {
-  return { index, value, valueTwo: 0, op };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { DENIED_SYSCALLS, hardenProfile, SELF_ONLY_SYSCALLS, type SeccompProfile } from '../../../runtime/podman/seccomp.ts';
+import { DENIED_SYSCALLS, hardenProfile, type SeccompProfile } from '../../../runtime/podman/seccomp.ts';
 
 /** A profile shaped like Podman's: an allow list, and rules that depend on capabilities. */
 const base: SeccompProfile = {
@@ -36,26 +36,6 @@ describe('fnix seccomp profile', () => {
     const refused = clones.slice(1).map((rule) => rule.args![0]!.value);
     expect(refused.reduce((all, flag) => all | flag, 0)).toBe(0x7e02_0000);
     for (const rule of clones.slice(1)) expect(rule).toMatchObject({ action: 'SCMP_ACT_ERRNO', errnoRet: 1 });
-  });
-
-  it('allows the calls that change a process\'s limits or scheduling on the caller only (pid 0), else EPERM', () => {
-    const installed = hardenProfile({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: [...SELF_ONLY_SYSCALLS, 'setpriority', 'ioprio_set', 'sched_setaffinity'], action: 'SCMP_ACT_ALLOW' }] });
-    for (const name of SELF_ONLY_SYSCALLS) {
-      expect(installed.syscalls.filter((rule) => rule.names.includes(name)).map(({ action, args }) => [action, args])).toEqual([
-        ['SCMP_ACT_ALLOW', [{ index: 0, value: 0, valueTwo: 0, op: 'SCMP_CMP_EQ' }]],
-        ['SCMP_ACT_ERRNO', [{ index: 0, value: 0, valueTwo: 0, op: 'SCMP_CMP_NE' }]],
-      ]);
-    }
-    // (which, who): who 0 and not the whole user (PRIO_USER 2, IOPRIO_WHO_USER 3); the three conditions are disjoint.
-    for (const [name, user] of [['setpriority', 2], ['ioprio_set', 3]] as const) {
-      expect(installed.syscalls.filter((rule) => rule.names.includes(name)).map(({ action, args }) => [action, args!.map((a) => `${a.index} ${a.op} ${a.value}`)])).toEqual([
-        ['SCMP_ACT_ALLOW', [`0 SCMP_CMP_NE ${user}`, '1 SCMP_CMP_EQ 0']],
-        ['SCMP_ACT_ERRNO', ['1 SCMP_CMP_NE 0']],
-        ['SCMP_ACT_ERRNO', [`0 SCMP_CMP_EQ ${user}`, '1 SCMP_CMP_EQ 0']],
-      ]);
-    }
-    // Affinity stays open (threads pin themselves by tid); the agent restores its own.
-    expect(installed.syscalls.find((rule) => rule.names.includes('sched_setaffinity'))).toMatchObject({ action: 'SCMP_ACT_ALLOW' });
   });
 
   it('keeps the rest of the base profile as it was', () => {
