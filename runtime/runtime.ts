@@ -39,8 +39,9 @@ export interface RuntimeOptions {
   limits: ContainerLimits;
   log: Logger;
   /**
-   * Runs once the state folder is this process's, before anything is written to it: the deployments
-   * remove what a dead push left there (runtime/deploy/leftovers.ts), which a full disk needs first.
+   * Runs once the state folder is this process's (locked), before anything else is written to it: the
+   * deployments remove what a dead push left there (runtime/deploy/leftovers.ts), which a full disk
+   * needs first. Passed in, so that the runtime knows nothing of deployments.
    */
   cleanStateDir?: (() => Promise<void>) | undefined;
 }
@@ -79,7 +80,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
   // Every podman, nix and git start goes through execa: out of descriptors, one fails, not the process.
   guardSpawn();
   const stateDir = resolve(options.stateDir);
-  const lock = await lockStateDir(stateDir, { beforeTaking: options.cleanStateDir });
+  const lock = await lockStateDir(stateDir, { tidy: options.cleanStateDir });
   try {
     return await assemble(options, stateDir, lock);
   } catch (error) {

@@ -1,27 +1,32 @@
 /**
  * @module
  * One fnix per state folder. A second one would remove the first one's containers as leftovers at
- * start, so it is refused with the pid of the first.
+ * start, so it is refused with the pid of the first. The lock is a pid file created exclusively; once
+ * it is this process's, what a dead process left in the folder is tidied away (and first, when the disk
+ * is too full to take even the pid).
  */
-import { chmod, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errnoCode } from './fs-errors.ts';
 
 /** A held lock; release it when the runtime stops. */
 export interface StateLock {
   release(): Promise<void>;
 }
 
-/** State folders locked by this process (a pid file alone cannot tell two runtimes in one process apart). */
-const lockedHere = new Set<string>();
-
 /** Options of {@link lockStateDir}. */
 export interface LockOptions {
   /**
-   * Runs once no live process holds the folder, before the lock file is written: what a dead process
-   * left can be removed then (a full disk would otherwise refuse even the lock file).
+   * Removes what a dead process left in the folder. It runs once the lock is this process's, so that
+   * it can never touch the files of another fnix that is running.
    */
-  beforeTaking?: (() => Promise<void>) | undefined;
+  tidy?: (() => Promise<void>) | undefined;
 }
+
+/** State folders locked by this process (a pid file alone cannot tell two runtimes in one process apart). */
+const lockedHere = new Set<string>();
+/** How long a pid file with no pid yet counts as another process taking the lock (it writes it next). */
+const TAKING_MS = 60_000;
 
 /** Takes the lock on `stateDir`, taking over a lock whose process is gone. */
 export async function lockStateDir(stateDir: string, options: LockOptions = {}): Promise<StateLock> {
@@ -30,32 +35,57 @@ export async function lockStateDir(stateDir: string, options: LockOptions = {}):
   await chmod(stateDir, 0o700);
   const file = join(stateDir, 'fnix.pid');
   if (lockedHere.has(file)) throw inUse(stateDir, process.pid);
-  await checkOwner(stateDir, file);
-  await options.beforeTaking?.();
   for (let attempt = 0; attempt < 2; attempt++) {
+    let handle;
     try {
-      await writeFile(file, `${process.pid}\n`, { flag: 'wx' });
-      lockedHere.add(file);
-      return {
-        release: async () => {
-          lockedHere.delete(file);
-          await unlink(file).catch(() => {});
-        },
-      };
+      // An empty file needs no room on the disk, so even a full one gives the lock.
+      handle = await open(file, 'wx', 0o600);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if (errnoCode(error) !== 'EEXIST') throw error;
       await checkOwner(stateDir, file);
+      continue;
     }
+    try {
+      const pid = `${process.pid}\n`;
+      try {
+        await handle.write(pid, 0);
+        await options.tidy?.();
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOSPC' && errnoCode(error) !== 'EDQUOT') throw error;
+        // The disk is full, perhaps of what a dead push left: that goes first, then the pid.
+        await options.tidy?.();
+        await handle.write(pid, 0);
+      }
+    } catch (error) {
+      await handle.close();
+      await unlink(file).catch(() => {});
+      throw error;
+    }
+    await handle.close();
+    lockedHere.add(file);
+    return {
+      release: async () => {
+        lockedHere.delete(file);
+        await unlink(file).catch(() => {});
+      },
+    };
   }
   throw new Error(`cannot lock the state folder ${stateDir}`);
 }
 
-/** Throws when a live process holds `file`; removes it when its process is gone. */
+/** Throws when a live process holds `file` (or is taking it); removes it when its process is gone. */
 async function checkOwner(stateDir: string, file: string): Promise<void> {
   const text = await readFile(file, 'utf8').catch(() => undefined);
   if (text === undefined) return;
   const owner = Number(text.trim());
-  if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) throw inUse(stateDir, owner);
+  if (text.trim() === '') {
+    const info = await stat(file).catch(() => undefined);
+    if (info && Date.now() - info.mtimeMs < TAKING_MS) {
+      throw new Error(`the state folder ${stateDir} is being taken by another fnix process: wait for it, or give this one another FNIX_STATE_DIR`);
+    }
+  } else if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
+    throw inUse(stateDir, owner);
+  }
   await unlink(file).catch(() => {}); // a stale lock from a process that is gone
 }
 

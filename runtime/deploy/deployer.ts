@@ -212,7 +212,7 @@ export class Deployer {
     // Set before the record says it is active; a failure to set it costs that protection only.
     const pinned = await this.#options.repository.git(['update-ref', `${DEPLOYMENT_REFS}${id}`, record.commit], { reject: false });
     if (pinned.exitCode !== 0) log.warn('the deployment\'s commit could not be kept by a ref of its own', { id, error: String(pinned.stderr).trim() });
-    await store.activate(record, new Date());
+    if (!(await store.activate(record, new Date()))) log.warn('the deployment is active, but its record could not be updated with the time', { id });
     registry.replaceAll(versions, broken);
     pool.serve(versions.map((v) => v.key));
     // Live by now: tidying the history must not make the activation look failed.

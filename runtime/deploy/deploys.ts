@@ -5,7 +5,7 @@
  * repository, the functions folder imported as the first commit).
  */
 import type { Server, Socket } from 'node:net';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.ts';
@@ -13,6 +13,7 @@ import type { Runtime } from '../runtime.ts';
 import { Deployer } from './deployer.ts';
 import { DEPLOY_REF, Repository } from './git.ts';
 import { startHookServer } from './hook-server.ts';
+import { deployLayout } from './layout.ts';
 import { removeDeployLeftovers } from './leftovers.ts';
 import { PushDeploys } from './pushes.ts';
 import { DeploymentStore } from './records.ts';
@@ -45,7 +46,7 @@ const HOOK_SCRIPT = fileURLToPath(new URL('./hook.mjs', import.meta.url));
 /** Starts deployments and serves the active one. */
 export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
   const { runtime, stateDir, log } = options;
-  const gitRoot = join(stateDir, 'git');
+  const { gitRoot, recordsDir, stagingDir, buildsDir } = deployLayout(stateDir);
   const socketPath = join(gitRoot, 'hook.sock');
   const hook = (name: string) => `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(HOOK_SCRIPT)} ${name} ${quote(socketPath)}\n`;
   const repository = await Repository.open({
@@ -53,10 +54,9 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
     maxPushBytes: options.maxPushBytes,
     hooks: { preReceive: hook('pre-receive'), postReceive: hook('post-receive') },
   });
-  const store = new DeploymentStore(join(stateDir, 'deployments'));
+  const store = new DeploymentStore(recordsDir);
   await store.init();
-  const stagingDir = join(stateDir, 'staging');
-  await rm(stagingDir, { recursive: true, force: true });
+  // Emptied at start by cleanDeployLeftovers, which the runtime runs once the state folder is locked.
   await mkdir(stagingDir, { recursive: true, mode: 0o700 });
   const deployer = new Deployer({
     repository,
@@ -65,7 +65,7 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
     runner: runtime.runner,
     registry: runtime.registry,
     pool: runtime.pool,
-    buildsDir: join(stateDir, 'builds'),
+    buildsDir,
     stagingDir,
     log,
     onDeployment: options.onDeployment,

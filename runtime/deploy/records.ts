@@ -84,19 +84,19 @@ export class DeploymentStore {
     return text === undefined ? undefined : (JSON.parse(text) as Current).id;
   }
 
-  /** Makes `record` the active deployment: its activation is recorded, then `current` names it. */
-  async activate(record: DeploymentRecord, at: Date): Promise<void> {
+  /**
+   * Makes `record` the active deployment: `current` names it, then its record gains the activation.
+   * `current` alone says which deployment is active; should the second write fail (a full disk), the
+   * record lacks this activation's time, which it returns as false, and nothing else is wrong.
+   */
+  async activate(record: DeploymentRecord, at: Date): Promise<boolean> {
+    // The switch itself: one rename. Before it the old deployment is active, after it the new one.
+    await writeAtomically(join(this.dir, 'current'), JSON.stringify({ id: record.id, activatedAt: at.toISOString() } satisfies Current) + '\n');
     record.activations.push(at.toISOString());
-    await this.save(record);
-    try {
-      // The switch itself: one rename. Before it the old deployment is active, after it the new one.
-      await writeAtomically(join(this.dir, 'current'), JSON.stringify({ id: record.id, activatedAt: at.toISOString() } satisfies Current) + '\n');
-    } catch (error) {
-      // It did not go live: the record must not say it did.
-      record.activations.pop();
-      await this.save(record).catch(() => {});
-      throw error;
-    }
+    return this.save(record).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** Removes a record (history beyond its limit). */
@@ -118,7 +118,7 @@ async function writeAtomically(path: string, content: string): Promise<void> {
     }
     await rename(temporary, path);
   } catch (error) {
-    await rm(temporary, { force: true });
+    await rm(temporary, { force: true }).catch(() => {});
     throw error;
   }
   const dir = await open(join(path, '..'), 'r');

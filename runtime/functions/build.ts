@@ -141,7 +141,8 @@ async function copyTree(source: string, target: string): Promise<void> {
   }
 }
 
-async function makeWritable(dir: string): Promise<void> {
+/** Makes `dir` and every folder under it writable again (builds are read-only trees), so that it can be removed. */
+export async function makeWritable(dir: string): Promise<void> {
   await chmod(dir, 0o755);
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     if (entry.isDirectory()) await makeWritable(join(dir, entry.name));

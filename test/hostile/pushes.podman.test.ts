@@ -116,7 +116,9 @@ describe('pushes that fail while their files are written', () => {
   it('starts on a disk that a dead push filled: what it left is removed before anything needs the space', async () => {
     await gateway!.close();
     gateway = undefined;
-    // What a push killed mid-way leaves: git's quarantine holding its pack, and fnix's staging copy.
+    // What a push killed mid-way leaves: git's quarantine holding its pack, fnix's staging copy, and
+    // (killed while git moved main) main's lock file, which would refuse every push after it.
+    await writeFile(join(stateDir, 'git', 'functions.git', 'refs', 'heads', 'main.lock'), '0'.repeat(40) + '\n');
     const quarantine = join(objectsDir(), 'tmp_objdir-incoming-dead01', 'pack');
     await mkdir(quarantine, { recursive: true });
     await writeFile(join(quarantine, 'tmp_pack_dead01'), randomBytes(Math.floor((await freeBytes()) * 0.75)));
@@ -132,6 +134,13 @@ describe('pushes that fail while their files are written', () => {
     expect(await (await fetch(`${gateway.url}/fn/hello`)).text()).toBe('fits\n');
     expect(await pushLeftovers()).toEqual([]);
     expect(gateway.logs.some((line) => line.includes('removed what an interrupted push or build left'))).toBe(true);
-    await report('start on a disk a dead push filled', { free: '0 bytes at start', leftovers: 'removed first', serving: true, startMs: Math.round(startMs) });
+    // And pushes go live again: main's lock went with the rest.
+    const dir = await clone();
+    await writeFile(join(dir, 'functions', 'hello', 'hello.sh'), '#!/usr/bin/env sh\necho "after the dead push"\n', { mode: 0o755 });
+    await git(dir, 'commit', '--quiet', '-am', 'After the dead push');
+    const pushed = await git(dir, 'push', 'origin', 'main');
+    expect(pushed.exitCode, pushed.all).toBe(0);
+    expect(await (await fetch(`${gateway.url}/fn/hello`)).text()).toBe('after the dead push\n');
+    await report('start on a disk a dead push filled', { free: '0 bytes at start', leftovers: 'removed first (quarantine, staging, main.lock)', serving: true, nextPush: 'live', startMs: Math.round(startMs) });
   });
 });
