@@ -27,6 +27,7 @@ export interface SoakResult {
   requests: number;
   errors: number;
   rps: number;
+  /** The higher of its turns' p99s. */
   p99: number;
   /** The highest RSS sampled (every 250 ms) while it ran. */
   rssPeakBytes: number;

@@ -11,11 +11,12 @@
  * `--quick` runs a few requests of each, to check that the benchmark works (the test suite does).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { BUG_PREFIX } from '../gateway/process-guards.ts';
 import { removeContainers } from '../runtime/podman/remove.ts';
 import { startGatewayProcess, sampleRss, type GatewayProcess } from './gateway-process.ts';
 import { prepareHost, removeBenchContainers, removeInstanceContainers, startExecTarget, type BenchHost } from './host.ts';
@@ -78,7 +79,7 @@ async function main(): Promise<void> {
     const warm = await startGatewayProcess({ FNIX_STATE_DIR: join(stateRoot, 'warm'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS }, logFile);
     let rssIdle = 0;
     let rssPeak = 0;
-    let soak: SoakResult | undefined;
+    let soaks: { flags: SoakResult; defaults: SoakResult } | undefined;
     try {
       rssIdle = await warm.rss();
       const rss = sampleRss(warm.pid);
@@ -86,19 +87,15 @@ async function main(): Promise<void> {
         await measureWarm(warm, w, results[w.key], say);
       }
       rssPeak = await rss.stop();
-      say(`trivial: the gateway's memory over a soak of ${PLAN.soakMs / 1000} s at concurrency 8`);
-      soak = await measureSoak(warm, WORKLOADS[0]!);
+      say(`trivial: the gateway's memory over a soak of ${PLAN.soakMs / 1000} s at concurrency 8, against one with Node's default heap settings, in turns`);
+      const defaults = await startGatewayProcess({ FNIX_STATE_DIR: join(stateRoot, 'defaults'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS }, logFile, [], ['--enable-source-maps']);
+      try {
+        soaks = await soakInTurns(warm, defaults, WORKLOADS[0]!);
+      } finally {
+        await defaults.stop();
+      }
     } finally {
       await warm.stop();
-    }
-
-    say(`trivial: the same soak against a gateway with Node's default heap settings`);
-    const defaults = await startGatewayProcess({ FNIX_STATE_DIR: join(stateRoot, 'defaults'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS }, logFile, [], ['--enable-source-maps']);
-    let soakDefaults: SoakResult | undefined;
-    try {
-      soakDefaults = await measureSoak(defaults, WORKLOADS[0]!);
-    } finally {
-      await defaults.stop();
     }
 
     say('starting a gateway with no warm pool');
@@ -134,11 +131,14 @@ async function main(): Promise<void> {
       results[w.key].naive = await measure(() => runToEnd(argv, w.input, w.expected), { concurrency: 1, requests: PLAN.naive });
     }
 
-    const report = await buildReport(results, refill, { rssIdle, rssPeak, soak: soak!, soakDefaults: soakDefaults! }, host, Date.now() - began);
+    const report = await buildReport(results, refill, { rssIdle, rssPeak, soak: soaks!.flags, soakDefaults: soaks!.defaults }, host, Date.now() - began);
     const file = outArg ? resolve(outArg.slice('--out='.length)) : join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     await writeFile(file, JSON.stringify(report, null, 2) + '\n');
     process.stdout.write(formatReport(report));
     process.stdout.write(`\nJSON: ${file}\nGateway log: ${logFile}\n`);
+    // A gateway that caught a bug kept going, as it must; the benchmark reports it as the failure it is.
+    const bugs = (await readFile(logFile, 'utf8')).split('\n').filter((line) => line.includes(`ERROR ${BUG_PREFIX}`));
+    if (bugs.length > 0) throw new Error(`a gateway logged ${bugs.length} unhandled error(s):\n${bugs.slice(0, 5).join('\n')}`);
   } finally {
     // Whatever failed, nothing of the run is left: the gateways' containers (a gateway stopped by
     // SIGKILL cannot remove its own), the refill pool's, then the state folders.
@@ -168,20 +168,41 @@ async function measureWarm(gateway: GatewayProcess, w: Workload, into: WorkloadR
 }
 
 /**
- * The soak: concurrency 8 for PLAN.soakMs, the gateway's RSS sampled every 250 ms. A short run shows
- * the heap before V8 has collected much; only a long one shows where memory settles.
+ * The soak: concurrency 8 for PLAN.soakMs against each gateway, in turns of half of it (so that what
+ * the machine does meanwhile weighs on both alike), each gateway's RSS sampled every 250 ms all along.
+ * A short run shows the heap before V8 has collected much; only a long one shows where memory settles.
  */
-async function measureSoak(gateway: GatewayProcess, w: Workload): Promise<SoakResult> {
-  const exchange = { url: `${gateway.url}/fn/${w.fn}`, body: w.input, expected: w.expected };
-  const client = createClient(8);
-  const rss = sampleRss(gateway.pid, 250);
+async function soakInTurns(first: GatewayProcess, second: GatewayProcess, w: Workload): Promise<{ flags: SoakResult; defaults: SoakResult }> {
+  const turns = [first, second, first, second];
+  const samplers = [sampleRss(first.pid, 250), sampleRss(second.pid, 250)];
+  const loads: Summary[][] = [[], []];
   try {
-    const load = await measure(() => client.send(exchange), { concurrency: 8, durationMs: PLAN.soakMs });
-    return { durationMs: PLAN.soakMs, requests: load.n, errors: load.errors, rps: load.rps, p99: load.p99, rssPeakBytes: await rss.stop(), rssEndBytes: await gateway.rss() };
+    for (const [i, gateway] of turns.entries()) {
+      const exchange = { url: `${gateway.url}/fn/${w.fn}`, body: w.input, expected: w.expected };
+      const client = createClient(8);
+      try {
+        loads[i % 2]!.push(await measure(() => client.send(exchange), { concurrency: 8, durationMs: PLAN.soakMs / 2 }));
+      } finally {
+        client.close();
+      }
+    }
   } finally {
-    await rss.stop();
-    client.close();
+    for (const sampler of samplers) await sampler.stop();
   }
+  const result = async (index: number, gateway: GatewayProcess): Promise<SoakResult> => {
+    const parts = loads[index]!;
+    const requests = parts.reduce((sum, part) => sum + part.n, 0);
+    return {
+      durationMs: PLAN.soakMs,
+      requests,
+      errors: parts.reduce((sum, part) => sum + part.errors, 0),
+      rps: requests / (PLAN.soakMs / 1000),
+      p99: Math.max(...parts.map((part) => part.p99)),
+      rssPeakBytes: await samplers[index]!.stop(),
+      rssEndBytes: await gateway.rss(),
+    };
+  };
+  return { flags: await result(0, first), defaults: await result(1, second) };
 }
 
 /** (e): each sample waits until the gateway has no container at all, then times the first byte. */

@@ -42,6 +42,7 @@ export const STATUS_BY_CODE: Record<ErrorCode, ContentfulStatusCode> = {
   BAD_REQUEST: 400,
   REQUEST_HEADERS_TOO_LARGE: 431,
   REQUEST_TIMEOUT: 408,
+  EXPECTATION_FAILED: 417,
   AUTH_RATE_LIMITED: 429,
   INTERNAL_ERROR: 500,
 };
@@ -52,10 +53,10 @@ export function toFnixError(error: unknown): FnixError {
   return new FnixError('INTERNAL_ERROR', 'internal error; the gateway log has the details', { cause: error });
 }
 
-/** The headers every error response of `error` carries, besides its content type. */
-function errorHeaders(error: FnixError): Record<string, string> {
+/** An error response's parts: its status, its headers (the content type included) and its JSON body. */
+export function errorParts(error: FnixError): { status: number; headers: Record<string, string>; body: string } {
   const status = STATUS_BY_CODE[error.code];
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
   if (status === 503) headers['retry-after'] = '1';
   // A refusal for too many failed attempts says when to try again.
   if (status === 429) headers['retry-after'] = String(error.details['retryAfterSeconds'] ?? 60);
@@ -63,15 +64,13 @@ function errorHeaders(error: FnixError): Record<string, string> {
   if (error.code === 'UNAUTHORIZED') {
     headers['www-authenticate'] = error.details['scheme'] === 'Bearer' ? 'Bearer realm="fnix"' : 'Basic realm="fnix", charset="UTF-8"';
   }
-  return headers;
+  return { status, headers, body: JSON.stringify({ error: error.toJSON() }) };
 }
 
 /** The JSON error response for `error`. */
 export function errorResponse(error: FnixError, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify({ error: error.toJSON() }), {
-    status: STATUS_BY_CODE[error.code],
-    headers: { 'content-type': 'application/json; charset=utf-8', ...errorHeaders(error), ...headers },
-  });
+  const parts = errorParts(error);
+  return new Response(parts.body, { status: parts.status, headers: { ...parts.headers, ...headers } });
 }
 
 /**
@@ -79,14 +78,9 @@ export function errorResponse(error: FnixError, headers: Record<string, string> 
  * is attached to (a refused WebSocket upgrade, a request Node's parser refused).
  */
 export function rawErrorResponse(error: FnixError): string {
-  const body = JSON.stringify({ error: error.toJSON() });
-  const headers = {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': String(Buffer.byteLength(body)),
-    Connection: 'close',
-    ...errorHeaders(error),
-  };
-  const lines = [`HTTP/1.1 ${STATUS_BY_CODE[error.code]} ${error.code}`, ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)];
+  const { status, headers, body } = errorParts(error);
+  const all = { ...headers, 'content-length': String(Buffer.byteLength(body)), connection: 'close' };
+  const lines = [`HTTP/1.1 ${status} ${error.code}`, ...Object.entries(all).map(([name, value]) => `${name}: ${value}`)];
   return `${lines.join('\r\n')}\r\n\r\n${body}`;
 }
 

@@ -12,6 +12,9 @@
  */
 import type { Logger } from '../runtime/log.ts';
 
+/** How each caught error's log line begins (after its level, ERROR): the tests look for it. */
+export const BUG_PREFIX = 'bug: ';
+
 /** How many unhandled errors were caught, by kind. */
 export interface UnhandledCounts {
   unhandledRejection: number;
@@ -23,10 +26,14 @@ export function guardProcess(log: Logger): () => UnhandledCounts {
   const counts: UnhandledCounts = { unhandledRejection: 0, uncaughtException: 0 };
   const report = (kind: keyof UnhandledCounts, error: unknown) => {
     counts[kind] += 1;
-    log.error(`bug: ${kind === 'unhandledRejection' ? 'an unhandled promise rejection' : 'an uncaught exception'}; fnix goes on serving`, {
-      error: String(error),
-      stack: (error as Error | undefined)?.stack,
-    });
+    try {
+      log.error(`${BUG_PREFIX}${kind === 'unhandledRejection' ? 'an unhandled promise rejection' : 'an uncaught exception'}; fnix goes on serving`, {
+        error: String(error),
+        stack: (error as Error | undefined)?.stack,
+      });
+    } catch {
+      // A log that cannot be written must not make this handler throw: that would end the process.
+    }
   };
   process.on('unhandledRejection', (reason) => report('unhandledRejection', reason));
   process.on('uncaughtException', (error) => report('uncaughtException', error));

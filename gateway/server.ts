@@ -16,7 +16,7 @@ import type { Duplex } from 'node:stream';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { FnixError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
-import { errorResponse, rawErrorResponse } from './errors.ts';
+import { errorParts, errorResponse, rawErrorResponse } from './errors.ts';
 
 /** The share of the bound below which refusing connections is over (and said to be). */
 const RECOVERED = 0.9;
@@ -118,6 +118,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
     continueOnRead(request, response);
     server.emit('request', request, response);
+  });
+  // An Expect other than 100-continue: Node's own answer would be a bare 417.
+  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    const expectation = String(request.headers.expect).slice(0, 100);
+    const { status, headers, body } = errorParts(new FnixError('EXPECTATION_FAILED', `the gateway meets no expectation but 100-continue, not ${JSON.stringify(expectation)}`));
+    response.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
   });
   const onUpgrade = options.onUpgrade;
   if (onUpgrade) {

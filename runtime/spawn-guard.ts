@@ -9,9 +9,20 @@
  * promise with the errno code, handled where the command was run.
  */
 import childProcess from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 
 let installed = false;
+
+/** Whether the host's file table is full (ENFILE) rather than this process's descriptors (EMFILE). */
+function hostTableFull(): boolean {
+  try {
+    const [allocated, , max] = readFileSync('/proc/sys/fs/file-nr', 'utf8').trim().split(/\s+/).map(Number);
+    return allocated! >= max!;
+  } catch {
+    return false;
+  }
+}
 
 /** Installs the guard on `child_process.spawn`, once per process. */
 export function guardSpawn(): void {
@@ -23,9 +34,10 @@ export function guardSpawn(): void {
     if (child.stdio === undefined) {
       // The late 'error' is this same failure, thrown below: nothing else needs to hear it.
       child.on('error', () => {});
-      throw Object.assign(new Error(`spawn ${String(args[0])} EMFILE: no file descriptor is left to start it`), {
-        code: 'EMFILE',
-        errno: -24,
+      const [code, errno, whose] = hostTableFull() ? (['ENFILE', -23, 'the host'] as const) : (['EMFILE', -24, 'this process'] as const);
+      throw Object.assign(new Error(`spawn ${String(args[0])} ${code}: ${whose} has no file descriptor left to start it`), {
+        code,
+        errno,
         syscall: `spawn ${String(args[0])}`,
       });
     }

@@ -96,6 +96,9 @@ export function createGitHandler(options: GitEndpointOptions) {
         const { value, done } = await stdout.next();
         if (done) {
           if (tooLarge) throw bodyTooLarge(options.maxBodyBytes);
+          // Why, for the log: git failed, or could not even start (no file descriptor left, say).
+          const result = await child;
+          log.error('git http-backend ended without a response', { exitCode: result.exitCode, error: result.failed ? result.shortMessage : undefined });
           throw new FnixError('INTERNAL_ERROR', 'git http-backend ended without a response; the gateway log has its output');
         }
         head = parser.push(value as Buffer);

@@ -44,6 +44,7 @@ const ALL_CODES = [
   'BAD_REQUEST',
   'REQUEST_HEADERS_TOO_LARGE',
   'REQUEST_TIMEOUT',
+  'EXPECTATION_FAILED',
   'AUTH_RATE_LIMITED',
   'INTERNAL_ERROR',
 ] as const satisfies readonly ErrorCode[];
@@ -79,6 +80,7 @@ describe('STATUS_BY_CODE', () => {
       BAD_REQUEST: 400,
       REQUEST_HEADERS_TOO_LARGE: 431,
       REQUEST_TIMEOUT: 408,
+      EXPECTATION_FAILED: 417,
       AUTH_RATE_LIMITED: 429,
       INVOCATION_ABORTED: 499,
       INTERNAL_ERROR: 500,
@@ -142,10 +144,10 @@ describe('rawErrorResponse', () => {
     const [head, body] = text.split('\r\n\r\n');
     const lines = head!.split('\r\n');
     expect(lines[0]).toBe('HTTP/1.1 429 AUTH_RATE_LIMITED');
-    expect(lines).toContain('Content-Type: application/json; charset=utf-8');
-    expect(lines).toContain('Connection: close');
+    expect(lines).toContain('content-type: application/json; charset=utf-8');
+    expect(lines).toContain('connection: close');
     expect(lines).toContain('retry-after: 3');
-    expect(lines).toContain(`Content-Length: ${Buffer.byteLength(body!)}`);
+    expect(lines).toContain(`content-length: ${Buffer.byteLength(body!)}`);
     expect(JSON.parse(body!)).toEqual(await errorResponse(error).json());
   });
 });

@@ -5,7 +5,9 @@
  */
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
-import { afterEach, expect } from 'vitest';
+import { afterAll, afterEach, expect } from 'vitest';
+import { GATEWAY_NODE_FLAGS } from '../../bench/gateway-process.ts';
+import { BUG_PREFIX } from '../../gateway/process-guards.ts';
 import { waitUntil } from './processes.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -15,16 +17,20 @@ export const SERVING = /is serving at (http:\/\/127\.0\.0\.1:\d+)/;
 export const LISTENING = /listening at (http:\/\/127\.0\.0\.1:\d+)/;
 
 /** What gateway/process-guards.ts logs when it catches an unhandled rejection or an uncaught exception. */
-const BUG = /ERROR bug: .*/;
+const BUG = new RegExp(`ERROR ${BUG_PREFIX}.*`);
 /** The gateways started in this test file. */
 const started: MainProcess[] = [];
 
 // An unhandled rejection or 'error' event in a gateway process is a bug found by the test that ran it:
 // the process stays up (as it must in production), so the test fails on its log line instead.
-afterEach(() => {
+const noBugs = () => {
   const found = started.flatMap((main) => BUG.exec(main.output()) ?? []);
   expect(found, 'a gateway process logged an unhandled error').toEqual([]);
-});
+};
+afterEach(noBugs);
+// Registered before the test file's own hooks, so that it runs after them (vitest runs them as a
+// stack): a bug logged while a gateway shuts down in the file's afterAll is caught too.
+afterAll(noBugs);
 
 /** A running gateway/main.ts. */
 export interface MainProcess {
@@ -46,7 +52,8 @@ export async function startMain(
 ): Promise<MainProcess> {
   const until = options.until ?? SERVING;
   // A prefix that execs the rest (`prlimit --nofile=N:N --`) keeps the gateway's pid the child's own.
-  const command = [...(options.prefix ?? []), 'node', '--import', 'tsx', 'gateway/main.ts'];
+  // With npm start's Node flags, so that the process under test is the one that runs.
+  const command = [...(options.prefix ?? []), 'node', ...GATEWAY_NODE_FLAGS, '--import', 'tsx', 'gateway/main.ts'];
   const child = execa(command[0]!, command.slice(1), { cwd: ROOT, env: { FNIX_PORT: '0', ...env }, reject: false, all: true });
   let output = '';
   child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));

@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INSTANCE_LABEL, instanceOf } from '../../runtime/container/launcher.ts';
+import { fileURLToPath } from 'node:url';
+import { GATEWAY_NODE_FLAGS } from '../../bench/gateway-process.ts';
 import { EXAMPLES_DIR, functionsFrom } from '../helpers/gateway.ts';
 import { startMain, type MainProcess } from '../helpers/main-process.ts';
 import { pidsWithEnv, waitUntil } from '../helpers/processes.ts';
@@ -78,7 +80,8 @@ beforeAll(async () => {
       FNIX_FUNCTIONS_DIR: await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR),
       FNIX_SHUTDOWN_GRACE_MS: '10000',
     },
-    { prefix: ['prlimit', `--nofile=${OPEN_FILES}:${OPEN_FILES}`, '--'] },
+    // A soft limit below the hard one, which Node raises to the hard one as it starts.
+    { prefix: ['prlimit', `--nofile=1024:${OPEN_FILES}`, '--'] },
   );
   port = Number(new URL(main.url).port);
 });
@@ -139,10 +142,24 @@ describe('the edge of the gateway', () => {
       const refused = Number(/^fnix_connections_refused_total (\d+)$/m.exec(metrics)?.[1]);
       expect(refused).toBeGreaterThanOrEqual(2600 - 1664 - 1);
       expect(metrics).toMatch(/^fnix_connections_max 1664$/m);
+      // Started with a soft limit of 1024: Node raised it to the hard one, 2048.
       expect(main.output()).toMatch(/INFO connections maxConnections=1664 openFilesLimit=2048 keptForFnix=384/);
       expect(held).toBeLessThanOrEqual(1664);
       expect(descriptors).toBeLessThan(OPEN_FILES);
       expect(main.output().split('connection limit reached').length).toBe(2); // said once
+      expect(main.child.exitCode).toBeNull();
+      // The limit lowered under it to what it holds now: no descriptor left at all. A process start
+      // fails (a 500, its cause in the log), and the gateway goes on; with room again, it works again.
+      await execa('prlimit', ['--pid', String(gatewayPid), `--nofile=${(await readdir(`/proc/${gatewayPid}/fd`)).length}:${OPEN_FILES}`]);
+      const starved = await send('/git/functions.git/info/refs?service=git-upload-pack', {
+        headers: { authorization: `Basic ${Buffer.from(`fnix:${TOKEN}`).toString('base64')}` },
+        agent: kept,
+      });
+      expect(starved.status).toBe(500);
+      expect(JSON.parse(starved.body).error.code).toBe('INTERNAL_ERROR');
+      expect(main.output()).toMatch(/EMFILE/);
+      await execa('prlimit', ['--pid', String(gatewayPid), `--nofile=${OPEN_FILES}:${OPEN_FILES}`]);
+      expect((await send('/git/functions.git/info/refs?service=git-upload-pack', { headers: { authorization: `Basic ${Buffer.from(`fnix:${TOKEN}`).toString('base64')}` }, agent: kept })).status).toBe(200);
       expect(main.child.exitCode).toBeNull();
       // The flood goes: new connections are served again.
       for (const client of clients) client.kill('SIGKILL');
@@ -156,6 +173,7 @@ describe('the edge of the gateway', () => {
         refused,
         gatewayDescriptors: descriptors,
         duringTheFlood: 'git (a process start), a function and /metrics served over a kept connection',
+        noDescriptorLeft: 'git could not start: 500, the gateway went on, and served git again once it had room',
         after: 'new connections served again',
       });
     } finally {
@@ -171,6 +189,7 @@ describe('the edge of the gateway', () => {
       ['OPTIONS *', 'OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', 400, 'BAD_REQUEST'],
       ['garbage', 'NOT HTTP AT ALL\r\n\r\n', 400, 'BAD_REQUEST'],
       ['headers over 16 KiB', `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'REQUEST_HEADERS_TOO_LARGE'],
+      ['an Expect other than 100-continue', 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: magic\r\nConnection: close\r\n\r\n', 417, 'EXPECTATION_FAILED'],
     ];
     for (const [label, bytes, status, code] of cases) {
       const answer = await raw(bytes);
@@ -238,6 +257,18 @@ describe('the edge of the gateway', () => {
     expect(Number(/^fnix_auth_refused_total\{route="api"\} (\d+)$/m.exec(metrics)?.[1])).toBe(291);
     expect(metrics).toMatch(/^fnix_auth_refused_total\{route="git"\} 1$/m);
     await report('wrong tokens', { attempts: 301, answered401: 10, answered429: 291, retryAfterSeconds: Number(retryAfter), logged: 10, allWithinMs: Math.round(elapsed) });
+  });
+
+  it('refuses a state folder whose path holds a colon at start, naming it', async () => {
+    const result = await execa('node', [...GATEWAY_NODE_FLAGS, '--import', 'tsx', 'gateway/main.ts'], {
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
+      env: { FNIX_STATE_DIR: join(work, 'state:1'), FNIX_PORT: '0' },
+      reject: false,
+      all: true,
+    });
+    expect(result.exitCode).toBe(1);
+    expect(result.all).toContain(`fnix could not start: FNIX_STATE_DIR is ${join(work, 'state:1')}, which holds a ':'`);
+    await report('a colon in FNIX_STATE_DIR', { start: 'refused, naming the variable and the path', exitCode: 1 });
   });
 
   it('follows an open-files limit lowered under it (prlimit), keeping its own reserve', async () => {
