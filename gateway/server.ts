@@ -13,7 +13,7 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { getRequestListener, type HttpBindings } from '@hono/node-server';
+import { getRequestListener, RequestError, type HttpBindings } from '@hono/node-server';
 import { FnixError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { errorParts, errorResponse, rawErrorResponse } from './errors.ts';
@@ -68,7 +68,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const listener = getRequestListener(options.app.fetch as never, {
     // A request Node parsed but that is no URL (`OPTIONS *`, a bad Host, no Host): the JSON 400.
     errorHandler: (error: unknown) => {
-      if (error instanceof Error && error.name === 'RequestError') return errorResponse(badRequest(error.message));
+      if (error instanceof RequestError) return errorResponse(badRequest(error.message));
       log.error('request failed before the app', { error: String(error), stack: (error as Error)?.stack });
       return errorResponse(new FnixError('INTERNAL_ERROR', 'internal error; the gateway log has the details'));
     },
