@@ -12,7 +12,9 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The Node flags `npm start` runs the gateway with (package.json's config.node_flags: source maps, and V8 heap sizing). */
-export const GATEWAY_NODE_FLAGS: string[] = (JSON.parse(readFileSync(`${ROOT}/package.json`, 'utf8')) as { config: { node_flags: string } }).config.node_flags.split(/\s+/);
+export const GATEWAY_NODE_FLAGS: string[] = (
+  JSON.parse(readFileSync(`${ROOT}/package.json`, 'utf8')) as { config: { node_flags: string } }
+).config.node_flags.split(/\s+/);
 
 /** A running gateway process. */
 export interface GatewayProcess {

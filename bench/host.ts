@@ -44,7 +44,8 @@ export async function prepareHost(stateDir: string): Promise<BenchHost> {
   const seccompProfile = await writeSeccompProfile(join(stateDir, 'seccomp.json'));
   // Exactly the confinement of an fnix container (runtime/podman/run.ts), with fnix's default limits.
   const containerArgs = [
-    '--label', `${BENCH_LABEL}=1`,
+    '--label',
+    `${BENCH_LABEL}=1`,
     ...isolationArgs({ uid: 65534, network: false, seccompProfile, memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1 }),
   ];
   return { podman, rootfs, busybox, containerArgs, seccompProfile };

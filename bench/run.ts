@@ -88,7 +88,12 @@ async function main(): Promise<void> {
       }
       rssPeak = await rss.stop();
       say(`trivial: the gateway's memory over a soak of ${PLAN.soakMs / 1000} s at concurrency 8, against one with Node's default heap settings, in turns`);
-      const defaults = await startGatewayProcess({ FNIX_STATE_DIR: join(stateRoot, 'defaults'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS }, logFile, [], ['--enable-source-maps']);
+      const defaults = await startGatewayProcess(
+        { FNIX_STATE_DIR: join(stateRoot, 'defaults'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS },
+        logFile,
+        [],
+        ['--enable-source-maps'],
+      );
       try {
         soaks = await soakInTurns(warm, defaults, WORKLOADS[0]!);
       } finally {

@@ -35,16 +35,12 @@ export function summarize(samples: number[], wallMs: number, errors: number): Su
  * Runs `once` with `concurrency` workers until `requests` have completed (or `durationMs` has passed),
  * timing each. `once` throws on a wrong answer, which counts as an error.
  */
-export async function measure(
-  once: () => Promise<unknown>,
-  options: { concurrency: number; requests?: number; durationMs?: number },
-): Promise<Summary> {
+export async function measure(once: () => Promise<unknown>, options: { concurrency: number; requests?: number; durationMs?: number }): Promise<Summary> {
   const samples: number[] = [];
   let errors = 0;
   let started = 0;
   const begin = performance.now();
-  const more = () =>
-    options.requests !== undefined ? started < options.requests : performance.now() - begin < (options.durationMs ?? 0);
+  const more = () => (options.requests !== undefined ? started < options.requests : performance.now() - begin < (options.durationMs ?? 0));
   const worker = async () => {
     while (more()) {
       started += 1;

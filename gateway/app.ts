@@ -68,10 +68,7 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
   const invoke = createInvokeHandler({ ...options, runner: instrumentRunner(options.runner, metrics, 'http') });
   app.all('/fn/:name', invoke);
   app.all('/fn/:name/*', invoke);
-  app.get(
-    '/healthz',
-    createHealthHandler({ health: options.health, registry: options.registry, isShuttingDown: options.isShuttingDown ?? (() => false) }),
-  );
+  app.get('/healthz', createHealthHandler({ health: options.health, registry: options.registry, isShuttingDown: options.isShuttingDown ?? (() => false) }));
   app.get('/metrics', createMetricsHandler(metrics));
   if (options.deploys) {
     const { deployer, pushes, token, gitRoot, maxPushBytes } = options.deploys;

@@ -82,7 +82,9 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
   const stateDir = resolve(cwd, env['FNIX_STATE_DIR'] || '.fnix');
   // Podman's --volume takes `source:target:options`: a colon in a source path cannot be said.
   if (stateDir.includes(':')) {
-    throw new ConfigError(`FNIX_STATE_DIR is ${stateDir}, which holds a ':': Podman could not mount the folders under it into containers; use a path without one`);
+    throw new ConfigError(
+      `FNIX_STATE_DIR is ${stateDir}, which holds a ':': Podman could not mount the folders under it into containers; use a path without one`,
+    );
   }
   if (Buffer.byteLength(stateDir) > MAX_STATE_DIR_BYTES) {
     throw new ConfigError(
@@ -135,10 +137,15 @@ function readQueueTimeout(env: Env): number {
 
 /** FNIX_ALLOWED_HOSTS: comma-separated names, `.domain` entries, or `*`. */
 function readAllowedHosts(env: Env): string[] {
-  const entries = (env['FNIX_ALLOWED_HOSTS'] ?? '').split(',').map((entry) => entry.trim().toLowerCase()).filter(Boolean);
+  const entries = (env['FNIX_ALLOWED_HOSTS'] ?? '')
+    .split(',')
+    .map((entry) => entry.trim().toLowerCase())
+    .filter(Boolean);
   for (const entry of entries) {
     if (!ALLOWED_HOST_PATTERN.test(entry)) {
-      throw new ConfigError(`FNIX_ALLOWED_HOSTS has ${JSON.stringify(entry)}: expected host names (fnix.example.com), domains (.example.com) or *, separated by commas`);
+      throw new ConfigError(
+        `FNIX_ALLOWED_HOSTS has ${JSON.stringify(entry)}: expected host names (fnix.example.com), domains (.example.com) or *, separated by commas`,
+      );
     }
   }
   return entries;

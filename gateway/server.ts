@@ -122,7 +122,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // An Expect other than 100-continue: Node's own answer would be a bare 417.
   server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
     const expectation = String(request.headers.expect).slice(0, 100);
-    const { status, headers, body } = errorParts(new FnixError('EXPECTATION_FAILED', `the gateway meets no expectation but 100-continue, not ${JSON.stringify(expectation)}`));
+    const { status, headers, body } = errorParts(
+      new FnixError('EXPECTATION_FAILED', `the gateway meets no expectation but 100-continue, not ${JSON.stringify(expectation)}`),
+    );
     response.writeHead(status, { ...headers, 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
   });
   const onUpgrade = options.onUpgrade;

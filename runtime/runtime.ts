@@ -109,7 +109,11 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
 
   const resolver = new PackageResolver({ packageSet, gcRootsDir: join(stateDir, 'gcroots') });
   const agent = await buildAgent(join(stateDir, 'agent')).catch((error: unknown) => {
-    throw new FnixError('RUNTIME_UNAVAILABLE', `the container agent could not be built (${describe(error)}); install a C compiler with: apt-get install gcc libc6-dev`, { cause: error });
+    throw new FnixError(
+      'RUNTIME_UNAVAILABLE',
+      `the container agent could not be built (${describe(error)}); install a C compiler with: apt-get install gcc libc6-dev`,
+      { cause: error },
+    );
   });
   const rootfs = await prepareRootfs(join(stateDir, 'rootfs'), agent);
   const seccompProfile = await writeSeccompProfile(join(stateDir, 'seccomp.json'));
@@ -167,25 +171,21 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
 }
 
 /** Builds every function folder; a broken one is logged and recorded, and does not stop the others. */
-async function buildAll(
-  functionsDir: string,
-  buildsDir: string,
-  resolver: PackageResolver,
-  registry: FunctionRegistry,
-  log: Logger,
-): Promise<void> {
+async function buildAll(functionsDir: string, buildsDir: string, resolver: PackageResolver, registry: FunctionRegistry, log: Logger): Promise<void> {
   const entries = await readdir(functionsDir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
     throw new Error(`cannot read the functions folder ${functionsDir}: ${error.code}`, { cause: error });
   });
-  const names = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  const names = entries
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort();
   for (const name of names) {
     try {
       const version = await buildFunction({ name, sourceDir: join(functionsDir, name), buildsDir, resolver });
       registry.activate(version);
       log.info('function ready', { function: name, version: version.version, packages: version.manifest.packages.join(',') });
     } catch (error) {
-      const fnixError =
-        error instanceof FnixError ? error : new FnixError('FUNCTION_BUILD_FAILED', describe(error), { cause: error });
+      const fnixError = error instanceof FnixError ? error : new FnixError('FUNCTION_BUILD_FAILED', describe(error), { cause: error });
       registry.markBroken(name, fnixError);
       log.error('function not served', { function: name, code: fnixError.code, error: fnixError.message });
     }

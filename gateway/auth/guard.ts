@@ -50,11 +50,9 @@ export class TokenGuard {
     const verdict = this.#limiter.check(address);
     if (!verdict.allowed) {
       this.#metrics.authRefused(route);
-      throw new FnixError(
-        'AUTH_RATE_LIMITED',
-        `too many wrong tokens came from ${clientKey(address)}; try again in ${verdict.retryAfterSeconds} s`,
-        { details: { retryAfterSeconds: verdict.retryAfterSeconds } },
-      );
+      throw new FnixError('AUTH_RATE_LIMITED', `too many wrong tokens came from ${clientKey(address)}; try again in ${verdict.retryAfterSeconds} s`, {
+        details: { retryAfterSeconds: verdict.retryAfterSeconds },
+      });
     }
     try {
       verify();
@@ -65,7 +63,11 @@ export class TokenGuard {
         this.#log.warn('a request came with a wrong token', { route, address });
         const after = this.#limiter.check(address);
         if (!after.allowed) {
-          this.#log.warn('too many wrong tokens from one client: its requests are refused for a while', { route, client: clientKey(address), seconds: after.retryAfterSeconds });
+          this.#log.warn('too many wrong tokens from one client: its requests are refused for a while', {
+            route,
+            client: clientKey(address),
+            seconds: after.retryAfterSeconds,
+          });
         }
       }
       throw error;

@@ -63,9 +63,13 @@ export class TokenCheck {
     const decoded = match ? Buffer.from(match[1]!, 'base64').toString('utf8') : '';
     const colon = decoded.indexOf(':');
     if (colon < 0 || !this.matches(decoded.slice(colon + 1))) {
-      throw new FnixError('UNAUTHORIZED', 'the deploy token is missing or wrong: give it as the password (any user name), e.g. http://fnix:<token>@host/git/functions.git', {
-        details: { scheme: 'Basic' },
-      });
+      throw new FnixError(
+        'UNAUTHORIZED',
+        'the deploy token is missing or wrong: give it as the password (any user name), e.g. http://fnix:<token>@host/git/functions.git',
+        {
+          details: { scheme: 'Basic' },
+        },
+      );
     }
   }
 

@@ -228,7 +228,13 @@ export class GatewayMetrics {
    * waits for the whole body, which may come after the function has ended): its outcome is final only then.
    */
   deciding(invocation: object, decision: Promise<unknown>): void {
-    this.#deciding.set(invocation, decision.then(() => undefined, () => undefined));
+    this.#deciding.set(
+      invocation,
+      decision.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
   }
 
   /**

@@ -59,7 +59,10 @@ export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBind
   api.get('/functions/:name', async (c) => {
     const name = c.req.param('name');
     const found = (await servedFunctions()).find((f) => f.name === name);
-    if (!found) throw new FnixError('FUNCTION_NOT_FOUND', `no function named ${JSON.stringify(name.slice(0, 80))} is deployed`, { details: { function: name.slice(0, 80) } });
+    if (!found)
+      throw new FnixError('FUNCTION_NOT_FOUND', `no function named ${JSON.stringify(name.slice(0, 80))} is deployed`, {
+        details: { function: name.slice(0, 80) },
+      });
     return c.json(found);
   });
   api.get('/deployments', async (c) => {
@@ -68,7 +71,8 @@ export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBind
   });
   api.post('/deployments/:id/activate', async (c) => {
     const id = c.req.param('id');
-    if (!(await deployer.store.get(id))) throw new FnixError('DEPLOYMENT_NOT_FOUND', `no deployment ${JSON.stringify(id.slice(0, 80))}; GET /api/deployments lists them`);
+    if (!(await deployer.store.get(id)))
+      throw new FnixError('DEPLOYMENT_NOT_FOUND', `no deployment ${JSON.stringify(id.slice(0, 80))}; GET /api/deployments lists them`);
     let held;
     try {
       held = await deployer.lock.acquire(`the activation of ${id}`, options.lockWaitMs ?? 60_000);

@@ -11,7 +11,6 @@ import { CgiHeadParser, NO_BODY_STATUSES, badResponse, type CgiHead } from '../c
 import { bodyTooLarge } from '../errors.ts';
 import type { BodyOutcome } from './request-body.ts';
 
-
 /** What {@link respondWithInvocation} needs. */
 export interface FunctionResponseOptions {
   invocation: Invocation;

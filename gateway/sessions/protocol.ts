@@ -20,10 +20,7 @@ const resizeSchema = z.strictObject({ cols: size, rows: size });
 const signalSchema = z.strictObject({ signal: z.enum(SESSION_SIGNALS) });
 
 /** A frame from the client, decoded. */
-export type ClientFrame =
-  | { channel: 'stdin'; data: Buffer }
-  | { channel: 'resize'; cols: number; rows: number }
-  | { channel: 'signal'; signal: SessionSignal };
+export type ClientFrame = { channel: 'stdin'; data: Buffer } | { channel: 'resize'; cols: number; rows: number } | { channel: 'signal'; signal: SessionSignal };
 
 /** Why a client frame is refused, with the close code it earns (RFC 6455 §7.4.1). */
 export class ProtocolViolation extends Error {

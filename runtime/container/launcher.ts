@@ -133,10 +133,7 @@ export class ContainerLauncher {
       await chown(socketPath, uid, uid);
       await chmod(socketPath, 0o600);
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`the agent did not connect within ${this.#startTimeoutMs} ms`)),
-          this.#startTimeoutMs,
-        );
+        timer = setTimeout(() => reject(new Error(`the agent did not connect within ${this.#startTimeoutMs} ms`)), this.#startTimeoutMs);
       });
       id = await Promise.race([
         runContainer(this.#options.podman, {
@@ -213,7 +210,10 @@ export class ContainerLauncher {
     const batch = this.#removeQueue;
     this.#removeQueue = [];
     if (batch.length === 0) return;
-    const removal = removeContainers(this.#options.podman, batch.map((c) => c.name))
+    const removal = removeContainers(
+      this.#options.podman,
+      batch.map((c) => c.name),
+    )
       .catch(() => {
         // --ignore covers containers already gone; anything else is retried by removeLeftovers at next start
       })

@@ -192,9 +192,13 @@ export class Deployer {
     }
     if (!(await this.#options.repository.has(record.commit))) {
       // It passed its checks, but git did not take the push (it died, or main moved): the objects are gone.
-      throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} never went live, and its commit ${record.commit.slice(0, 12)} is not in the repository; push it again`, {
-        details: { deployment: id },
-      });
+      throw new FnixError(
+        'DEPLOYMENT_REFUSED',
+        `deployment ${id} never went live, and its commit ${record.commit.slice(0, 12)} is not in the repository; push it again`,
+        {
+          details: { deployment: id },
+        },
+      );
     }
     let prepared = this.#prepared.get(id);
     if (!prepared) {
@@ -211,7 +215,7 @@ export class Deployer {
     // A ref of its own keeps the commit through a force-push and `git gc`, so that a rollback finds it.
     // Set before the record says it is active; a failure to set it costs that protection only.
     const pinned = await this.#options.repository.git(['update-ref', `${DEPLOYMENT_REFS}${id}`, record.commit], { reject: false });
-    if (pinned.exitCode !== 0) log.warn('the deployment\'s commit could not be kept by a ref of its own', { id, error: String(pinned.stderr).trim() });
+    if (pinned.exitCode !== 0) log.warn("the deployment's commit could not be kept by a ref of its own", { id, error: String(pinned.stderr).trim() });
     if (!(await store.activate(record, new Date()))) log.warn('the deployment is active, but its record could not be updated with the time', { id });
     registry.replaceAll(versions, broken);
     pool.serve(versions.map((v) => v.key));
@@ -411,7 +415,12 @@ function describeBuildError(error: unknown, staging: string): string {
   let text = fnixError ? `${fnixError.message}` : errnoCode(error) ? describeFsError(error) : String((error as Error)?.message ?? error);
   const log = fnixError?.details['log'];
   if (typeof log === 'string' && log.trim()) {
-    text += `\nthe end of the build output:\n${log.trim().split('\n').slice(-15).map((line) => `  ${line}`).join('\n')}`;
+    text += `\nthe end of the build output:\n${log
+      .trim()
+      .split('\n')
+      .slice(-15)
+      .map((line) => `  ${line}`)
+      .join('\n')}`;
   }
   return text.replaceAll(`${staging}/`, `${FUNCTIONS_FOLDER}/`);
 }

@@ -14,7 +14,6 @@ import { QUARANTINE_VARIABLES, type QuarantineEnv } from './git.ts';
 import type { PushDeploys, RefUpdate } from './pushes.ts';
 import { MAX_SOCKET_PATH_BYTES } from '../unix-socket.ts';
 
-
 /** A request from a hook. */
 interface HookRequest {
   hook: 'pre-receive' | 'post-receive';
@@ -26,7 +25,9 @@ interface HookRequest {
 /** Listens on `socketPath` for hooks; resolves once listening. */
 export async function startHookServer(socketPath: string, gitDir: string, pushes: PushDeploys, log: Logger): Promise<Server> {
   if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH_BYTES) {
-    throw new Error(`the deploy socket path ${socketPath} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, which unix sockets allow; use a shorter FNIX_STATE_DIR`);
+    throw new Error(
+      `the deploy socket path ${socketPath} is longer than ${MAX_SOCKET_PATH_BYTES} bytes, which unix sockets allow; use a shorter FNIX_STATE_DIR`,
+    );
   }
   await rm(socketPath, { force: true });
   const server = createServer((socket) => {

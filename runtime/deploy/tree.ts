@@ -107,7 +107,8 @@ export async function readFunctionsTree(repository: Repository, commit: string, 
       problem(name, `${entry.path}: has git mode ${entry.mode}, which is not a file, an executable or a link`);
     }
   }
-  if (kept.length + ignored.length > MAX_TREE_FILES) problem('', `${FUNCTIONS_FOLDER}/ holds ${kept.length + ignored.length} files; at most ${MAX_TREE_FILES} are allowed`);
+  if (kept.length + ignored.length > MAX_TREE_FILES)
+    problem('', `${FUNCTIONS_FOLDER}/ holds ${kept.length + ignored.length} files; at most ${MAX_TREE_FILES} are allowed`);
   if (bytes > MAX_TREE_BYTES) problem('', `${FUNCTIONS_FOLDER}/ holds ${bytes} bytes; at most ${MAX_TREE_BYTES} are allowed`);
   const linkTargets = new Map<string, string>();
   if (!problems.has('')) {
@@ -145,12 +146,7 @@ export async function readFunctionsTree(repository: Repository, commit: string, 
  * then resolves every link it wrote: the names of functions with a link that leads outside its folder
  * are returned with the problem, and nothing may read their files.
  */
-export async function writeFunctionsTree(
-  repository: Repository,
-  tree: FunctionsTree,
-  target: string,
-  env: QuarantineEnv = {},
-): Promise<Map<string, string[]>> {
+export async function writeFunctionsTree(repository: Repository, tree: FunctionsTree, target: string, env: QuarantineEnv = {}): Promise<Map<string, string[]>> {
   const pathOf = (entry: Entry) => join(target, ...entry.path.split('/').slice(1));
   // Parents are made here, as folders, and every file is created new ('wx'): the folder is fnix's own
   // and fresh, so nothing in the tree can redirect a write. Any write that fails (a full disk, say) is a
@@ -184,7 +180,10 @@ export async function writeFunctionsTree(
       await symlink(tree.linkTargets.get(link.oid)!, pathOf(link));
     });
   }
-  return checkLinks(links.map((l) => l.path), target);
+  return checkLinks(
+    links.map((l) => l.path),
+    target,
+  );
 }
 
 /** Resolves each written link (the kernel follows chains); a link that leads outside its function's folder is a problem. */

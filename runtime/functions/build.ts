@@ -37,7 +37,12 @@ export async function buildFunction(options: BuildOptions): Promise<FunctionVers
   const manifestFile = join(sourceDir, 'function.json');
   const manifest = await loadManifest(manifestFile);
   const resolution = await options.resolver.resolve(manifest.packages);
-  await checkCommand(manifest, sourceDir, resolution.packages.map((p) => p.storePath), manifestFile);
+  await checkCommand(
+    manifest,
+    sourceDir,
+    resolution.packages.map((p) => p.storePath),
+    manifestFile,
+  );
 
   const hash = createHash('sha256');
   hash.update(JSON.stringify({ manifest, packages: resolution.packages }));

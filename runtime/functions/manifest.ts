@@ -12,9 +12,27 @@ export const ATTR_PATH_PATTERN = /^[A-Za-z_][A-Za-z0-9_'-]*(\.[A-Za-z_][A-Za-z0-
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Set by fnix for every invocation; a manifest may not override them. */
 const RESERVED_ENV = new Set([
-  'PATH', 'HOME', 'TMPDIR', 'AUTH_TYPE', 'CONTENT_LENGTH', 'CONTENT_TYPE', 'GATEWAY_INTERFACE', 'PATH_INFO',
-  'PATH_TRANSLATED', 'QUERY_STRING', 'REMOTE_ADDR', 'REMOTE_HOST', 'REMOTE_PORT', 'REMOTE_USER', 'REQUEST_METHOD', 'REQUEST_URI',
-  'SCRIPT_NAME', 'SERVER_NAME', 'SERVER_PORT', 'SERVER_PROTOCOL', 'SERVER_SOFTWARE',
+  'PATH',
+  'HOME',
+  'TMPDIR',
+  'AUTH_TYPE',
+  'CONTENT_LENGTH',
+  'CONTENT_TYPE',
+  'GATEWAY_INTERFACE',
+  'PATH_INFO',
+  'PATH_TRANSLATED',
+  'QUERY_STRING',
+  'REMOTE_ADDR',
+  'REMOTE_HOST',
+  'REMOTE_PORT',
+  'REMOTE_USER',
+  'REQUEST_METHOD',
+  'REQUEST_URI',
+  'SCRIPT_NAME',
+  'SERVER_NAME',
+  'SERVER_PORT',
+  'SERVER_PROTOCOL',
+  'SERVER_SOFTWARE',
 ]);
 const MAX_MANIFEST_BYTES = 64 * 1024;
 
@@ -55,15 +73,15 @@ function isInsideFunctionFolder(program: string): boolean {
 }
 
 const manifestSchema = z.strictObject({
-  packages: z
-    .array(z.string().regex(ATTR_PATH_PATTERN, 'must be a Nix attribute path such as "gojq" or "python3Packages.requests"'))
-    .max(64)
-    .default([]),
+  packages: z.array(z.string().regex(ATTR_PATH_PATTERN, 'must be a Nix attribute path such as "gojq" or "python3Packages.requests"')).max(64).default([]),
   command: commandSchema,
   env: z
     .record(
       z.string().regex(ENV_NAME_PATTERN, 'environment names are letters, digits and underscores'),
-      z.string().max(32 * 1024).refine(noNul, 'must not contain NUL'),
+      z
+        .string()
+        .max(32 * 1024)
+        .refine(noNul, 'must not contain NUL'),
     )
     .superRefine((env, ctx) => {
       for (const name of Object.keys(env)) {
@@ -90,7 +108,10 @@ export type Manifest = z.infer<typeof manifestSchema>;
 export function parseManifest(input: unknown, file: string): Manifest {
   const result = manifestSchema.safeParse(input);
   if (result.success) return result.data;
-  throw new ManifestError(file, result.error.issues.flatMap((issue) => describeIssue(issue, input)));
+  throw new ManifestError(
+    file,
+    result.error.issues.flatMap((issue) => describeIssue(issue, input)),
+  );
 }
 
 /** Reads and validates a function.json. Throws {@link ManifestError}. */

@@ -80,11 +80,9 @@ export async function checkPackageSet(set: PackageSet, options: CheckPackageSetO
   if (result.exitCode !== 0 || result.timedOut) {
     const log = tailLines(result.stderr, 20);
     const why = result.timedOut ? 'timed out' : `failed: ${firstErrorLine(result.stderr)}`;
-    throw new FnixError(
-      'PACKAGE_SET_INVALID',
-      `package set ${set.description} does not evaluate (${why}); fix FNIX_PACKAGES or the set's Nix files`,
-      { details: { packageSet: set.description, log } },
-    );
+    throw new FnixError('PACKAGE_SET_INVALID', `package set ${set.description} does not evaluate (${why}); fix FNIX_PACKAGES or the set's Nix files`, {
+      details: { packageSet: set.description, log },
+    });
   }
   const type: unknown = JSON.parse(result.stdout);
   if (type !== 'set') {
@@ -112,10 +110,14 @@ export function nixPathExpression(absolutePath: string): string {
 export function nixString(text: string): string {
   const escaped = text.replace(/[\\"$\n\r\t]/g, (c) => {
     switch (c) {
-      case '\n': return '\\n';
-      case '\r': return '\\r';
-      case '\t': return '\\t';
-      default: return `\\${c}`;
+      case '\n':
+        return '\\n';
+      case '\r':
+        return '\\r';
+      case '\t':
+        return '\\t';
+      default:
+        return `\\${c}`;
     }
   });
   return `"${escaped}"`;

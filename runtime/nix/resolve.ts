@@ -231,29 +231,23 @@ export class PackageResolver {
 
   /** Runs resolve.nix's `info` for the attributes. */
   async #evaluateInfo(attrs: string[]): Promise<AttrInfo[]> {
-    const run = await this.#runNix('nix-instantiate', [
-      '--eval', '--strict', '--json', ...this.#resolveNixArgs(attrs), '-A', 'info',
-    ], this.#evalTimeoutMs);
+    const run = await this.#runNix('nix-instantiate', ['--eval', '--strict', '--json', ...this.#resolveNixArgs(attrs), '-A', 'info'], this.#evalTimeoutMs);
     if (run.ok) return JSON.parse(run.stdout) as AttrInfo[];
     // Either the set itself is broken (checkPackageSet throws PACKAGE_SET_INVALID) or one attribute fails in
     // a way tryEval cannot catch (a type error, infinite recursion…).
     this.#stats.nixProcesses += 1;
     await checkPackageSet(this.packageSet, { timeoutMs: this.#evalTimeoutMs });
     const why = run.timedOut ? 'timed out' : firstErrorLine(run.stderrTail);
-    throw new FnixError(
-      'PACKAGE_BUILD_FAILED',
-      `evaluating ${quoteList(attrs)} in ${this.packageSet.description} failed: ${why}`,
-      { details: { packages: attrs, packageSet: this.packageSet.description, log: run.stderrTail } },
-    );
+    throw new FnixError('PACKAGE_BUILD_FAILED', `evaluating ${quoteList(attrs)} in ${this.packageSet.description} failed: ${why}`, {
+      details: { packages: attrs, packageSet: this.packageSet.description, log: run.stderrTail },
+    });
   }
 
   /** Throws PACKAGE_BUILD_FAILED with Nix's own message when an attribute threw during evaluation. */
   async #throwForEvalErrors(infos: AttrInfo[]): Promise<void> {
     const failed = infos.filter((i) => i.status === 'evalError').map((i) => i.attr);
     if (failed.length === 0) return;
-    const run = await this.#runNix('nix-instantiate', [
-      '--eval', '--strict', '--json', ...this.#resolveNixArgs(failed), '-A', 'strict',
-    ], this.#evalTimeoutMs);
+    const run = await this.#runNix('nix-instantiate', ['--eval', '--strict', '--json', ...this.#resolveNixArgs(failed), '-A', 'strict'], this.#evalTimeoutMs);
     const why = run.ok ? 'it threw during evaluation' : firstErrorLine(run.stderrTail);
     throw new FnixError(
       'PACKAGE_BUILD_FAILED',
@@ -272,10 +266,11 @@ export class PackageResolver {
     const rootDir = path.join(this.gcRootsDir, rootKey);
     await mkdir(rootDir, { recursive: true });
     const offline = this.#offline ? ['--option', 'substituters', ''] : [];
-    const run = await this.#runNix('nix-build', [
-      ...offline, '--keep-going', ...this.#resolveNixArgs(attrs), '-A', 'build',
-      '--out-link', path.join(rootDir, 'result'),
-    ], this.#buildTimeoutMs);
+    const run = await this.#runNix(
+      'nix-build',
+      [...offline, '--keep-going', ...this.#resolveNixArgs(attrs), '-A', 'build', '--out-link', path.join(rootDir, 'result')],
+      this.#buildTimeoutMs,
+    );
     if (!run.ok) {
       await rmdir(rootDir).catch(() => undefined); // only when empty: a failed first build leaves no roots
       throw this.#buildError(ok, run);
@@ -305,7 +300,10 @@ export class PackageResolver {
         details: { log: run.stderrTail },
       });
     }
-    return run.stdout.split('\n').filter((line) => line !== '').sort();
+    return run.stdout
+      .split('\n')
+      .filter((line) => line !== '')
+      .sort();
   }
 
   /** The file and arguments that select resolve.nix for this set and these attributes. */

@@ -37,10 +37,7 @@ export interface ContainerSpec {
 }
 
 /** What every fnix container is confined by, whatever it serves. */
-export type IsolationSpec = Pick<
-  ContainerSpec,
-  'uid' | 'network' | 'memoryMb' | 'pidsLimit' | 'nofile' | 'tmpMb' | 'shmMb' | 'cpus' | 'seccompProfile'
->;
+export type IsolationSpec = Pick<ContainerSpec, 'uid' | 'network' | 'memoryMb' | 'pidsLimit' | 'nofile' | 'tmpMb' | 'shmMb' | 'cpus' | 'seccompProfile'>;
 
 /** How far the per-uid process limit sits above the pids cgroup limit. */
 const NPROC_MARGIN = 64;
@@ -51,6 +48,7 @@ const NPROC_MARGIN = 64;
  * fnix's seccomp profile (no user namespaces, no mounts, no kernel keyring).
  */
 export function isolationArgs(spec: IsolationSpec): string[] {
+  // biome-ignore format: one option and its value per line
   return [
     '--read-only',
     '--read-only-tmpfs=false',
@@ -81,6 +79,7 @@ export function isolationArgs(spec: IsolationSpec): string[] {
 export function buildRunArgs(spec: ContainerSpec): string[] {
   const args = ['run', '--detach', '--rm', '--name', spec.name];
   for (const [key, value] of Object.entries(spec.labels)) args.push('--label', `${key}=${value}`);
+  // biome-ignore format: one option and its value per line
   args.push(
     ...isolationArgs(spec),
     '--volume', `${spec.functionDir}:/fn:ro`,

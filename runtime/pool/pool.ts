@@ -373,7 +373,9 @@ export class Pool {
         this.#queue = this.#queue.filter((w) => w !== waiter);
         // The client went away while it waited: not a failure of fnix's (a string reason would be one).
         const reason: unknown = signal?.reason;
-        waiter.reject(reason instanceof FnixError ? reason : new FnixError('INVOCATION_ABORTED', 'the client went away while its request waited for a container'));
+        waiter.reject(
+          reason instanceof FnixError ? reason : new FnixError('INVOCATION_ABORTED', 'the client went away while its request waited for a container'),
+        );
       };
       const cleanup = () => {
         clearTimeout(timer);

@@ -88,7 +88,7 @@ describe('a push to main', () => {
     await writeFunction(dir, 'added', 'new function');
     const pushed = await commitAndPush(dir, 'v2');
     expect(pushed.exitCode, pushed.all).toBe(0);
-    expect(pushed.all).toContain("remote: functions/greet: building...");
+    expect(pushed.all).toContain('remote: functions/greet: building...');
     expect(pushed.all).toMatch(/remote: functions\/greet: built in [\d.]+ s \(packages: busybox \/nix\/store\//);
     expect(pushed.all).toMatch(/remote: functions\/added: started in a container/);
     expect(pushed.all).toMatch(/remote: deployment d-[\w-]+ is live: added, greet/);
@@ -98,9 +98,8 @@ describe('a push to main', () => {
 
   it('lets invocations in flight finish on the version they started with', async () => {
     const dir = await clone();
-    const slow = (text: string) => writeFunction(dir, 'slow', text).then(() =>
-      writeFile(join(dir, 'functions/slow/main.sh'), `#!/usr/bin/env sh\nsleep 1.5\necho '${text}'\n`),
-    );
+    const slow = (text: string) =>
+      writeFunction(dir, 'slow', text).then(() => writeFile(join(dir, 'functions/slow/main.sh'), `#!/usr/bin/env sh\nsleep 1.5\necho '${text}'\n`));
     await slow('old');
     expect((await commitAndPush(dir, 'slow old')).exitCode).toBe(0);
     const inFlight = invoke('slow'); // started on 'old'

@@ -150,9 +150,7 @@ describe('buildCgiEnv', () => {
   });
 
   it('cannot overwrite a meta-variable from a header', () => {
-    const env = buildCgiEnv(
-      request({ headers: new Headers({ 'Path-Info': '/evil', 'Query-String': 'evil', 'Request-Method': 'DELETE', Gateway: 'x' }) }),
-    );
+    const env = buildCgiEnv(request({ headers: new Headers({ 'Path-Info': '/evil', 'Query-String': 'evil', 'Request-Method': 'DELETE', Gateway: 'x' }) }));
     expect(env['PATH_INFO']).toBe('/a/b');
     expect(env['QUERY_STRING']).toBe('x=1&y=%20');
     expect(env['REQUEST_METHOD']).toBe('POST');
@@ -189,20 +187,35 @@ function expectBad(output: string | Buffer): FnixError {
 describe('CgiHeadParser: head and body', () => {
   it('parses an LF-terminated head and returns the body after the blank line', () => {
     const { head, rest } = parse('Content-Type: text/plain\nX-A: 1\n\nhello\n');
-    expect(head).toEqual({ status: 200, headers: [['Content-Type', 'text/plain'], ['X-A', '1']] });
+    expect(head).toEqual({
+      status: 200,
+      headers: [
+        ['Content-Type', 'text/plain'],
+        ['X-A', '1'],
+      ],
+    });
     expect(rest.toString()).toBe('hello\n');
   });
 
   it('parses a CRLF-terminated head the same way', () => {
     const { head, rest } = parse('Content-Type: text/plain\r\nX-A: 1\r\n\r\nhello\r\n');
-    expect(head).toEqual({ status: 200, headers: [['Content-Type', 'text/plain'], ['X-A', '1']] });
+    expect(head).toEqual({
+      status: 200,
+      headers: [
+        ['Content-Type', 'text/plain'],
+        ['X-A', '1'],
+      ],
+    });
     expect(rest.toString()).toBe('hello\r\n');
   });
 
   it('accepts mixed line endings', () => {
     for (const output of ['A: 1\r\nB: 2\n\nbody', 'A: 1\nB: 2\r\n\nbody', 'A: 1\nB: 2\n\r\nbody']) {
       const { head, rest } = parse(output);
-      expect(head.headers.slice(0, 2)).toEqual([['A', '1'], ['B', '2']]);
+      expect(head.headers.slice(0, 2)).toEqual([
+        ['A', '1'],
+        ['B', '2'],
+      ]);
       expect(rest.toString()).toBe('body');
     }
   });
@@ -217,7 +230,13 @@ describe('CgiHeadParser: head and body', () => {
       if (i + 1 < blankEnd) expect(result).toBeUndefined();
       else break;
     }
-    expect(result!.head).toEqual({ status: 201, headers: [['Content-Type', 'text/plain'], ['X-Long', 'abcdef']] });
+    expect(result!.head).toEqual({
+      status: 201,
+      headers: [
+        ['Content-Type', 'text/plain'],
+        ['X-Long', 'abcdef'],
+      ],
+    });
     expect(result!.rest.length).toBe(0);
   });
 
@@ -228,7 +247,13 @@ describe('CgiHeadParser: head and body', () => {
       const first = parser.push(output.subarray(0, cut));
       const result = first ?? parser.push(output.subarray(cut));
       expect(result).toBeDefined();
-      expect(result!.head).toEqual({ status: 404, headers: [['Content-Type', 'text/html'], ['Set-Cookie', 'a=1']] });
+      expect(result!.head).toEqual({
+        status: 404,
+        headers: [
+          ['Content-Type', 'text/html'],
+          ['Set-Cookie', 'a=1'],
+        ],
+      });
       // When the head completed in the first chunk, the second chunk's bytes are the caller's to send.
       const body = first ? Buffer.concat([first.rest, output.subarray(cut)]) : result!.rest;
       expect(body.toString()).toBe('<p>gone</p>');
@@ -281,7 +306,7 @@ describe('CgiHeadParser: Status, Location and Content-Type', () => {
     ['201 Created', 201],
     ['404 Not Found', 404],
     ['599', 599],
-    ['418 I\'m a teapot', 418],
+    ["418 I'm a teapot", 418],
     ['302\tFound', 302],
   ])('reads Status: %s as %d and does not pass it on as a header', (value, status) => {
     const { head } = parse(`Status: ${value}\nContent-Type: text/plain\n\n`);
@@ -291,7 +316,13 @@ describe('CgiHeadParser: Status, Location and Content-Type', () => {
 
   it('matches Status, Location and Content-Type case-insensitively', () => {
     expect(parse('status: 503\ncontent-type: text/plain\n\n').head).toEqual({ status: 503, headers: [['content-type', 'text/plain']] });
-    expect(parse('LOCATION: /x\ncontent-type: text/plain\n\n').head).toEqual({ status: 302, headers: [['LOCATION', '/x'], ['content-type', 'text/plain']] });
+    expect(parse('LOCATION: /x\ncontent-type: text/plain\n\n').head).toEqual({
+      status: 302,
+      headers: [
+        ['LOCATION', '/x'],
+        ['content-type', 'text/plain'],
+      ],
+    });
   });
 
   it('answers 302 for Location without Status, with the default Content-Type as any response', () => {
@@ -325,12 +356,19 @@ describe('CgiHeadParser: Status, Location and Content-Type', () => {
     expect(parse('Status: 201\nStatus: 202\n\n').head.status).toBe(202);
   });
 
-  it.each(['Content-Length: 5', 'Transfer-Encoding: chunked', 'Connection: close', 'Keep-Alive: timeout=5', 'Upgrade: websocket', 'Trailer: X', 'x-fnix-invocation-id: forged', 'X-FNIX-INVOCATION-ID: forged', 'content-length: 0'])(
-    'drops %j',
-    (line) => {
-      expect(parse(`${line}\nContent-Type: text/plain\n\n`).head.headers).toEqual([['Content-Type', 'text/plain']]);
-    },
-  );
+  it.each([
+    'Content-Length: 5',
+    'Transfer-Encoding: chunked',
+    'Connection: close',
+    'Keep-Alive: timeout=5',
+    'Upgrade: websocket',
+    'Trailer: X',
+    'x-fnix-invocation-id: forged',
+    'X-FNIX-INVOCATION-ID: forged',
+    'content-length: 0',
+  ])('drops %j', (line) => {
+    expect(parse(`${line}\nContent-Type: text/plain\n\n`).head.headers).toEqual([['Content-Type', 'text/plain']]);
+  });
 });
 
 describe('CgiHeadParser: bad responses', () => {

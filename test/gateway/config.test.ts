@@ -50,10 +50,28 @@ describe('loadConfig: defaults', () => {
   it('treats empty values as unset', () => {
     const env = Object.fromEntries(
       [
-        'FNIX_PORT', 'FNIX_HOST', 'FNIX_STATE_DIR', 'FNIX_FUNCTIONS_DIR', 'FNIX_PACKAGES', 'FNIX_POOL_SIZE',
-        'FNIX_MAX_SESSIONS', 'FNIX_MAX_CONTAINERS', 'FNIX_MAX_BODY', 'FNIX_MAX_OUTPUT', 'FNIX_IDLE_TTL_MS', 'FNIX_QUEUE_TIMEOUT_MS',
-        'FNIX_PIDS_LIMIT', 'FNIX_NOFILE', 'FNIX_TMP_SIZE', 'FNIX_SHUTDOWN_GRACE_MS', 'FNIX_CPUS',
-        'FNIX_TOKEN', 'FNIX_MAX_PUSH', 'FNIX_ALLOWED_HOSTS', 'FNIX_QUEUE_TIMEOUT', 'FNIX_MAX_CONNECTIONS',
+        'FNIX_PORT',
+        'FNIX_HOST',
+        'FNIX_STATE_DIR',
+        'FNIX_FUNCTIONS_DIR',
+        'FNIX_PACKAGES',
+        'FNIX_POOL_SIZE',
+        'FNIX_MAX_SESSIONS',
+        'FNIX_MAX_CONTAINERS',
+        'FNIX_MAX_BODY',
+        'FNIX_MAX_OUTPUT',
+        'FNIX_IDLE_TTL_MS',
+        'FNIX_QUEUE_TIMEOUT_MS',
+        'FNIX_PIDS_LIMIT',
+        'FNIX_NOFILE',
+        'FNIX_TMP_SIZE',
+        'FNIX_SHUTDOWN_GRACE_MS',
+        'FNIX_CPUS',
+        'FNIX_TOKEN',
+        'FNIX_MAX_PUSH',
+        'FNIX_ALLOWED_HOSTS',
+        'FNIX_QUEUE_TIMEOUT',
+        'FNIX_MAX_CONNECTIONS',
       ].map((name) => [name, '']),
     );
     expect(loadConfig(env, CWD)).toEqual(loadConfig({}, CWD));
@@ -103,14 +121,16 @@ describe('loadConfig: FNIX_QUEUE_TIMEOUT', () => {
 });
 
 describe('loadConfig: FNIX_STATE_DIR', () => {
-  it('refuses a path too long for the agents\' unix sockets, naming the limit', () => {
+  it("refuses a path too long for the agents' unix sockets, naming the limit", () => {
     const longest = `/${'s'.repeat(MAX_STATE_DIR_BYTES - 1)}`;
     expect(loadConfig({ FNIX_STATE_DIR: longest }, CWD).stateDir).toBe(longest);
     expect(() => loadConfig({ FNIX_STATE_DIR: `${longest}x` }, CWD)).toThrow(/FNIX_STATE_DIR is .* \(64 bytes\): .*at most 63 bytes/);
   });
 
   it('refuses a path with a colon, which no Podman volume can name', () => {
-    expect(() => loadConfig({ FNIX_STATE_DIR: '/var/lib/fnix:1' }, CWD)).toThrow(/FNIX_STATE_DIR is \/var\/lib\/fnix:1, which holds a ':'.*use a path without one/);
+    expect(() => loadConfig({ FNIX_STATE_DIR: '/var/lib/fnix:1' }, CWD)).toThrow(
+      /FNIX_STATE_DIR is \/var\/lib\/fnix:1, which holds a ':'.*use a path without one/,
+    );
   });
 });
 

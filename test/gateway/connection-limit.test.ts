@@ -4,7 +4,15 @@
  * it leaves once fnix keeps its own descriptors.
  */
 import { describe, expect, it } from 'vitest';
-import { BASE_RESERVE, connectionBudget, ConnectionBudgetError, MIN_CONNECTIONS, PER_CONTAINER_RESERVE, readOpenFilesLimit, reserveFor } from '../../gateway/connection-limit.ts';
+import {
+  BASE_RESERVE,
+  connectionBudget,
+  ConnectionBudgetError,
+  MIN_CONNECTIONS,
+  PER_CONTAINER_RESERVE,
+  readOpenFilesLimit,
+  reserveFor,
+} from '../../gateway/connection-limit.ts';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max processes             96549                96549                processes
@@ -19,7 +27,7 @@ describe('readOpenFilesLimit', () => {
     expect(readOpenFilesLimit('nothing here')).toBeUndefined();
   });
 
-  it('reads this process\'s own, which Node raised to the hard limit as it started', () => {
+  it("reads this process's own, which Node raised to the hard limit as it started", () => {
     expect(readOpenFilesLimit()).toBeGreaterThan(0);
   });
 });
@@ -27,18 +35,26 @@ describe('readOpenFilesLimit', () => {
 describe('connectionBudget', () => {
   it('leaves the limit less a reserve that grows with the containers', () => {
     expect(reserveFor(48)).toBe(BASE_RESERVE + 48 * PER_CONTAINER_RESERVE);
-    expect(connectionBudget({ openFiles: 20_000, maxContainers: 48 })).toEqual({ maxConnections: 20_000 - reserveFor(48), reserve: reserveFor(48), openFiles: 20_000 });
+    expect(connectionBudget({ openFiles: 20_000, maxContainers: 48 })).toEqual({
+      maxConnections: 20_000 - reserveFor(48),
+      reserve: reserveFor(48),
+      openFiles: 20_000,
+    });
   });
 
   it('takes FNIX_MAX_CONNECTIONS when it fits, and refuses it when it does not, naming both fixes', () => {
     expect(connectionBudget({ openFiles: 20_000, maxContainers: 48, configured: 500 }).maxConnections).toBe(500);
     expect(() => connectionBudget({ openFiles: 2048, maxContainers: 48, configured: 2000 })).toThrow(ConnectionBudgetError);
-    expect(() => connectionBudget({ openFiles: 2048, maxContainers: 48, configured: 2000 })).toThrow(/FNIX_MAX_CONNECTIONS=2000 .* set it to 1664 at most, or raise the limit/);
+    expect(() => connectionBudget({ openFiles: 2048, maxContainers: 48, configured: 2000 })).toThrow(
+      /FNIX_MAX_CONNECTIONS=2000 .* set it to 1664 at most, or raise the limit/,
+    );
   });
 
   it('refuses a limit that leaves too few connections, saying how far to raise it', () => {
     const reserve = reserveFor(48);
-    expect(() => connectionBudget({ openFiles: reserve + MIN_CONNECTIONS - 1, maxContainers: 48 })).toThrow(new RegExp(`raise the limit to at least ${reserve + MIN_CONNECTIONS}`));
+    expect(() => connectionBudget({ openFiles: reserve + MIN_CONNECTIONS - 1, maxContainers: 48 })).toThrow(
+      new RegExp(`raise the limit to at least ${reserve + MIN_CONNECTIONS}`),
+    );
     expect(connectionBudget({ openFiles: reserve + MIN_CONNECTIONS, maxContainers: 48 }).maxConnections).toBe(MIN_CONNECTIONS);
   });
 

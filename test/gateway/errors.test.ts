@@ -126,7 +126,7 @@ describe('errorResponse', () => {
     expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
   });
 
-  it('carries a ManifestError\'s file and issues', async () => {
+  it("carries a ManifestError's file and issues", async () => {
     const error = new ManifestError('/f/function.json', [{ field: 'memoryMb', message: 'too small', value: 1 }]);
     const body = (await errorResponse(error).json()) as { error: Record<string, unknown> };
     expect(body.error).toMatchObject({

@@ -154,7 +154,11 @@ describe('invoking a function over HTTP', () => {
     });
     const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1]);
     if (status === 200) {
-      expect(Buffer.from(reply.slice(reply.indexOf('\r\n\r\n') + 4), 'latin1').subarray(0, 200).includes(payload.subarray(100, 132))).toBe(false);
+      expect(
+        Buffer.from(reply.slice(reply.indexOf('\r\n\r\n') + 4), 'latin1')
+          .subarray(0, 200)
+          .includes(payload.subarray(100, 132)),
+      ).toBe(false);
     } else {
       expect(status).toBe(400);
     }

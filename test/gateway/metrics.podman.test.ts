@@ -90,7 +90,11 @@ describe('GET /metrics', () => {
     expect(await queued).toBe(503);
     holder.abort();
     await forever;
-    await waitUntil(async () => (await scrape(gateway.url)).value('fnix_invocations_total', { function: 'forever', kind: 'http', outcome: 'INVOCATION_ABORTED' }) === 1, 5_000, 'forever to be counted');
+    await waitUntil(
+      async () => (await scrape(gateway.url)).value('fnix_invocations_total', { function: 'forever', kind: 'http', outcome: 'INVOCATION_ABORTED' }) === 1,
+      5_000,
+      'forever to be counted',
+    );
 
     const after = await scrape(gateway.url);
     expect(after.value('fnix_queue_length')).toBe(0);
@@ -112,7 +116,11 @@ describe('GET /metrics', () => {
     const response = await fetch(`${gateway.url}/fn/echo`, { method: 'POST', body: chunks, duplex: 'half' } as RequestInit);
     expect(response.status).toBe(413);
     const labels = { function: 'echo', kind: 'http', outcome: 'BODY_TOO_LARGE' };
-    await waitUntil(async () => (await scrape(gateway.url)).value('fnix_invocations_total', labels) === before.value('fnix_invocations_total', labels) + 1, 5_000, 'the 413 to be counted');
+    await waitUntil(
+      async () => (await scrape(gateway.url)).value('fnix_invocations_total', labels) === before.value('fnix_invocations_total', labels) + 1,
+      5_000,
+      'the 413 to be counted',
+    );
     const after = await scrape(gateway.url);
     expect(after.value('fnix_invocations_total', { ...labels, outcome: 'INVOCATION_ABORTED' })).toBe(
       before.value('fnix_invocations_total', { ...labels, outcome: 'INVOCATION_ABORTED' }),

@@ -80,8 +80,7 @@ describe('sessions: stdio and status', () => {
 });
 
 describe('sessions: the command-line client (scripts/session.mjs)', () => {
-  const client = (fn: string, input: string) =>
-    execa('node', [SESSION_SCRIPT, fn], { input, reject: false, env: { FNIX_URL: gateway.url } });
+  const client = (fn: string, input: string) => execa('node', [SESSION_SCRIPT, fn], { input, reject: false, env: { FNIX_URL: gateway.url } });
 
   it('pipes its stdin to the function and the output back, and exits with the exit code', async () => {
     const echoed = await client('echo', 'through the channel protocol\n');
@@ -272,7 +271,7 @@ describe('sessions: clients that go away at awkward moments', () => {
 
   it('cancels a session whose client leaves before the upgrade completes', async () => {
     const before = (await pidsWithEnv('FNIX_FUNCTION', 'forever')).length;
-    const socket = connect(gateway.server.port, "127.0.0.1");
+    const socket = connect(gateway.server.port, '127.0.0.1');
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.end(
       'GET /sessions/forever HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
@@ -348,12 +347,16 @@ describe('sessions: backpressure', () => {
     const written = async () => Number(/wchar: (\d+)/.exec(await readFile(`/proc/${pid}/io`, 'utf8'))![1]);
     // Stalled: what it wrote sits in the socket buffers (the kernel's, 1 MiB of the gateway's, the agent's).
     let stalledAt = -1;
-    await waitUntil(async () => {
-      const previous = stalledAt;
-      stalledAt = await written();
-      await sleep(500);
-      return (await written()) === stalledAt && stalledAt === previous;
-    }, 10_000, 'dd to stall');
+    await waitUntil(
+      async () => {
+        const previous = stalledAt;
+        stalledAt = await written();
+        await sleep(500);
+        return (await written()) === stalledAt && stalledAt === previous;
+      },
+      10_000,
+      'dd to stall',
+    );
     expect(stalledAt).toBeLessThan(25 * 1024 * 1024);
     console.log(`backpressure: dd stalled after ${(stalledAt / 1048576).toFixed(1)} MiB of 50 MiB`);
     session.ws.resume();
@@ -443,10 +446,14 @@ describe('sessions: limits and shutdown', () => {
     for (const s of open2) s.ws.close();
     await Promise.all(open2.map((s) => s.closed));
     // The slots come back.
-    await waitUntil(async () => {
-      const s = await openSession(limited.url, '/sessions/exit-3').catch(() => undefined);
-      return s !== undefined && (await s.closed).status?.exitCode === 3;
-    }, 5000, 'a session slot');
+    await waitUntil(
+      async () => {
+        const s = await openSession(limited.url, '/sessions/exit-3').catch(() => undefined);
+        return s !== undefined && (await s.closed).status?.exitCode === 3;
+      },
+      5000,
+      'a session slot',
+    );
   });
 
   it('ends open sessions at shutdown with SHUTTING_DOWN and close 1001', async () => {

@@ -46,10 +46,7 @@ export interface MainProcess {
  * (serving, by default); throws with its output if it exits first. `prefix` runs it under another
  * command that execs it, such as `prlimit`.
  */
-export async function startMain(
-  env: Record<string, string>,
-  options: { until?: RegExp; timeoutMs?: number; prefix?: string[] } = {},
-): Promise<MainProcess> {
+export async function startMain(env: Record<string, string>, options: { until?: RegExp; timeoutMs?: number; prefix?: string[] } = {}): Promise<MainProcess> {
   const until = options.until ?? SERVING;
   // A prefix that execs the rest (`prlimit --nofile=N:N --`) keeps the gateway's pid the child's own.
   // With npm start's Node flags, so that the process under test is the one that runs.

@@ -62,7 +62,11 @@ export async function openSession(baseUrl: string, path: string, options: WebSoc
         };
         const timer = setTimeout(() => {
           listeners.delete(check);
-          reject(new Error(`channel ${channel} did not carry ${JSON.stringify(needle)} within ${timeoutMs} ms; it has ${JSON.stringify(bytes(channel).toString().slice(-300))}`));
+          reject(
+            new Error(
+              `channel ${channel} did not carry ${JSON.stringify(needle)} within ${timeoutMs} ms; it has ${JSON.stringify(bytes(channel).toString().slice(-300))}`,
+            ),
+          );
         }, timeoutMs);
         listeners.add(check);
         check();

@@ -133,14 +133,29 @@ describe('hostile clients', () => {
     const mostRead = Math.max(0, ...overLimitCounts);
     expect(mostRead).toBeLessThanOrEqual(MAX_BODY);
     expect(figures.failures).toBe(0);
-    await report('bodies over the limit', { byLength: 413, chunked: 413, lyingContentLength: `answered ${lying.slice(9, 12)}, function read ${lyingCounts.join(',') || 'nothing'}`, control: '100000 of 100000 bytes read', mostReadOfAnOverLimitBody: mostRead, limit: MAX_BODY, hello: figures });
+    await report('bodies over the limit', {
+      byLength: 413,
+      chunked: 413,
+      lyingContentLength: `answered ${lying.slice(9, 12)}, function read ${lyingCounts.join(',') || 'nothing'}`,
+      control: '100000 of 100000 bytes read',
+      mostReadOfAnOverLimitBody: mostRead,
+      limit: MAX_BODY,
+      hello: figures,
+    });
   });
 
   it('cuts off clients that send their headers a byte a second, while others are served', async () => {
     const hello = await alongside(gateway.url);
     const began = performance.now();
     const request = 'GET /fn/hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ' + 'a'.repeat(60) + '\r\n\r\n';
-    const slow = await Promise.all(Array.from({ length: 5 }, () => raw([...request].map((c) => c), 1000)));
+    const slow = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        raw(
+          [...request].map((c) => c),
+          1000,
+        ),
+      ),
+    );
     const elapsed = performance.now() - began;
     const figures = await hello.stop();
     for (const answer of slow) expect(answer).toMatch(/^(HTTP\/1\.1 408 |$)/); // 408, or a closed connection
@@ -174,14 +189,34 @@ describe('hostile clients', () => {
     expect(refused.length).toBeGreaterThan(0);
     for (const r of refused) expect(r.atMs).toBeGreaterThanOrEqual(1900);
     expect(elapsed).toBeLessThan(15_000);
-    await report('ten times more requests than containers', { requests: total, maxContainers: 4, served: served.length, refused503: refused.length, lost: 0, allAnsweredWithinMs: Math.round(elapsed) });
+    await report('ten times more requests than containers', {
+      requests: total,
+      maxContainers: 4,
+      served: served.length,
+      refused503: refused.length,
+      lost: 0,
+      allAnsweredWithinMs: Math.round(elapsed),
+    });
   });
 
   it('refuses names made to escape with 404 before any container, Nix or filesystem work', async () => {
     const hello = await alongside(gateway.url);
     await waitUntil(() => gateway.runtime.pool.stats().busy === 0 && gateway.runtime.pool.stats().starting === 0, 10_000, 'a quiet pool');
     const before = gateway.runtime.pool.stats();
-    const names = ['..%2f..%2fetc', '%2e%2e', '%2e%2e%2fhello', 'hello%00', '-rf', '-hello', 'a'.repeat(64), 'HELLO', 'hello.', '%252e%252e', '..', '../../etc/passwd'];
+    const names = [
+      '..%2f..%2fetc',
+      '%2e%2e',
+      '%2e%2e%2fhello',
+      'hello%00',
+      '-rf',
+      '-hello',
+      'a'.repeat(64),
+      'HELLO',
+      'hello.',
+      '%252e%252e',
+      '..',
+      '../../etc/passwd',
+    ];
     for (const name of names) {
       // Sent as written: a URL parser would resolve the dots before they reached the gateway.
       const answer = await raw([`GET /fn/${name} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`]);
@@ -239,7 +274,11 @@ describe('hostile clients', () => {
     await waitUntil(() => gateway.runtime.pool.stats().busy === 0, 5000, 'every session to end');
     const figures = await hello.stop();
     expect(figures.failures).toBe(0);
-    await report('DNS rebinding', { refused: '403 HOST_NOT_ALLOWED on /fn, /healthz, /metrics, /sessions (page and upgrade)', served: 'IP addresses, localhost, FNIX_ALLOWED_HOSTS', hello: figures });
+    await report('DNS rebinding', {
+      refused: '403 HOST_NOT_ALLOWED on /fn, /healthz, /metrics, /sessions (page and upgrade)',
+      served: 'IP addresses, localhost, FNIX_ALLOWED_HOSTS',
+      hello: figures,
+    });
   });
 
   it('keeps a body of a million one-byte chunks small in memory, while its function does not read it', async () => {

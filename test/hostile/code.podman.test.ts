@@ -28,7 +28,10 @@ beforeAll(async () => {
   process.env['FNIX_TOKEN'] = TEST_TOKEN;
   functionsDir = await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR);
   // The system-call probes are C, compiled here: a static binary needs nothing from the store.
-  for (const [name, source] of [['syscalls', 'syscalls'], ['agent-limits', 'limits']] as const) {
+  for (const [name, source] of [
+    ['syscalls', 'syscalls'],
+    ['agent-limits', 'limits'],
+  ] as const) {
     const probe = join(functionsDir, name);
     await execa('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-Werror', '-o', join(probe, source), join(probe, `${source}.c`)]);
   }
@@ -66,10 +69,14 @@ describe('hostile function code', () => {
   // Each attack starts on a settled pool: nothing busy, nothing still starting (a retired container's
   // replacement, say), so that its timings are the attack's own.
   beforeEach(async () => {
-    await waitUntil(() => {
-      const stats = gateway.runtime.pool.stats();
-      return stats.busy === 0 && stats.starting === 0;
-    }, 15_000, 'the pool to settle');
+    await waitUntil(
+      () => {
+        const stats = gateway.runtime.pool.stats();
+        return stats.busy === 0 && stats.starting === 0;
+      },
+      15_000,
+      'the pool to settle',
+    );
   });
 
   it('contains a fork bomb with the pids limit, ends it with a clear code, and never reuses its container', async () => {
@@ -90,7 +97,11 @@ describe('hostile function code', () => {
     expect(body.error.message).toContain('reached the limit of 256 processes');
     expect(figures.failures).toBe(0);
     expect(container).toBeDefined();
-    await waitUntil(async () => (await execa('podman', ['ps', '-aq', '--filter', `id=${container}`])).stdout.trim() === '', 5000, 'the bomb container to be removed');
+    await waitUntil(
+      async () => (await execa('podman', ['ps', '-aq', '--filter', `id=${container}`])).stdout.trim() === '',
+      5000,
+      'the bomb container to be removed',
+    );
     expect(await pidsWithEnv('FNIX_FUNCTION', 'fork-bomb')).toEqual([]);
     await report('fork bomb', { status: response.status, code: body.error.code, endedAfterMs: Math.round(elapsed), hello: figures });
   });
@@ -111,7 +122,11 @@ describe('hostile function code', () => {
     expect(figures.failures).toBe(0);
     // Its container is not reused: it is removed.
     expect(container).toBeDefined();
-    await waitUntil(async () => (await execa('podman', ['ps', '-aq', '--filter', `id=${container}`])).stdout.trim() === '', 5000, 'the bomb container to be removed');
+    await waitUntil(
+      async () => (await execa('podman', ['ps', '-aq', '--filter', `id=${container}`])).stdout.trim() === '',
+      5000,
+      'the bomb container to be removed',
+    );
     await report('memory bomb', { status: response.status, code: body.error.code, endedAfterMs: Math.round(performance.now() - began), hello: figures });
   });
 
@@ -147,7 +162,10 @@ describe('hostile function code', () => {
     const began = performance.now();
     // The client reads in a process of its own, so that the memory measured here is the gateway's (and
     // vitest's), not that of a client reading 160 MiB.
-    const client = await execa('node', ['--input-type=module', '-e', `
+    const client = await execa('node', [
+      '--input-type=module',
+      '-e',
+      `
       const response = await fetch(${JSON.stringify(`${gateway.url}/fn/${name}`)});
       let received = 0;
       let aborted = false;
@@ -157,7 +175,8 @@ describe('hostile function code', () => {
         aborted = true; // the transfer is cut: the client sees it was not a clean end
       }
       console.log(JSON.stringify({ id: response.headers.get('x-fnix-invocation-id'), received, aborted }));
-    `]);
+    `,
+    ]);
     const { id, received, aborted } = JSON.parse(client.stdout) as { id: string; received: number; aborted: boolean };
     clearInterval(sampler);
     const figures = await hello.stop();
@@ -223,7 +242,10 @@ describe('hostile function code', () => {
     // fnix's own root (runtime/container/rootfs.ts): nothing of the host's.
     expect(section('root').trim().split('\n').sort()).toEqual(['dev', 'etc', 'fn', 'nix', 'proc', 'run', 'sbin', 'sys', 'tmp', 'usr']);
     // What is mounted where: the store, /fn, the container's own root and kernel filesystems, nothing else.
-    const mountPoints = section('mounts').trim().split('\n').map((line) => line.split(' ')[1]!);
+    const mountPoints = section('mounts')
+      .trim()
+      .split('\n')
+      .map((line) => line.split(' ')[1]!);
     const allowed = ['/sys', '/tmp', '/fn', '/proc', '/dev', '/run/.containerenv', '/run/fnix', '/etc/', '/nix/store'];
     for (const point of mountPoints) expect(point === '/' || allowed.some((prefix) => point.startsWith(prefix)), point).toBe(true);
     expect(output).not.toContain(TEST_TOKEN);
@@ -232,7 +254,13 @@ describe('hostile function code', () => {
     const processes = section('processes').trim().split('\n').filter(Boolean);
     const names = processes.map((line) => line.split(' ')[0]!.split('/').pop()!);
     for (const name of names) expect(['fnix-agent', 'sh', 'busybox', 'probe.sh', 'ls', 'cat', 'grep', 'tr'], name).toContain(name);
-    await report('what a function can see', { interfaces: ['lo'], root: section('root').trim().split('\n'), mountPoints: mountPoints.length, secrets: 'none', hello: figures });
+    await report('what a function can see', {
+      interfaces: ['lo'],
+      root: section('root').trim().split('\n'),
+      mountPoints: mountPoints.length,
+      secrets: 'none',
+      hello: figures,
+    });
   });
 
   it('refuses the system calls untrusted code has no use for: namespaces, mounts, the kernel keyring', async () => {
@@ -240,7 +268,12 @@ describe('hostile function code', () => {
     const output = await (await invoke('syscalls')).response.text();
     const figures = await hello.stop();
     expect(figures.failures).toBe(0);
-    const answers = Object.fromEntries(output.trim().split('\n').map((line) => line.split(': ') as [string, string]));
+    const answers = Object.fromEntries(
+      output
+        .trim()
+        .split('\n')
+        .map((line) => line.split(': ') as [string, string]),
+    );
     const EPERM = 'Operation not permitted';
     const ENOSYS = 'Function not implemented';
     expect(answers).toEqual({
@@ -277,10 +310,19 @@ describe('hostile function code', () => {
       await mkdir(probeDir, { recursive: true });
       await copyFile(join(functionsDir, 'syscalls', 'syscalls'), join(probeDir, 'syscalls'));
       const { stdout } = await host.podman.exec(['run', '--rm', ...podmanDefault, '-v', `${probeDir}:/p:ro`, '--rootfs', host.rootfs, '/p/syscalls']);
-      const underPodman = Object.fromEntries(String(stdout).trim().split('\n').map((line) => line.split(': ') as [string, string]));
+      const underPodman = Object.fromEntries(
+        String(stdout)
+          .trim()
+          .split('\n')
+          .map((line) => line.split(': ') as [string, string]),
+      );
       const onlyFnixRefuses = Object.keys(answers).filter((name) => underPodman[name] === 'allowed' && answers[name] !== 'allowed');
       expect(onlyFnixRefuses).toEqual(expect.arrayContaining(['clone(CLONE_NEWUSER)', 'unshare(CLONE_NEWUSER)', 'clone3(CLONE_NEWUSER)', 'mount', 'keyctl']));
-      await report('kernel surface', { refused: Object.keys(answers).filter((name) => answers[name] !== 'allowed'), allowedByPodmansProfile: onlyFnixRefuses, hello: figures });
+      await report('kernel surface', {
+        refused: Object.keys(answers).filter((name) => answers[name] !== 'allowed'),
+        allowedByPodmansProfile: onlyFnixRefuses,
+        hello: figures,
+      });
     } finally {
       await rm(work, { recursive: true, force: true });
     }
@@ -290,7 +332,12 @@ describe('hostile function code', () => {
     const lines = async (mode: string) => {
       const response = await fetch(`${gateway.url}/fn/agent-limits?${mode}`);
       expect(response.status).toBe(200);
-      return Object.fromEntries((await response.text()).trim().split('\n').map((line) => [line.slice(0, line.lastIndexOf(': ')), line.slice(line.lastIndexOf(': ') + 2)]));
+      return Object.fromEntries(
+        (await response.text())
+          .trim()
+          .split('\n')
+          .map((line) => [line.slice(0, line.lastIndexOf(': ')), line.slice(line.lastIndexOf(': ') + 2)]),
+      );
     };
     const container = async () => (await lines('report'))['container'];
     // Each change alone, then what the next invocation sees. The kernel allows them all (same uid).
@@ -315,7 +362,7 @@ describe('hostile function code', () => {
     // Changing its own still works: ulimit, nice.
     const self = await lines('attack=self');
     expect(Object.values(self), JSON.stringify(self)).toEqual(['allowed', 'allowed', 'allowed']);
-    await report('a function changing its agent\'s limits', {
+    await report("a function changing its agent's limits", {
       changes,
       kernel: 'allowed (same uid)',
       nextInvocation: { nofile: baseline['nofile'], nproc: baseline['nproc'], nice: baseline['nice'], cpus: baseline['cpus'], policy: baseline['policy'] },
@@ -343,8 +390,17 @@ describe('hostile function code', () => {
     const metrics = await scrape(gateway.url);
     expect(metrics.value('fnix_invocations_total', { function: 'cgi-cases', kind: 'http', outcome: 'FUNCTION_BAD_RESPONSE' })).toBe(modes.length);
     expect(metrics.value('fnix_invocations_total', { function: 'cgi-cases', kind: 'http', outcome: 'OK' })).toBe(0);
-    await waitUntil(() => gateway.logs.filter((line) => / invocation function=cgi-cases .*outcome=FUNCTION_BAD_RESPONSE/.test(line)).length === modes.length, 2000, 'the log lines');
-    await report('a CGI header value with a control byte', { answered: '502 FUNCTION_BAD_RESPONSE, JSON', answeredMs: answered, functionStopped: true, countedAs: 'FUNCTION_BAD_RESPONSE' });
+    await waitUntil(
+      () => gateway.logs.filter((line) => / invocation function=cgi-cases .*outcome=FUNCTION_BAD_RESPONSE/.test(line)).length === modes.length,
+      2000,
+      'the log lines',
+    );
+    await report('a CGI header value with a control byte', {
+      answered: '502 FUNCTION_BAD_RESPONSE, JSON',
+      answeredMs: answered,
+      functionStopped: true,
+      countedAs: 'FUNCTION_BAD_RESPONSE',
+    });
   });
 
   it('gives a CGI redirect without Content-Type the documented one, and sends no body with 204, 205 or 304', async () => {
@@ -361,7 +417,10 @@ describe('hostile function code', () => {
       expect(body, mode).toBe('');
       expect(head.toLowerCase(), mode).not.toContain('transfer-encoding');
     }
-    await report('CGI statuses without a body, and redirects', { redirect: '302 with Content-Type application/octet-stream', noBody: '204, 205, 304: no body bytes sent' });
+    await report('CGI statuses without a body, and redirects', {
+      redirect: '302 with Content-Type application/octet-stream',
+      noBody: '204, 205, 304: no body bytes sent',
+    });
   });
 
   it('with "network": true, gives an interface of its own, but no way to the gateway or the host\'s Podman and Nix sockets', async () => {
@@ -377,6 +436,11 @@ describe('hostile function code', () => {
     expect(output).toContain(`gateway at ${bridge}:${port} unreachable`);
     for (const socket of ['/run/podman/podman.sock', '/nix/var/nix/daemon-socket/socket']) expect(output).toContain(`${socket} absent`);
     // Its agent's socket is there (read-only), as in every container: it is how the agent talks to fnix.
-    await report('network: true', { reachable: 'its own interface (podman bridge)', gateway: 'unreachable (it listens on 127.0.0.1)', podmanAndNixSockets: 'absent', hello: figures });
+    await report('network: true', {
+      reachable: 'its own interface (podman bridge)',
+      gateway: 'unreachable (it listens on 127.0.0.1)',
+      podmanAndNixSockets: 'absent',
+      hello: figures,
+    });
   });
 });

@@ -37,7 +37,15 @@ function send(
 ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   return new Promise((resolve, reject) => {
     const request = httpRequest(
-      { host: '127.0.0.1', port, path, method: options.method ?? 'GET', headers: options.headers, agent: options.agent ?? false, localAddress: options.localAddress },
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: options.method ?? 'GET',
+        headers: options.headers,
+        agent: options.agent ?? false,
+        localAddress: options.localAddress,
+      },
       (response) => {
         let body = '';
         response.setEncoding('utf8');
@@ -98,7 +106,11 @@ describe('the edge of the gateway', () => {
     expect((await send('/fn/hello', { agent: kept })).body).toBe('Hello, world! This is fnix.\n');
     // Two client processes of their own, holding 1,300 idle connections each.
     const flood = (count: number): ResultPromise =>
-      execa('node', ['-e', `
+      execa(
+        'node',
+        [
+          '-e',
+          `
         const net = require('node:net');
         let connected = 0, closed = 0, made = 0;
         // 50 every 25 ms: a pace the kernel's accept queue takes without dropping handshakes (those
@@ -111,15 +123,20 @@ describe('the edge of the gateway', () => {
           if (made === ${count}) clearInterval(batch);
         }, 25);
         setInterval(() => console.log(JSON.stringify({ connected, closed })), 200);
-      `], { reject: false, buffer: false });
+      `,
+        ],
+        { reject: false, buffer: false },
+      );
     // The kept connection stays busy, so that its keep-alive deadline (5 s) never closes it meanwhile.
     const heartbeat = setInterval(() => void send('/healthz', { agent: kept }).catch(() => {}), 1000);
     const clients = [flood(1300), flood(1300)];
     const counts = clients.map(() => ({ connected: 0, closed: 0 }));
-    clients.forEach((client, i) => client.stdout!.on('data', (chunk: Buffer) => {
-      const last = chunk.toString().trim().split('\n').at(-1);
-      if (last) counts[i] = JSON.parse(last);
-    }));
+    clients.forEach((client, i) =>
+      client.stdout!.on('data', (chunk: Buffer) => {
+        const last = chunk.toString().trim().split('\n').at(-1);
+        if (last) counts[i] = JSON.parse(last);
+      }),
+    );
     try {
       await waitUntil(() => counts.every((c) => c.connected === 1300), 20_000, 'every flood connection to be made');
       // What it serves goes on, over the connection it had: work that starts a process (git, whose
@@ -159,7 +176,14 @@ describe('the edge of the gateway', () => {
       expect(JSON.parse(starved.body).error.code).toBe('INTERNAL_ERROR');
       expect(main.output()).toMatch(/EMFILE/);
       await execa('prlimit', ['--pid', String(gatewayPid), `--nofile=${OPEN_FILES}:${OPEN_FILES}`]);
-      expect((await send('/git/functions.git/info/refs?service=git-upload-pack', { headers: { authorization: `Basic ${Buffer.from(`fnix:${TOKEN}`).toString('base64')}` }, agent: kept })).status).toBe(200);
+      expect(
+        (
+          await send('/git/functions.git/info/refs?service=git-upload-pack', {
+            headers: { authorization: `Basic ${Buffer.from(`fnix:${TOKEN}`).toString('base64')}` },
+            agent: kept,
+          })
+        ).status,
+      ).toBe(200);
       expect(main.child.exitCode).toBeNull();
       // The flood goes: new connections are served again.
       for (const client of clients) client.kill('SIGKILL');
@@ -183,13 +207,18 @@ describe('the edge of the gateway', () => {
     }
   });
 
-  it('answers what Node\'s parser refuses with the same JSON errors as the app', async () => {
+  it("answers what Node's parser refuses with the same JSON errors as the app", async () => {
     const cases: Array<[string, string, number, string]> = [
       ['HTTP/1.1 without Host', 'GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n', 400, 'BAD_REQUEST'],
       ['OPTIONS *', 'OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', 400, 'BAD_REQUEST'],
       ['garbage', 'NOT HTTP AT ALL\r\n\r\n', 400, 'BAD_REQUEST'],
       ['headers over 16 KiB', `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'REQUEST_HEADERS_TOO_LARGE'],
-      ['an Expect other than 100-continue', 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: magic\r\nConnection: close\r\n\r\n', 417, 'EXPECTATION_FAILED'],
+      [
+        'an Expect other than 100-continue',
+        'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: magic\r\nConnection: close\r\n\r\n',
+        417,
+        'EXPECTATION_FAILED',
+      ],
     ];
     for (const [label, bytes, status, code] of cases) {
       const answer = await raw(bytes);
@@ -197,7 +226,7 @@ describe('the edge of the gateway', () => {
       expect(answer, label).toMatch(/\r\ncontent-type: application\/json; charset=utf-8\r\n/i);
       expect(jsonOf(answer).error.code, label).toBe(code);
     }
-    await report('requests Node\'s parser refuses', { answered: cases.map(([label, , status, code]) => `${label}: ${status} ${code} (JSON)`) });
+    await report("requests Node's parser refuses", { answered: cases.map(([label, , status, code]) => `${label}: ${status} ${code} (JSON)`) });
   });
 
   it('answers Expect: 100-continue over the body limit with 413 at once, and sends 100 Continue only to a body it will read', async () => {
@@ -206,7 +235,9 @@ describe('the edge of the gateway', () => {
     expect(over).not.toContain('100 Continue');
     expect(jsonOf(over).error.code).toBe('BODY_TOO_LARGE');
     const fits = await new Promise<string>((resolve) => {
-      const socket = connect(port, '127.0.0.1', () => socket.write('POST /fn/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n'));
+      const socket = connect(port, '127.0.0.1', () =>
+        socket.write('POST /fn/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n'),
+      );
       let answer = '';
       socket.on('data', (chunk) => {
         answer += chunk.toString('latin1');
@@ -256,7 +287,14 @@ describe('the edge of the gateway', () => {
     expect(metrics).toMatch(/^fnix_auth_failures_total\{route="api"\} 10$/m);
     expect(Number(/^fnix_auth_refused_total\{route="api"\} (\d+)$/m.exec(metrics)?.[1])).toBe(291);
     expect(metrics).toMatch(/^fnix_auth_refused_total\{route="git"\} 1$/m);
-    await report('wrong tokens', { attempts: 301, answered401: 10, answered429: 291, retryAfterSeconds: Number(retryAfter), logged: 10, allWithinMs: Math.round(elapsed) });
+    await report('wrong tokens', {
+      attempts: 301,
+      answered401: 10,
+      answered429: 291,
+      retryAfterSeconds: Number(retryAfter),
+      logged: 10,
+      allWithinMs: Math.round(elapsed),
+    });
   });
 
   it('refuses a state folder whose path holds a colon at start, naming it', async () => {
@@ -278,7 +316,11 @@ describe('the edge of the gateway', () => {
     const metrics = (await send('/metrics')).body;
     expect(metrics).toMatch(/^fnix_connections_max 640$/m); // 1024 less the 384 kept
     expect((await send('/fn/hello')).status).toBe(200);
-    await report('open-files limit lowered under the gateway', { openFilesLimit: 1024, maxConnections: 640, followedAfterMs: Math.round(performance.now() - began) });
+    await report('open-files limit lowered under the gateway', {
+      openFilesLimit: 1024,
+      maxConnections: 640,
+      followedAfterMs: Math.round(performance.now() - began),
+    });
   });
 
   it('drains on SIGHUP as on SIGTERM: the running invocation finishes, every container goes, and so do the pid file and run/', async () => {

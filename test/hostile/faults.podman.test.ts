@@ -32,10 +32,14 @@ describe('a container killed from outside', () => {
     const hello = await alongside(gateway.url);
     const pending = fetch(`${gateway.url}/fn/long-sleep`); // would run for 60 s (timeoutMs 30 s)
     let container: string | undefined;
-    await waitUntil(async () => {
-      container = await containerRunning('long-sleep');
-      return container !== undefined;
-    }, 5000, 'the spinning container');
+    await waitUntil(
+      async () => {
+        container = await containerRunning('long-sleep');
+        return container !== undefined;
+      },
+      5000,
+      'the spinning container',
+    );
     const killedAt = performance.now();
     await execa('podman', how === 'podman kill' ? ['kill', container!] : ['rm', '-f', '-t', '0', container!]);
     const response = await pending;
@@ -47,7 +51,13 @@ describe('a container killed from outside', () => {
     await waitUntil(() => gateway.runtime.pool.stats().warm >= 2, 10_000, 'the pool to refill');
     const figures = await hello.stop();
     expect(figures.failures).toBe(0);
-    await report(`container killed from outside (${how})`, { status: 502, code: 'CONTAINER_LOST', failedAfterMs: Math.round(failedAfter), poolRefilled: true, hello: figures });
+    await report(`container killed from outside (${how})`, {
+      status: 502,
+      code: 'CONTAINER_LOST',
+      failedAfterMs: Math.round(failedAfter),
+      poolRefilled: true,
+      hello: figures,
+    });
   });
 });
 
@@ -83,7 +93,12 @@ describe('the gateway process', () => {
     const deployments = async (base: string) =>
       ((await (await fetch(`${base}/api/deployments`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as any).deployments;
     const before = await deployments(url);
-    const running = Array.from({ length: 3 }, () => fetch(`${url}/fn/long-sleep`).then(() => 'answered', () => 'failed'));
+    const running = Array.from({ length: 3 }, () =>
+      fetch(`${url}/fn/long-sleep`).then(
+        () => 'answered',
+        () => 'failed',
+      ),
+    );
     const invocations = async () => {
       const ids = new Set<string>();
       for (const pid of await pidsWithEnv('FNIX_FUNCTION', 'long-sleep')) {
@@ -116,7 +131,10 @@ describe('the gateway process', () => {
     const began = performance.now();
     main!.child.kill('SIGTERM');
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const refused = await fetch(`${url}/fn/hello`).then((r) => r.status, () => 'connection refused');
+    const refused = await fetch(`${url}/fn/hello`).then(
+      (r) => r.status,
+      () => 'connection refused',
+    );
     const finished = await running;
     const result = await main!.child;
     const drainMs = performance.now() - began;
@@ -137,45 +155,59 @@ describe('podman or nix failing at start', () => {
     ['podman', 'podman', fails('podman'), 'podman does not work'],
     ['nix-build', 'nix-build', fails('nix-build'), 'nix does not work'],
     ['podman run', 'podman', runFails, 'no container could be started'],
-  ])('with %s failing, the gateway starts anyway, says why, answers 503, and serves once it works', async (label, tool, script, cause) => {
-    const dir = await mkdtemp(join(tmpdir(), 'fnix-broken-'));
-    const fake = join(dir, 'bin');
-    await mkdir(fake);
-    // A tool that fails, ahead of the real one on PATH; removing it is the repair.
-    await writeFile(join(fake, tool), script, { mode: 0o755 });
-    const gateway = await startMain(
-      { PATH: `${fake}:${process.env['PATH']}`, FNIX_STATE_DIR: join(dir, 'state'), FNIX_POOL_SIZE: '1', FNIX_TOKEN: TOKEN, FNIX_FUNCTIONS_DIR: join(ROOT, 'functions') },
-      { until: LISTENING, timeoutMs: 60_000 },
-    );
-    const { url } = gateway;
-    const output = () => gateway.output();
-    try {
-      await waitUntil(() => output().includes('cannot serve functions yet'), 30_000, 'the cause in the log');
-      // No crash loop: it tries again, and stays up.
-      await waitUntil(() => output().split('cannot serve functions yet').length > 2, 15_000, 'a second attempt');
-      expect(gateway.child.exitCode).toBeNull();
-      const health = await fetch(`${url}/healthz`);
-      const healthBody = (await health.json()) as any;
-      expect(health.status).toBe(503);
-      expect(healthBody.error.code).toBe('RUNTIME_UNAVAILABLE');
-      expect(healthBody.error.message).toContain(cause);
-      const invocation = await fetch(`${url}/fn/hello`);
-      expect(invocation.status).toBe(503);
-      expect(invocation.headers.get('retry-after')).toBeTruthy();
-      expect(invocation.headers.get('x-fnix-invocation-id')).toMatch(/^[\w-]{21}$/);
-      expect(((await invocation.json()) as any).error.message).toContain('simulated failure');
-      // Repaired: it starts serving on its own.
-      await rm(join(fake, tool));
-      const repairedAt = performance.now();
-      await waitUntil(async () => (await fetch(`${url}/fn/hello`)).status === 200, 60_000, 'the gateway to serve after the repair');
-      await report(`${label} failing at start`, { healthz: 503, invocations: '503 RUNTIME_UNAVAILABLE naming the cause', crashLoop: 'none', servingAfterRepairMs: Math.round(performance.now() - repairedAt) });
-      gateway.child.kill('SIGTERM');
-      expect((await gateway.child).exitCode).toBe(0);
-    } finally {
-      if (gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
-      await gateway.child;
-      await rm(dir, { recursive: true, force: true });
-    }
-  }, 150_000);
+  ])(
+    'with %s failing, the gateway starts anyway, says why, answers 503, and serves once it works',
+    async (label, tool, script, cause) => {
+      const dir = await mkdtemp(join(tmpdir(), 'fnix-broken-'));
+      const fake = join(dir, 'bin');
+      await mkdir(fake);
+      // A tool that fails, ahead of the real one on PATH; removing it is the repair.
+      await writeFile(join(fake, tool), script, { mode: 0o755 });
+      const gateway = await startMain(
+        {
+          PATH: `${fake}:${process.env['PATH']}`,
+          FNIX_STATE_DIR: join(dir, 'state'),
+          FNIX_POOL_SIZE: '1',
+          FNIX_TOKEN: TOKEN,
+          FNIX_FUNCTIONS_DIR: join(ROOT, 'functions'),
+        },
+        { until: LISTENING, timeoutMs: 60_000 },
+      );
+      const { url } = gateway;
+      const output = () => gateway.output();
+      try {
+        await waitUntil(() => output().includes('cannot serve functions yet'), 30_000, 'the cause in the log');
+        // No crash loop: it tries again, and stays up.
+        await waitUntil(() => output().split('cannot serve functions yet').length > 2, 15_000, 'a second attempt');
+        expect(gateway.child.exitCode).toBeNull();
+        const health = await fetch(`${url}/healthz`);
+        const healthBody = (await health.json()) as any;
+        expect(health.status).toBe(503);
+        expect(healthBody.error.code).toBe('RUNTIME_UNAVAILABLE');
+        expect(healthBody.error.message).toContain(cause);
+        const invocation = await fetch(`${url}/fn/hello`);
+        expect(invocation.status).toBe(503);
+        expect(invocation.headers.get('retry-after')).toBeTruthy();
+        expect(invocation.headers.get('x-fnix-invocation-id')).toMatch(/^[\w-]{21}$/);
+        expect(((await invocation.json()) as any).error.message).toContain('simulated failure');
+        // Repaired: it starts serving on its own.
+        await rm(join(fake, tool));
+        const repairedAt = performance.now();
+        await waitUntil(async () => (await fetch(`${url}/fn/hello`)).status === 200, 60_000, 'the gateway to serve after the repair');
+        await report(`${label} failing at start`, {
+          healthz: 503,
+          invocations: '503 RUNTIME_UNAVAILABLE naming the cause',
+          crashLoop: 'none',
+          servingAfterRepairMs: Math.round(performance.now() - repairedAt),
+        });
+        gateway.child.kill('SIGTERM');
+        expect((await gateway.child).exitCode).toBe(0);
+      } finally {
+        if (gateway.child.exitCode === null) gateway.child.kill('SIGKILL');
+        await gateway.child;
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    150_000,
+  );
 });
-

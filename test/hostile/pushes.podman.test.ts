@@ -141,6 +141,12 @@ describe('pushes that fail while their files are written', () => {
     const pushed = await git(dir, 'push', 'origin', 'main');
     expect(pushed.exitCode, pushed.all).toBe(0);
     expect(await (await fetch(`${gateway.url}/fn/hello`)).text()).toBe('after the dead push\n');
-    await report('start on a disk a dead push filled', { free: '0 bytes at start', leftovers: 'removed first (quarantine, staging, main.lock)', serving: true, nextPush: 'live', startMs: Math.round(startMs) });
+    await report('start on a disk a dead push filled', {
+      free: '0 bytes at start',
+      leftovers: 'removed first (quarantine, staging, main.lock)',
+      serving: true,
+      nextPush: 'live',
+      startMs: Math.round(startMs),
+    });
   });
 });

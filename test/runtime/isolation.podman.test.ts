@@ -23,7 +23,12 @@ async function facts(name: string): Promise<Record<string, string>> {
   const response = await fetch(`${gateway.url}/fn/${name}`);
   expect(response.status).toBe(200);
   const text = await response.text();
-  return Object.fromEntries(text.trim().split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
+  return Object.fromEntries(
+    text
+      .trim()
+      .split('\n')
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
 }
 
 describe('the container a function runs in', () => {
@@ -46,7 +51,7 @@ describe('the container a function runs in', () => {
     expect(seen['path']).toMatch(/^\/nix\/store\/[a-z0-9]{32}-busybox-static\/bin$/);
   });
 
-  it('keeps the agents\' sockets private to root on the host', async () => {
+  it("keeps the agents' sockets private to root on the host", async () => {
     expect((await stat(gateway.stateDir)).mode & 0o777).toBe(0o700);
     expect((await stat(join(gateway.stateDir, 'run'))).mode & 0o777).toBe(0o700);
     for (const name of await readdir(join(gateway.stateDir, 'run'))) {
@@ -59,7 +64,9 @@ describe('the container a function runs in', () => {
   it('cannot change the host store', async () => {
     const before = (await readdir('/nix/store')).sort();
     const busybox = (await facts('isolation'))['path']!.replace(/\/bin$/, '/bin/busybox');
-    const busyboxHash = createHash('sha256').update(await readFile(busybox)).digest('hex');
+    const busyboxHash = createHash('sha256')
+      .update(await readFile(busybox))
+      .digest('hex');
 
     const response = await fetch(`${gateway.url}/fn/write-store`);
     expect(response.status).toBe(200);
@@ -71,7 +78,11 @@ describe('the container a function runs in', () => {
 
     expect((await readdir('/nix/store')).sort()).toEqual(before);
     await expect(stat('/nix/store/fnix-test-marker')).rejects.toThrow();
-    expect(createHash('sha256').update(await readFile(busybox)).digest('hex')).toBe(busyboxHash);
+    expect(
+      createHash('sha256')
+        .update(await readFile(busybox))
+        .digest('hex'),
+    ).toBe(busyboxHash);
   });
 
   it('leaves nothing for the next invocation: no processes, an empty /tmp and /dev/shm', async () => {

@@ -67,7 +67,16 @@ describe('the container pool', () => {
     const stateDir = await mkdtemp(join(tmpdir(), 'fnix-leftovers-'));
     const rootfs = await mkdtemp(join(tmpdir(), 'fnix-rootfs-'));
     try {
-      await execa('podman', ['create', '--name', `fnix-${instanceOf(stateDir)}-leftover`, '--label', `${INSTANCE_LABEL}=${instanceOf(stateDir)}`, '--rootfs', rootfs, '/none']);
+      await execa('podman', [
+        'create',
+        '--name',
+        `fnix-${instanceOf(stateDir)}-leftover`,
+        '--label',
+        `${INSTANCE_LABEL}=${instanceOf(stateDir)}`,
+        '--rootfs',
+        rootfs,
+        '/none',
+      ]);
       expect(await containersOf(stateDir)).toEqual([`fnix-${instanceOf(stateDir)}-leftover`]);
       gateway = await startTestGateway({ stateDir, poolSize: 2 });
       const names = await containersOf(stateDir);

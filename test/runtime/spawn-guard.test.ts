@@ -10,7 +10,8 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SCRIPT = 'test/fixtures/scripts/spawn-without-descriptors.ts';
-const run = (...args: string[]) => execa('prlimit', ['--nofile=64:64', '--', 'node', '--import', 'tsx', SCRIPT, ...args], { cwd: ROOT, reject: false, all: true });
+const run = (...args: string[]) =>
+  execa('prlimit', ['--nofile=64:64', '--', 'node', '--import', 'tsx', SCRIPT, ...args], { cwd: ROOT, reject: false, all: true });
 
 describe('guardSpawn', () => {
   it('turns a spawn with no descriptor left into a rejected start (EMFILE), and the process goes on', async () => {

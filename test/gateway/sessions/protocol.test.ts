@@ -43,7 +43,14 @@ describe('decodeClientFrame', () => {
   });
 
   it('refuses malformed or out-of-range control messages, naming what is expected', () => {
-    for (const payload of ['{"cols":80}', '{"cols":0,"rows":24}', '{"cols":80.5,"rows":24}', '{"cols":1001,"rows":24}', 'not json', '{"cols":80,"rows":24,"x":1}']) {
+    for (const payload of [
+      '{"cols":80}',
+      '{"cols":0,"rows":24}',
+      '{"cols":80.5,"rows":24}',
+      '{"cols":1001,"rows":24}',
+      'not json',
+      '{"cols":80,"rows":24,"x":1}',
+    ]) {
       const violation = violationOf(frame(CHANNEL.RESIZE, payload));
       expect(violation.closeCode).toBe(1008);
       expect(violation.message).toContain('{"cols":N,"rows":N}');

@@ -4,16 +4,7 @@
  * chunking of the byte stream and its size limit, and the byte layout of SPAWN and RESIZE payloads.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  FRAME,
-  FrameDecoder,
-  HEADER_SIZE,
-  MAX_FRAME,
-  encodeFrame,
-  encodeResize,
-  encodeSpawn,
-  type Frame,
-} from '../../../runtime/agent/protocol.ts';
+import { FRAME, FrameDecoder, HEADER_SIZE, MAX_FRAME, encodeFrame, encodeResize, encodeSpawn, type Frame } from '../../../runtime/agent/protocol.ts';
 
 /** Frames as plain values (payload copied), for comparison. */
 function plain(frames: Frame[]): Array<{ type: number; payload: number[] }> {

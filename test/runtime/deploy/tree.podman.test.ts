@@ -102,9 +102,13 @@ describe('readFunctionsTree and writeFunctionsTree', () => {
       await symlink(`${previous}/etc/os-release`, join(chain, 'function.json'));
     });
     const { tree, linkProblems } = await writeOut(oid);
-    expect(tree.problems.get('escape')!.join('\n')).toMatch(/functions\/escape\/sibling: is a symbolic link to "..\/other\/x", which leads outside functions\/escape\//);
+    expect(tree.problems.get('escape')!.join('\n')).toMatch(
+      /functions\/escape\/sibling: is a symbolic link to "..\/other\/x", which leads outside functions\/escape\//,
+    );
     expect(tree.problems.get('escape')!.join('\n')).toContain('functions/escape/absolute: is a symbolic link to "/etc/passwd"');
-    expect(linkProblems.get('chain')!.join('\n')).toMatch(/functions\/chain\/(e\d|function\.json): is a symbolic link .* which leads outside functions\/chain\//);
+    expect(linkProblems.get('chain')!.join('\n')).toMatch(
+      /functions\/chain\/(e\d|function\.json): is a symbolic link .* which leads outside functions\/chain\//,
+    );
   });
 
   it('refuses a submodule', async () => {

@@ -38,10 +38,12 @@ describe('a command in the function folder', () => {
       await writeFile(join(dir, 'run.sh'), '#!/usr/bin/env sh\necho hi\n');
       await chmod(join(dir, 'run.sh'), 0o755);
     };
-    await expect(build('file', async (dir) => {
-      await script(dir);
-      await symlink('run.sh', join(dir, 'main'));
-    })).resolves.toMatchObject({ name: 'file' });
+    await expect(
+      build('file', async (dir) => {
+        await script(dir);
+        await symlink('run.sh', join(dir, 'main'));
+      }),
+    ).resolves.toMatchObject({ name: 'file' });
   });
 
   it.each([

@@ -175,9 +175,7 @@ describe('parseManifest: ranges', () => {
     ['memoryMb', 15],
     ['memoryMb', 65_537],
   ])('refuses %s = %d', (field, value) => {
-    expect(manifestErrorOf({ command: ['x'], [field]: value }).issues).toEqual([
-      expect.objectContaining({ field, value }),
-    ]);
+    expect(manifestErrorOf({ command: ['x'], [field]: value }).issues).toEqual([expect.objectContaining({ field, value })]);
   });
 
   it('bounds command to 256 entries of 4096 characters', () => {
@@ -213,17 +211,16 @@ describe('parseManifest: command', () => {
     expect(parseManifest({ command: [program, 'arg'] }, FILE).command[0]).toBe(program);
   });
 
-  it.each(['/abs', '/bin/sh', '../x', 'a/b', '~/x', './', './a/../../x', './a/..', './a/./../..'])('refuses program %j, naming command.0 and the value', (program) => {
-    expect(manifestErrorOf({ command: [program] }).issues).toEqual([
-      expect.objectContaining({ field: 'command.0', value: program }),
-    ]);
-  });
+  it.each(['/abs', '/bin/sh', '../x', 'a/b', '~/x', './', './a/../../x', './a/..', './a/./../..'])(
+    'refuses program %j, naming command.0 and the value',
+    (program) => {
+      expect(manifestErrorOf({ command: [program] }).issues).toEqual([expect.objectContaining({ field: 'command.0', value: program })]);
+    },
+  );
 
   // "./.." and "./../x" leave the function folder just like "./a/../../x" does.
   it.each(['./..', './../x', './../other-function/main.sh'])('refuses program %j, which leaves the function folder', (program) => {
-    expect(manifestErrorOf({ command: [program] }).issues).toEqual([
-      expect.objectContaining({ field: 'command.0', value: program }),
-    ]);
+    expect(manifestErrorOf({ command: [program] }).issues).toEqual([expect.objectContaining({ field: 'command.0', value: program })]);
   });
 
   it('only checks the program for a path: arguments may hold any path', () => {
@@ -232,9 +229,7 @@ describe('parseManifest: command', () => {
 
   it('refuses NUL in the program and in an argument, naming the index', () => {
     expect(manifestErrorOf({ command: ['x\0y'] }).issues).toEqual([expect.objectContaining({ field: 'command.0', value: 'x\0y' })]);
-    expect(manifestErrorOf({ command: ['x', 'ok', 'a\0'] }).issues).toEqual([
-      expect.objectContaining({ field: 'command.2', value: 'a\0' }),
-    ]);
+    expect(manifestErrorOf({ command: ['x', 'ok', 'a\0'] }).issues).toEqual([expect.objectContaining({ field: 'command.2', value: 'a\0' })]);
   });
 });
 
@@ -272,25 +267,18 @@ describe('parseManifest: env', () => {
   });
 
   it('refuses NUL in a value', () => {
-    expect(manifestErrorOf({ command: ['x'], env: { A: 'a\0b' } }).issues).toEqual([
-      expect.objectContaining({ field: 'env.A', value: 'a\0b' }),
-    ]);
+    expect(manifestErrorOf({ command: ['x'], env: { A: 'a\0b' } }).issues).toEqual([expect.objectContaining({ field: 'env.A', value: 'a\0b' })]);
   });
 });
 
 describe('parseManifest: packages', () => {
-  it.each(['gojq', 'python3Packages.requests', 'haskellPackages.pandoc-types', "a'b", '_private', 'a.b.c', 'gcc13'])(
-    'accepts %j',
-    (name) => {
-      expect(ATTR_PATH_PATTERN.test(name)).toBe(true);
-      expect(parseManifest({ command: ['x'], packages: [name] }, FILE).packages).toEqual([name]);
-    },
-  );
+  it.each(['gojq', 'python3Packages.requests', 'haskellPackages.pandoc-types', "a'b", '_private', 'a.b.c', 'gcc13'])('accepts %j', (name) => {
+    expect(ATTR_PATH_PATTERN.test(name)).toBe(true);
+    expect(parseManifest({ command: ['x'], packages: [name] }, FILE).packages).toEqual([name]);
+  });
 
   it.each(['foo bar', 'a..b', '${x}', '', '.a', 'a.', '1abc', 'a/b', 'pkgs."x"', 'a\0b', 'import ./x'])('refuses %j', (name) => {
-    expect(manifestErrorOf({ command: ['x'], packages: ['ok', name] }).issues).toEqual([
-      expect.objectContaining({ field: 'packages.1', value: name }),
-    ]);
+    expect(manifestErrorOf({ command: ['x'], packages: ['ok', name] }).issues).toEqual([expect.objectContaining({ field: 'packages.1', value: name })]);
   });
 });
 

@@ -10,17 +10,9 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FnixError, isFnixError } from '../../../runtime/errors.ts';
 import { rejectionOf } from '../../helpers/errors.ts';
-import {
-  STARTER_SET_DIR,
-  checkPackageSet,
-  choosePackageSet,
-  nixPathExpression,
-  nixString,
-  starterPackageSet,
-} from '../../../runtime/nix/package-set.ts';
+import { STARTER_SET_DIR, checkPackageSet, choosePackageSet, nixPathExpression, nixString, starterPackageSet } from '../../../runtime/nix/package-set.ts';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures', import.meta.url));
-
 
 describe('choosePackageSet', () => {
   let tmp: string;

@@ -25,8 +25,7 @@ function fnixErrorOf(promise: Promise<unknown>): Promise<FnixError> {
 describe('PackageResolver', () => {
   let tmp: string;
   let extraSet: PackageSet;
-  const resolverIn = (packageSet: PackageSet, name = 'roots') =>
-    new PackageResolver({ packageSet, gcRootsDir: path.join(tmp, name) });
+  const resolverIn = (packageSet: PackageSet, name = 'roots') => new PackageResolver({ packageSet, gcRootsDir: path.join(tmp, name) });
 
   beforeAll(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'fnix-resolve-'));
@@ -67,11 +66,7 @@ describe('PackageResolver', () => {
 
   it('shares one Nix run between concurrent requests for the same list', async () => {
     const resolver = resolverIn(starterPackageSet());
-    const [a, b, c] = await Promise.all([
-      resolver.resolve(['busybox', 'bash']),
-      resolver.resolve(['bash', 'busybox']),
-      resolver.resolve(['busybox', 'bash']),
-    ]);
+    const [a, b, c] = await Promise.all([resolver.resolve(['busybox', 'bash']), resolver.resolve(['bash', 'busybox']), resolver.resolve(['busybox', 'bash'])]);
     expect(resolver.stats.resolutions).toBe(1);
     expect(b.packages).toEqual([...a.packages].reverse());
     expect(c).toEqual(a);
@@ -148,12 +143,15 @@ describe('PackageResolver', () => {
     // A package set with a derivation no other run has built, so building it is observable.
     const nonce = `${process.pid}-${Date.now()}`;
     const setFile = path.join(tmp, 'fresh-set.nix');
-    await writeFile(setFile, `let s = import ${nixPathExpression(EXTRA_SET)} {}; in s // {
+    await writeFile(
+      setFile,
+      `let s = import ${nixPathExpression(EXTRA_SET)} {}; in s // {
       fresh = derivation {
         name = "fnix-test-fresh-${nonce}"; system = builtins.currentSystem; builder = "\${s.bash}/bin/bash";
         args = [ "-c" "\${s.busybox}/bin/mkdir -p $out/bin; echo ${nonce} > $out/bin/nonce" ];
       };
-    }`);
+    }`,
+    );
     const freshSet = await choosePackageSet(setFile);
     const resolver = resolverIn(freshSet, 'gc-roots');
 
@@ -162,8 +160,7 @@ describe('PackageResolver', () => {
     const fresh = first.packages[0]!.storePath;
     const rootDir = path.join(tmp, 'gc-roots', first.rootKey);
     const links = await readdir(rootDir);
-    expect((await Promise.all(links.map((l) => readlink(path.join(rootDir, l))))).sort())
-      .toEqual(first.packages.map((p) => p.storePath).sort());
+    expect((await Promise.all(links.map((l) => readlink(path.join(rootDir, l))))).sort()).toEqual(first.packages.map((p) => p.storePath).sort());
 
     await execa('nix-collect-garbage', []);
     for (const p of first.closure) expect(existsSync(p)).toBe(true);

@@ -69,7 +69,8 @@ describe('starter package set', () => {
   });
 
   it('imports with {} and with overridden host paths, and has descriptions', async () => {
-    const expr = `let s = import ${STARTER} {}; o = import ${STARTER} { gojqBin = /bin/busybox; }; in ` +
+    const expr =
+      `let s = import ${STARTER} {}; o = import ${STARTER} { gojqBin = /bin/busybox; }; in ` +
       '[ s.gojq.meta.description (s.gojq.drvPath == o.gojq.drvPath) s.bash.drvPath ]';
     const { stdout } = await execa('nix-instantiate', ['--eval', '--strict', '--json', '-E', expr]);
     const [description, sameDrv, bashDrv] = JSON.parse(stdout) as [string, boolean, string];

@@ -47,14 +47,18 @@ describe('fnix seccomp profile', () => {
   });
 
   it('reads a rule with a single "name", as containers/common allows', () => {
-    const single = hardenProfile({ defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ name: 'getpid', action: 'SCMP_ACT_ALLOW' } as never, { name: 'unshare', action: 'SCMP_ACT_ALLOW' } as never] });
+    const single = hardenProfile({
+      defaultAction: 'SCMP_ACT_ERRNO',
+      syscalls: [{ name: 'getpid', action: 'SCMP_ACT_ALLOW' } as never, { name: 'unshare', action: 'SCMP_ACT_ALLOW' } as never],
+    });
     const allowed = single.syscalls.filter((rule) => rule.action === 'SCMP_ACT_ALLOW' && !rule.args);
     expect(allowed).toEqual([{ names: ['getpid'], action: 'SCMP_ACT_ALLOW' }]);
   });
 
   it('applies to the profile Podman installs, which allows user namespaces', async () => {
     const installed = JSON.parse(await readFile('/usr/share/containers/seccomp.json', 'utf8')) as SeccompProfile;
-    const allows = (p: SeccompProfile, name: string) => p.syscalls.some((rule) => rule.action === 'SCMP_ACT_ALLOW' && !rule.args?.length && rule.names.includes(name));
+    const allows = (p: SeccompProfile, name: string) =>
+      p.syscalls.some((rule) => rule.action === 'SCMP_ACT_ALLOW' && !rule.args?.length && rule.names.includes(name));
     expect(allows(installed, 'unshare')).toBe(true);
     expect(allows(hardenProfile(installed), 'unshare')).toBe(false);
     expect(allows(hardenProfile(installed), 'clone')).toBe(false);

@@ -123,11 +123,7 @@ describe('LineSplitter: maxLineBytes', () => {
 
 describe('LineSplitter: maxBytes', () => {
   it('logs lines until maxBytes (each line counting its newline), then reports the rest on end()', () => {
-    expect(split(['aaaa\nbbbb\ncccc\ndddd\n'], { maxBytes: 10 })).toEqual([
-      'aaaa',
-      'bbbb',
-      '[10 more bytes of stderr not logged]',
-    ]);
+    expect(split(['aaaa\nbbbb\ncccc\ndddd\n'], { maxBytes: 10 })).toEqual(['aaaa', 'bbbb', '[10 more bytes of stderr not logged]']);
   });
 
   it('counts the same whether the stream comes in one chunk or many', () => {
@@ -138,11 +134,7 @@ describe('LineSplitter: maxBytes', () => {
   });
 
   it('logs the line that crosses the budget in full, then drops everything after it', () => {
-    expect(split(['aaaa\nbbbbbbbb\ncc\n', 'more'], { maxBytes: 6 })).toEqual([
-      'aaaa',
-      'bbbbbbbb',
-      '[7 more bytes of stderr not logged]',
-    ]);
+    expect(split(['aaaa\nbbbbbbbb\ncc\n', 'more'], { maxBytes: 6 })).toEqual(['aaaa', 'bbbbbbbb', '[7 more bytes of stderr not logged]']);
   });
 
   it('counts an unfinished line after the budget as dropped, not logged, on end()', () => {
@@ -151,10 +143,7 @@ describe('LineSplitter: maxBytes', () => {
 
   it('counts a partial line held when the budget ran out as dropped', () => {
     // 'abcdefghij' is cut into 'abcd' (budget now used up) and 'efgh', then 'ij' stays partial.
-    expect(split(['abcdefghij'], { maxLineBytes: 4, maxBytes: 5 })).toEqual([
-      'abcd [line cut]',
-      '[6 more bytes of stderr not logged]',
-    ]);
+    expect(split(['abcdefghij'], { maxLineBytes: 4, maxBytes: 5 })).toEqual(['abcd [line cut]', '[6 more bytes of stderr not logged]']);
   });
 
   it('emits no summary when nothing was dropped, even at exactly the budget', () => {
