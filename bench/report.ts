@@ -132,7 +132,7 @@ export function formatReport(report: BenchReport): string {
   );
   for (const t of report.targets) lines.push(`  ${t.met ? 'met   ' : 'MISSED'} ${t.name.padEnd(36)} ${t.target.padEnd(24)} ${t.observed}`);
   lines.push('', `finished in ${(report.wallMs / 1000).toFixed(0)} s`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 function soakLine(label: string, soak: SoakResult): string {

@@ -138,7 +138,7 @@ async function main(): Promise<void> {
 
     const report = await buildReport(results, refill, { rssIdle, rssPeak, soak: soaks!.flags, soakDefaults: soaks!.defaults }, host, Date.now() - began);
     const file = outArg ? resolve(outArg.slice('--out='.length)) : join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    await writeFile(file, JSON.stringify(report, null, 2) + '\n');
+    await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
     process.stdout.write(formatReport(report));
     process.stdout.write(`\nJSON: ${file}\nGateway log: ${logFile}\n`);
     // A gateway that caught a bug kept going, as it must; the benchmark reports it as the failure it is.

@@ -17,6 +17,7 @@ import { loadConfig, type Config } from './config.ts';
 import { connectionBudget, readOpenFilesLimit, reserveFor } from './connection-limit.ts';
 import type { EdgeStats } from './metrics/metrics.ts';
 import { guardProcess } from './process-guards.ts';
+import type { GatewayEnv } from './routes/invoke.ts';
 import { createDegradedApp } from './degraded.ts';
 import { HostAllowlist } from './host-check.ts';
 import { rejectUpgrade, type SessionUpgrade } from './sessions/upgrade.ts';
@@ -100,7 +101,10 @@ async function main(): Promise<void> {
       log.error(`fnix cannot serve functions yet: ${error.message}; trying again in ${RETRY_MS / 1000} s`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, RETRY_MS);
-        wakeRetry = () => (clearTimeout(timer), resolve());
+        wakeRetry = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
     }
   }
@@ -108,8 +112,7 @@ async function main(): Promise<void> {
 
 /** Everything that serves functions, once the runtime has started. */
 interface Serving {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  app: Hono<any>;
+  app: Hono<GatewayEnv>;
   sessions: SessionUpgrade;
   deploys: Deploys;
   runtime: Runtime;
@@ -136,8 +139,8 @@ async function startServing(config: Config, edge: EdgeStats, isShuttingDown: () 
     log,
     cleanStateDir: cleanDeployLeftovers(config.stateDir, log),
   });
-  let token;
-  let gateway;
+  let token: Awaited<ReturnType<typeof loadToken>>;
+  let gateway: Awaited<ReturnType<typeof assembleGateway>>;
   try {
     token = await loadToken(config.stateDir, config.token);
     // What is served comes from the repository: the active deployment, or at first start the

@@ -31,7 +31,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       const text = typeof value === 'string' && /^[\w./:@-]+$/.test(value) ? value : JSON.stringify(value);
       line += ` ${key}=${text}`;
     }
-    stream.write(line + '\n');
+    stream.write(`${line}\n`);
   };
   return {
     info: (message, fields) => {

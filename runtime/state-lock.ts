@@ -5,7 +5,7 @@
  * it is this process's, what a dead process left in the folder is tidied away (and first, when the disk
  * is too full to take even the pid).
  */
-import { chmod, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
+import { chmod, type FileHandle, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoCode } from './fs-errors.ts';
 
@@ -36,7 +36,7 @@ export async function lockStateDir(stateDir: string, options: LockOptions = {}):
   const file = join(stateDir, 'fnix.pid');
   if (lockedHere.has(file)) throw inUse(stateDir, process.pid);
   for (let attempt = 0; attempt < 2; attempt++) {
-    let handle;
+    let handle: FileHandle;
     try {
       // An empty file needs no room on the disk, so even a full one gives the lock.
       handle = await open(file, 'wx', 0o600);

@@ -40,7 +40,6 @@ export function createGitHandler(options: GitEndpointOptions) {
     options.token.basic({ route: 'git', authorization: c.req.header('authorization'), address: c.env.incoming.socket.remoteAddress ?? '' });
     const url = new URL(c.req.url);
     const pathInfo = url.pathname.slice('/git'.length);
-    const isPush = pathInfo === `/${REPOSITORY_NAME}/git-receive-pack` && c.req.method === 'POST';
     const pushId = nanoid();
     const header = (name: string) => c.req.header(name) ?? '';
     const incoming = c.env.incoming;

@@ -6,6 +6,7 @@
 import { Hono } from 'hono';
 import type { Deployer } from '../../runtime/deploy/deployer.ts';
 import type { DeploymentRecord } from '../../runtime/deploy/records.ts';
+import type { Held } from '../../runtime/deploy/lock.ts';
 import { FnixError } from '../../runtime/errors.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { HttpBindings } from '@hono/node-server';
@@ -73,7 +74,7 @@ export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBind
     const id = c.req.param('id');
     if (!(await deployer.store.get(id)))
       throw new FnixError('DEPLOYMENT_NOT_FOUND', `no deployment ${JSON.stringify(id.slice(0, 80))}; GET /api/deployments lists them`);
-    let held;
+    let held: Held;
     try {
       held = await deployer.lock.acquire(`the activation of ${id}`, options.lockWaitMs ?? 60_000);
     } catch (error) {

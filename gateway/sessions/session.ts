@@ -135,7 +135,7 @@ export function runSession(options: SessionOptions): Session {
   ws.on('message', (data: Buffer, isBinary: boolean) => {
     touch();
     if (commandEnded) return; // too late to matter: the status is on its way
-    let frame;
+    let frame: ReturnType<typeof decodeClientFrame>;
     try {
       frame = decodeClientFrame(data, isBinary);
     } catch (error) {

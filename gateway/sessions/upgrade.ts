@@ -11,6 +11,7 @@ import { WebSocketServer } from 'ws';
 import { FnixError } from '../../runtime/errors.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { Logger } from '../../runtime/log.ts';
+import type { Invocation } from '../../runtime/invocation/invocation.ts';
 import type { Runner } from '../../runtime/runner.ts';
 import { buildCgiEnv } from '../cgi/env.ts';
 import { rawErrorResponse, toFnixError } from '../errors.ts';
@@ -110,7 +111,7 @@ export function createSessionUpgrade(options: SessionUpgradeOptions): SessionUpg
       ...(tty ? { TERM: 'xterm-256color' } : {}),
     };
     reserved++;
-    let invocation;
+    let invocation: Invocation;
     try {
       ({ invocation } = await runner.invoke({ fn, id, env, tty, timeoutMs: fn.manifest.sessionTimeoutMs, signal: left.signal }));
     } catch (error) {

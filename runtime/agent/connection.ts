@@ -36,7 +36,10 @@ export class AgentConnection {
     this.#socket = socket;
     let resolveHello!: (hello: AgentHello) => void;
     let rejectHello!: (error: Error) => void;
-    this.hello = new Promise((resolve, reject) => ((resolveHello = resolve), (rejectHello = reject)));
+    this.hello = new Promise((resolve, reject) => {
+      resolveHello = resolve;
+      rejectHello = reject;
+    });
     this.hello.catch(() => {});
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.setNoDelay?.(true);

@@ -76,7 +76,7 @@ export function encodeSpawn(request: SpawnRequest): Buffer {
   head.writeUInt16BE(request.tty?.rows ?? 0, 3);
   head.writeUInt16BE(request.argv.length, 5);
   head.writeUInt16BE(env.length, 7);
-  return encodeFrame(FRAME.SPAWN, Buffer.concat([head, Buffer.from(strings.join('\0') + '\0')]));
+  return encodeFrame(FRAME.SPAWN, Buffer.concat([head, Buffer.from(`${strings.join('\0')}\0`)]));
 }
 
 /** Encodes a RESIZE frame. */

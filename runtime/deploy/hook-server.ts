@@ -51,7 +51,7 @@ async function serve(socket: Socket, pushes: PushDeploys, log: Logger, gitDir: s
   const gone = new AbortController();
   socket.once('close', () => gone.abort());
   const send = (message: object) => {
-    if (!socket.destroyed) socket.write(JSON.stringify(message) + '\n');
+    if (!socket.destroyed) socket.write(`${JSON.stringify(message)}\n`);
   };
   const progress = (line: string) => send({ line });
   let request: HookRequest;

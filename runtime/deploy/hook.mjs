@@ -20,12 +20,11 @@ for (const name of ['GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 
 
 let exitCode = 1;
 const socket = createConnection(socketPath);
-socket.on('connect', () => socket.write(JSON.stringify({ hook, pushId: process.env.FNIX_PUSH_ID ?? '', updates, env }) + '\n'));
+socket.on('connect', () => socket.write(`${JSON.stringify({ hook, pushId: process.env.FNIX_PUSH_ID ?? '', updates, env })}\n`));
 let buffer = '';
 socket.on('data', (chunk) => {
   buffer += chunk;
-  let newline;
-  while ((newline = buffer.indexOf('\n')) >= 0) {
+  for (let newline = buffer.indexOf('\n'); newline >= 0; newline = buffer.indexOf('\n')) {
     const message = JSON.parse(buffer.slice(0, newline));
     buffer = buffer.slice(newline + 1);
     if (typeof message.line === 'string') process.stderr.write(`${message.line}\n`);

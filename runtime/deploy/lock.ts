@@ -36,7 +36,14 @@ export class DeployLock {
           reject(error);
         };
         const onAbort = () => leave(new Error(`${name} was given up while it waited for the deploy lock`));
-        const waiter = { name, grant: () => (clearTimeout(timer), signal?.removeEventListener('abort', onAbort), resolve()) };
+        const waiter = {
+          name,
+          grant: () => {
+            clearTimeout(timer);
+            signal?.removeEventListener('abort', onAbort);
+            resolve();
+          },
+        };
         const timer = setTimeout(
           () => leave(new Error(`${this.#holder ?? 'another deployment'} still holds the deploy lock after ${timeoutMs} ms`)),
           timeoutMs,

@@ -62,7 +62,7 @@ export class DeploymentStore {
 
   /** Writes (or rewrites) a record. */
   async save(record: DeploymentRecord): Promise<void> {
-    await writeAtomically(join(this.dir, `${record.id}.json`), JSON.stringify(record, null, 2) + '\n');
+    await writeAtomically(join(this.dir, `${record.id}.json`), `${JSON.stringify(record, null, 2)}\n`);
   }
 
   async get(id: string): Promise<DeploymentRecord | undefined> {
@@ -91,7 +91,7 @@ export class DeploymentStore {
    */
   async activate(record: DeploymentRecord, at: Date): Promise<boolean> {
     // The switch itself: one rename. Before it the old deployment is active, after it the new one.
-    await writeAtomically(join(this.dir, 'current'), JSON.stringify({ id: record.id, activatedAt: at.toISOString() } satisfies Current) + '\n');
+    await writeAtomically(join(this.dir, 'current'), `${JSON.stringify({ id: record.id, activatedAt: at.toISOString() } satisfies Current)}\n`);
     record.activations.push(at.toISOString());
     return this.save(record).then(
       () => true,

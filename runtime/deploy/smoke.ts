@@ -6,14 +6,14 @@
 import { nanoid } from 'nanoid';
 import { FnixError } from '../errors.ts';
 import type { FunctionVersion } from '../functions/version.ts';
-import type { Runner } from '../runner.ts';
+import type { Runner, StartedInvocation } from '../runner.ts';
 
 /** How long a function may run in its smoke check; one still running then has started, which is all that is asked. */
 export const SMOKE_CHECK_MS = 2000;
 
 /** Starts `version` once with no input; resolves with a problem, or undefined when it started. */
 export async function smokeCheck(runner: Runner, version: FunctionVersion): Promise<string | undefined> {
-  let started;
+  let started: StartedInvocation;
   try {
     started = await runner.invoke({
       fn: version,

@@ -228,7 +228,7 @@ interface BlobSink {
 async function streamBlobs(repository: Repository, entries: Entry[], env: QuarantineEnv, openSink: (entry: Entry) => Promise<BlobSink>): Promise<void> {
   if (entries.length === 0) return;
   const byOid = new Map(entries.map((e) => [e.oid, e]));
-  const child = repository.spawnGit(['cat-file', '--batch'], { env, input: [...byOid.keys()].join('\n') + '\n' });
+  const child = repository.spawnGit(['cat-file', '--batch'], { env, input: `${[...byOid.keys()].join('\n')}\n` });
   // Settles however git ends (killed below, or failing by itself); read once its output is consumed.
   const exit: Promise<unknown> = child.then(
     () => undefined,

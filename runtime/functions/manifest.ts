@@ -178,7 +178,8 @@ async function readBounded(file: string, limit: number): Promise<Buffer> {
     let length = 0;
     for (;;) {
       const { bytesRead } = await handle.read(buffer, length, limit - length, null);
-      if (bytesRead === 0 || (length += bytesRead) >= limit) break;
+      length += bytesRead;
+      if (bytesRead === 0 || length >= limit) break;
     }
     return buffer.subarray(0, length);
   } finally {

@@ -398,6 +398,8 @@ function rootKeyOf(packageSet: PackageSet, attrs: readonly string[]): string {
 
 /** An execa line transform that keeps the last `max` lines in `tail` and passes nothing on. */
 function keepTail(tail: string[], max: number): (line: unknown) => Generator<never, void, unknown> {
+  // A generator that yields nothing: execa passes on only what a transform yields.
+  // biome-ignore lint/correctness/useYield: it keeps lines, and passes none on
   return function* collect(line: unknown) {
     tail.push(String(line));
     if (tail.length > max) tail.splice(0, tail.length - max);

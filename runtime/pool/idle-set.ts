@@ -44,8 +44,8 @@ export class IdleSet {
   add(container: Container): void {
     const key = container.specializedFor;
     if (key === undefined) throw new Error(`container ${container.name} is not specialised`);
-    let names = this.#byKey.get(key);
-    if (!names) this.#byKey.set(key, (names = new Set()));
+    const names = this.#byKey.get(key) ?? new Set<string>();
+    this.#byKey.set(key, names);
     names.add(container.name);
     this.#cache.set(container.name, container);
   }

@@ -358,8 +358,14 @@ export class Pool {
     return new Promise<Plan>((resolve, reject) => {
       const waiter: Waiter = {
         fn,
-        resolve: (plan) => (cleanup(), resolve(plan)),
-        reject: (error) => (cleanup(), reject(error)),
+        resolve: (plan) => {
+          cleanup();
+          resolve(plan);
+        },
+        reject: (error) => {
+          cleanup();
+          reject(error);
+        },
       };
       const timer = setTimeout(() => {
         this.#queue = this.#queue.filter((w) => w !== waiter);

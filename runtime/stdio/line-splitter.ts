@@ -36,8 +36,7 @@ export class LineSplitter {
       return;
     }
     let data = this.#partial.length ? Buffer.concat([this.#partial, chunk]) : chunk;
-    let newline: number;
-    while ((newline = data.indexOf(0x0a)) !== -1) {
+    for (let newline = data.indexOf(0x0a); newline !== -1; newline = data.indexOf(0x0a)) {
       this.#emitLine(data.subarray(0, newline));
       data = data.subarray(newline + 1);
       if (this.#logged >= this.#maxBytes) {

@@ -300,7 +300,7 @@ describe('sessions: many at once', () => {
     });
     const results = await Promise.all(sessions.map((s) => s.closed));
     expect(results.map((r) => r.status)).toEqual(Array(20).fill({ exitCode: 0 }));
-    sessions.forEach((s, i) => expect(s.bytes(1).equals(inputs[i]!)).toBe(true));
+    for (const [i, s] of sessions.entries()) expect(s.bytes(1).equals(inputs[i]!)).toBe(true);
   });
 });
 

@@ -147,7 +147,7 @@ describe('hostile clients', () => {
   it('cuts off clients that send their headers a byte a second, while others are served', async () => {
     const hello = await alongside(gateway.url);
     const began = performance.now();
-    const request = 'GET /fn/hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ' + 'a'.repeat(60) + '\r\n\r\n';
+    const request = `GET /fn/hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ${'a'.repeat(60)}\r\n\r\n`;
     const slow = await Promise.all(
       Array.from({ length: 5 }, () =>
         raw(
@@ -246,7 +246,7 @@ describe('hostile clients', () => {
         socket.on('data', (chunk) => {
           answer += chunk.toString('latin1');
           // A 101 is all there is to see of a session; an error ends with its JSON body.
-          if (answer.startsWith('HTTP/1.1 101') || /\r\n\r\n[^]*\}\}/.test(answer)) done();
+          if (answer.startsWith('HTTP/1.1 101') || /\r\n\r\n[\s\S]*\}\}/.test(answer)) done();
         });
         socket.on('end', done).on('error', reject);
         socket.write(`${request.replaceAll('HOST', host)}Connection: close\r\n\r\n`);

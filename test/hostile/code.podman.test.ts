@@ -348,7 +348,7 @@ describe('hostile function code', () => {
       const before = await lines('report');
       const attack = await lines(`attack=${change}`);
       const after = await lines('report');
-      const { container: beforeContainer, ...beforeLimits } = before;
+      const { container: beforeContainer } = before;
       const { container: afterContainer, ...afterLimits } = after;
       expect(Object.values(attack), change).toEqual(['allowed']);
       // Never inherited: the next invocation sees the agent as it started.

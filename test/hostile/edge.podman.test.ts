@@ -67,7 +67,10 @@ function raw(bytes: string): Promise<string> {
     socket.on('data', (chunk) => (answer += chunk.toString('latin1')));
     socket.on('error', () => resolve(answer));
     socket.on('close', () => resolve(answer));
-    setTimeout(() => (socket.destroy(), resolve(answer)), 5000).unref();
+    setTimeout(() => {
+      socket.destroy();
+      resolve(answer);
+    }, 5000).unref();
   });
 }
 
@@ -131,12 +134,12 @@ describe('the edge of the gateway', () => {
     const heartbeat = setInterval(() => void send('/healthz', { agent: kept }).catch(() => {}), 1000);
     const clients = [flood(1300), flood(1300)];
     const counts = clients.map(() => ({ connected: 0, closed: 0 }));
-    clients.forEach((client, i) =>
+    for (const [i, client] of clients.entries()) {
       client.stdout!.on('data', (chunk: Buffer) => {
         const last = chunk.toString().trim().split('\n').at(-1);
         if (last) counts[i] = JSON.parse(last);
-      }),
-    );
+      });
+    }
     try {
       await waitUntil(() => counts.every((c) => c.connected === 1300), 20_000, 'every flood connection to be made');
       // What it serves goes on, over the connection it had: work that starts a process (git, whose

@@ -60,7 +60,7 @@ export async function report(row: string, observed: Record<string, unknown>): Pr
   await mkdir(join(RESULTS, '..'), { recursive: true });
   const all = JSON.parse(await readFile(RESULTS, 'utf8').catch(() => '{}')) as Record<string, unknown>;
   all[row] = { ...observed, at: new Date().toISOString() };
-  await writeFile(RESULTS, JSON.stringify(all, null, 2) + '\n');
+  await writeFile(RESULTS, `${JSON.stringify(all, null, 2)}\n`);
 }
 
 function round(ms: number): number {

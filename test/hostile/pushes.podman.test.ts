@@ -118,7 +118,7 @@ describe('pushes that fail while their files are written', () => {
     gateway = undefined;
     // What a push killed mid-way leaves: git's quarantine holding its pack, fnix's staging copy, and
     // (killed while git moved main) main's lock file, which would refuse every push after it.
-    await writeFile(join(stateDir, 'git', 'functions.git', 'refs', 'heads', 'main.lock'), '0'.repeat(40) + '\n');
+    await writeFile(join(stateDir, 'git', 'functions.git', 'refs', 'heads', 'main.lock'), `${'0'.repeat(40)}\n`);
     const quarantine = join(objectsDir(), 'tmp_objdir-incoming-dead01', 'pack');
     await mkdir(quarantine, { recursive: true });
     await writeFile(join(quarantine, 'tmp_pack_dead01'), randomBytes(Math.floor((await freeBytes()) * 0.75)));

@@ -277,6 +277,7 @@ describe('parseManifest: packages', () => {
     expect(parseManifest({ command: ['x'], packages: [name] }, FILE).packages).toEqual([name]);
   });
 
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a Nix interpolation, written as a name on purpose
   it.each(['foo bar', 'a..b', '${x}', '', '.a', 'a.', '1abc', 'a/b', 'pkgs."x"', 'a\0b', 'import ./x'])('refuses %j', (name) => {
     expect(manifestErrorOf({ command: ['x'], packages: ['ok', name] }).issues).toEqual([expect.objectContaining({ field: 'packages.1', value: name })]);
   });

@@ -56,6 +56,7 @@ describe('choosePackageSet', () => {
   });
 
   it('quotes paths that are not Nix path literals, and Nix reads them back', async () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a Nix interpolation in a path, on purpose
     const odd = path.join(tmp, 'a dir with "quotes", ${dollar} and spaces');
     await cp(STARTER_SET_DIR, odd, { recursive: true });
     const set = await choosePackageSet(odd);
