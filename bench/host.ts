@@ -15,6 +15,7 @@ import { Podman } from '../runtime/podman/podman.ts';
 import { listContainers, removeContainers } from '../runtime/podman/remove.ts';
 import { isolationArgs } from '../runtime/podman/run.ts';
 import { writeSeccompProfile } from '../runtime/podman/seccomp.ts';
+import { loadConfig } from '../gateway/config.ts';
 
 /** Label of the benchmark's own containers, so that a run removes those an interrupted run left. */
 export const BENCH_LABEL = 'io.fnix.bench';
@@ -43,11 +44,7 @@ export async function prepareHost(stateDir: string): Promise<BenchHost> {
   const busybox = (await resolver.resolve(['busybox'])).packages[0]!.storePath;
   const seccompProfile = await writeSeccompProfile(join(stateDir, 'seccomp.json'));
   // Exactly the confinement of an fnix container (runtime/podman/run.ts), with fnix's default limits.
-  const containerArgs = [
-    '--label',
-    `${BENCH_LABEL}=1`,
-    ...isolationArgs({ uid: 65534, network: false, seccompProfile, memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1 }),
-  ];
+  const containerArgs = ['--label', `${BENCH_LABEL}=1`, ...isolationArgs({ uid: 65534, network: false, seccompProfile, ...loadConfig({}).limits })];
   return { podman, rootfs, busybox, containerArgs, seccompProfile };
 }
 

@@ -7,6 +7,10 @@ import { join } from 'node:path';
 import { ContainerLauncher } from '../runtime/container/launcher.ts';
 import { Pool } from '../runtime/pool/pool.ts';
 import type { BenchHost } from './host.ts';
+import { loadConfig } from '../gateway/config.ts';
+
+/** `npm start`'s settings: the containers are confined, and the pool set, as the gateway's are. */
+const defaults = loadConfig({});
 
 /** One fill of the pool. */
 export interface RefillRound {
@@ -22,12 +26,12 @@ export async function measureRefill(host: BenchHost, stateDir: string, size: num
     rootfs: host.rootfs,
     seccompProfile: host.seccompProfile,
     stateDir: join(stateDir, 'refill'),
-    limits: { memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1 },
+    limits: defaults.limits,
   });
   await launcher.removeLeftovers();
   const results: RefillRound[] = [];
   for (let round = 0; round < rounds; round += 1) {
-    const pool = new Pool({ source: launcher, size, maxContainers: size });
+    const pool = new Pool({ source: launcher, size, maxContainers: size, idleTtlMs: defaults.idleTtlMs, queueTimeoutMs: defaults.queueTimeoutMs });
     const begin = performance.now();
     await pool.start();
     const ms = performance.now() - begin;

@@ -1,26 +1,33 @@
 /**
  * @module
- * Puts deployments together for a running runtime: the repository and its hooks, the records, the
- * deployer, the hook socket, and what to serve at start (the active deployment; or, with an empty
- * repository, the functions folder imported as the first commit).
+ * Deployments, put together for a running runtime: the repository and its hooks, the records, the
+ * hook socket, and what is served at start (start.ts). What the gateway calls is here: the end of a
+ * push's request (the git endpoint), the history and a rollback (the admin API).
  */
-import type { Server, Socket } from 'node:net';
 import { mkdir } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '../log.ts';
-import type { Runtime } from '../runtime.ts';
-import { Deployer } from './deployer.ts';
-import { DEPLOY_REF, Repository } from './git.ts';
-import { startHookServer } from './hook-server.ts';
+import type { FunctionRegistry } from '../runtime/functions/registry.ts';
+import type { Logger } from '../runtime/log.ts';
+import type { PackageResolver } from '../runtime/nix/resolve.ts';
+import type { Pool } from '../runtime/pool/pool.ts';
+import type { Runner } from '../runtime/runner.ts';
+import { type DeployContext, type DeploymentOutcome, PreparedDeployments } from './context.ts';
+import { startHookServer } from './hooks/socket.ts';
 import { deployLayout } from './layout.ts';
 import { removeDeployLeftovers } from './leftovers.ts';
-import { PushDeploys } from './pushes.ts';
-import { DeploymentStore } from './records.ts';
+import { DeployLock } from './lock.ts';
+import { PushDeploys } from './push.ts';
+import { type DeploymentRecord, DeploymentStore } from './records.ts';
+import { Repository } from './repository.ts';
+import { rollback } from './rollback.ts';
+import { serveAtStart } from './start.ts';
 
-/** Options of {@link startDeploys}. */
-export interface DeploysOptions {
-  runtime: Runtime;
+/** Options of {@link startDeployments}. */
+export interface DeploymentsOptions {
+  /** What deployments build, start and serve through. */
+  runtime: { resolver: PackageResolver; runner: Runner; registry: FunctionRegistry; pool: Pool };
   stateDir: string;
   /** Imported as the first deployment when the repository is empty. */
   functionsDir?: string | undefined;
@@ -28,24 +35,31 @@ export interface DeploysOptions {
   maxPushBytes: number;
   log: Logger;
   /** Told how each deployment went (the metrics). */
-  onDeployment?: ((outcome: 'activated' | 'partial' | 'refused', durationMs: number) => void) | undefined;
-  /** How long a push waits for another one. */
-  pushWaitMs?: number;
+  onDeployment?: ((outcome: DeploymentOutcome, durationMs: number) => void) | undefined;
+  /** How long a push waits for another one. @default 120000 */
+  pushWaitMs?: number | undefined;
+  /** Deployment records kept; older ones (never the active one) go, with their GC roots. @default 50 */
+  historyLimit?: number | undefined;
 }
 
 /** Deployments, started. */
-export interface Deploys {
-  deployer: Deployer;
-  pushes: PushDeploys;
+export interface Deployments {
+  /** The records: the history, and which is active. Read them; operations write them. */
+  records: DeploymentStore;
   repository: Repository;
+  /** The request of push `pushId` is over (the git endpoint says so: only it sees http-backend exit). */
+  pushEnded(pushId: string): Promise<void>;
+  /** Activates an earlier deployment again (rollback.ts). */
+  rollback(id: string): Promise<DeploymentRecord>;
   close(): Promise<void>;
 }
 
-const HOOK_SCRIPT = fileURLToPath(new URL('./hook.mjs', import.meta.url));
+const HOOK_SCRIPT = fileURLToPath(new URL('./hooks/hook.mjs', import.meta.url));
+const DEFAULT_HISTORY_LIMIT = 50;
 
-/** Starts deployments and serves the active one. */
-export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
-  const { runtime, stateDir, log } = options;
+/** Starts deployments and serves what should be served (start.ts). */
+export async function startDeployments(options: DeploymentsOptions): Promise<Deployments> {
+  const { stateDir, log } = options;
   const { gitRoot, recordsDir, stagingDir, buildsDir } = deployLayout(stateDir);
   const socketPath = join(gitRoot, 'hook.sock');
   const hook = (name: string) => `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(HOOK_SCRIPT)} ${name} ${quote(socketPath)}\n`;
@@ -58,63 +72,35 @@ export async function startDeploys(options: DeploysOptions): Promise<Deploys> {
   await store.init();
   // Emptied at start by cleanDeployLeftovers, which the runtime runs once the state folder is locked.
   await mkdir(stagingDir, { recursive: true, mode: 0o700 });
-  const deployer = new Deployer({
+  const ctx: DeployContext = {
+    ...options.runtime,
     repository,
     store,
-    resolver: runtime.resolver,
-    runner: runtime.runner,
-    registry: runtime.registry,
-    pool: runtime.pool,
     buildsDir,
     stagingDir,
     log,
-    onDeployment: options.onDeployment,
-  });
-  const pushes = new PushDeploys(deployer, {
+    lock: new DeployLock(),
+    historyLimit: options.historyLimit ?? DEFAULT_HISTORY_LIMIT,
+    prepared: new PreparedDeployments(),
+    onDeployment: options.onDeployment ?? (() => {}),
+  };
+  const pushes = new PushDeploys(ctx, {
     waitMs: options.pushWaitMs,
     onError: (error) => log.error('a push left pending could not be settled', { error: String(error) }),
   });
-  const server: Server = await startHookServer(socketPath, repository.gitDir, pushes, log);
+  const server = await startHookServer(socketPath, repository.gitDir, pushes, log);
   // Hooks under way at shutdown are cut (their push is refused), so that a long build cannot hold it up.
   const hooks = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
     hooks.add(socket);
     socket.once('close', () => hooks.delete(socket));
   });
-
-  // A deployment that cannot be restored (its commit gone from the repository, say) must not stop fnix
-  // from starting, again and again: main is deployed instead, as when there is none.
-  const restored = await deployer.restore().catch((error: unknown) => {
-    log.error('the active deployment could not be served again; deploying main instead', { error: error instanceof Error ? error.message : String(error) });
-    return undefined;
-  });
-  if (!restored) {
-    const main = await repository.resolve(DEPLOY_REF);
-    const progress = (line: string) => log.info(`deploy: ${line}`);
-    if (main) {
-      // main moved but was never activated (fnix stopped between the two): deploy it now.
-      const held = await deployer.lock.acquire('the deployment of main at start', 60_000);
-      try {
-        // The first import's commit is checked as an import again: its broken functions do not stop the rest.
-        const imported = (await deployer.store.list()).some((r) => r.commit === main && r.source === 'import');
-        const { record } = await deployer.check(main, { progress, source: imported ? 'import' : 'push' });
-        if (record.result === 'ready') await deployer.activate(record.id);
-        else for (const line of (record.reason ?? '').split('\n')) log.error(`deploy: ${line}`);
-      } finally {
-        held.release();
-      }
-    } else if (options.functionsDir) {
-      const { record } = await deployer.importFolder(options.functionsDir, progress);
-      if (record.result === 'refused') {
-        log.error(`the functions folder ${options.functionsDir} was not deployed; fix it and restart, or push a fix`, { deployment: record.id });
-        for (const line of (record.reason ?? '').split('\n')) log.error(`deploy: ${line}`);
-      }
-    }
-  }
+  await serveAtStart(ctx, options.functionsDir);
   return {
-    deployer,
-    pushes,
+    records: store,
     repository,
+    pushEnded: (pushId) => pushes.pushEnded(pushId),
+    rollback: (id) => rollback(ctx, id),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

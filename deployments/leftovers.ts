@@ -8,8 +8,8 @@
  */
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeWritable, TEMPORARY_SUFFIX } from '../functions/build.ts';
-import { REPOSITORY_NAME } from './git.ts';
+import { makeWritable, TEMPORARY_SUFFIX } from '../runtime/functions/build.ts';
+import { REPOSITORY_NAME } from './repository.ts';
 import { deployLayout } from './layout.ts';
 
 /** What {@link removeDeployLeftovers} removed. */

@@ -4,9 +4,11 @@
  * push in quarantine (refusing leaves main where it was), and post-receive activates it once git has
  * moved main. The deploy lock is held from one to the other, so pushes never interleave.
  */
-import type { Deployer, Progress } from './deployer.ts';
-import { DEPLOY_REF, ZERO_OID, type QuarantineEnv } from './git.ts';
+import { activateDeployment } from './activate.ts';
+import { checkCommit } from './check.ts';
+import type { DeployContext, Progress } from './context.ts';
 import type { Held } from './lock.ts';
+import { DEPLOY_REF, type QuarantineEnv, ZERO_OID } from './repository.ts';
 
 /** One line of a hook's stdin: `<old> <new> <ref>`. */
 export interface RefUpdate {
@@ -32,7 +34,7 @@ interface PendingPush {
 
 /** The pushes under way, by the id the gateway gave each (FNIX_PUSH_ID). */
 export class PushDeploys {
-  readonly #deployer: Deployer;
+  readonly #ctx: DeployContext;
   readonly #pending = new Map<string, PendingPush>();
   /** Pushes whose request is over, so that a pre-receive that finishes late does not leave the lock held. */
   readonly #ended = new Set<string>();
@@ -40,8 +42,8 @@ export class PushDeploys {
   readonly #onError: (error: unknown) => void;
 
   /** `onError` hears what failed where no caller waits: the activation of a push settled by its watchdog. */
-  constructor(deployer: Deployer, options: { waitMs?: number; onError?: (error: unknown) => void } = {}) {
-    this.#deployer = deployer;
+  constructor(ctx: DeployContext, options: { waitMs?: number; onError?: (error: unknown) => void } = {}) {
+    this.#ctx = ctx;
     this.#waitMs = options.waitMs ?? PUSH_WAIT_MS;
     this.#onError = options.onError ?? (() => {});
   }
@@ -76,7 +78,7 @@ export class PushDeploys {
     }
     let held: Held;
     try {
-      held = await this.#deployer.lock.acquire(
+      held = await this.#ctx.lock.acquire(
         `the push of ${main.new.slice(0, 12)}`,
         this.#waitMs,
         (holder) => progress(`waiting for ${holder} to finish (pushes deploy one at a time)...`),
@@ -90,7 +92,7 @@ export class PushDeploys {
     const givenUp = () => gone?.aborted === true || this.#ended.has(pushId);
     try {
       // Another push may have moved main while this one waited: this one was made against the old main.
-      const current = (await this.#deployer.repository.resolve(DEPLOY_REF)) ?? ZERO_OID;
+      const current = (await this.#ctx.repository.resolve(DEPLOY_REF)) ?? ZERO_OID;
       if (current !== main.old) {
         progress(`refused: main moved to ${current.slice(0, 12)} while this push waited; fetch, merge or rebase, and push again`);
         held.release();
@@ -100,7 +102,7 @@ export class PushDeploys {
         held.release();
         return false;
       }
-      const { record } = await this.#deployer.check(main.new, { env, progress, source: 'push' });
+      const { record } = await checkCommit(this.#ctx, held, main.new, { env, progress, source: 'push' });
       if (record.result === 'refused') {
         progress(`refused: deployment ${record.id} did not pass its checks; the functions being served are unchanged:`);
         for (const line of (record.reason ?? '').split('\n')) progress(`  ${line}`);
@@ -110,7 +112,7 @@ export class PushDeploys {
       if (givenUp()) {
         // The push died while it was checked: git will not update main, and no post-receive will come.
         // Its commit goes with its quarantine, so the deployment cannot be activated later either.
-        this.#deployer.forget(record.id);
+        this.#ctx.prepared.forget(record.id);
         held.release();
         return false;
       }
@@ -150,12 +152,12 @@ export class PushDeploys {
     this.#pending.delete(pushId);
     clearTimeout(pending.watchdog);
     try {
-      const main = await this.#deployer.repository.resolve(DEPLOY_REF);
+      const main = await this.#ctx.repository.resolve(DEPLOY_REF);
       if (main !== pending.commit) {
         progress(`main is not at ${pending.commit.slice(0, 12)}: deployment ${pending.deploymentId} was not activated`);
         return;
       }
-      const record = await this.#deployer.activate(pending.deploymentId);
+      const record = await activateDeployment(this.#ctx, pending.held, pending.deploymentId);
       progress(`deployment ${record.id} is live: ${record.functions.map((f) => f.name).join(', ')}`);
     } finally {
       pending.held.release();

@@ -6,7 +6,7 @@
  */
 import { open, readdir, readFile, rename, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ErrorCode } from '../errors.ts';
+import type { ErrorCode } from '../runtime/errors.ts';
 
 /** One function of a deployment, as the record keeps it (and the admin API shows it). */
 export interface DeployedFunction {

@@ -4,9 +4,12 @@
  * it goes live. It must start; what it prints does not matter.
  */
 import { nanoid } from 'nanoid';
-import { FnixError } from '../errors.ts';
-import type { FunctionVersion } from '../functions/version.ts';
-import type { Runner, StartedInvocation } from '../runner.ts';
+import { FnixError } from '../runtime/errors.ts';
+import type { FunctionVersion } from '../runtime/functions/version.ts';
+import type { Runner, StartedInvocation } from '../runtime/runner.ts';
+import { seconds } from './build.ts';
+import type { Progress } from './context.ts';
+import { FUNCTIONS_FOLDER } from './tree.ts';
 
 /** How long a function may run in its smoke check; one still running then has started, which is all that is asked. */
 export const SMOKE_CHECK_MS = 2000;
@@ -36,4 +39,19 @@ export async function smokeCheck(runner: Runner, version: FunctionVersion): Prom
   }
   if (result.reason === 'lost') return `its container stopped while it was starting${stderr}`;
   return undefined;
+}
+
+/**
+ * Smoke-checks each version in turn, saying in `progress` which started; returns the problem of each
+ * one that did not, by function name, as the pusher reads it (`functions/<name>: ...`).
+ */
+export async function smokeCheckAll(runner: Runner, versions: FunctionVersion[], progress: Progress): Promise<Map<string, string>> {
+  const problems = new Map<string, string>();
+  for (const version of versions) {
+    const started = performance.now();
+    const problem = await smokeCheck(runner, version);
+    if (problem) problems.set(version.name, `${FUNCTIONS_FOLDER}/${version.name}: ${problem}`);
+    else progress(`${FUNCTIONS_FOLDER}/${version.name}: started in a container (${seconds(started)})`);
+  }
+  return problems;
 }

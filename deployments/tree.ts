@@ -9,8 +9,8 @@
 import { chmod, copyFile, mkdir, open, realpath, symlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, posix, sep } from 'node:path';
-import { describeFsError } from '../fs-errors.ts';
-import type { QuarantineEnv, Repository } from './git.ts';
+import { describeFsError } from '../runtime/fs-errors.ts';
+import type { QuarantineEnv, Repository } from './repository.ts';
 
 /** The folder of a pushed commit that holds the functions. */
 export const FUNCTIONS_FOLDER = 'functions';

@@ -14,8 +14,7 @@ import { errorResponse, toFnixError } from './errors.ts';
 import { checkHost, type HostAllowlist } from './host-check.ts';
 import { instrumentRunner } from './metrics/instrument-runner.ts';
 import type { GatewayMetrics } from './metrics/metrics.ts';
-import type { Deployer } from '../runtime/deploy/deployer.ts';
-import type { PushDeploys } from '../runtime/deploy/pushes.ts';
+import type { Deployments } from '../deployments/deployments.ts';
 import type { TokenGuard } from './auth/guard.ts';
 import { createGitHandler, GIT_PATH } from './git/http-backend.ts';
 import { createAdminApi } from './routes/admin.ts';
@@ -43,8 +42,7 @@ export interface AppOptions {
 
 /** What the git endpoint and the admin API need. */
 export interface DeployRoutesOptions {
-  deployer: Deployer;
-  pushes: PushDeploys;
+  deployments: Deployments;
   token: TokenGuard;
   /** The folder holding functions.git. */
   gitRoot: string;
@@ -71,10 +69,10 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
   app.get('/healthz', createHealthHandler({ health: options.health, registry: options.registry, isShuttingDown: options.isShuttingDown ?? (() => false) }));
   app.get('/metrics', createMetricsHandler(metrics));
   if (options.deploys) {
-    const { deployer, pushes, token, gitRoot, maxPushBytes } = options.deploys;
-    const git = createGitHandler({ gitRoot, token, pushes, log: options.log, maxBodyBytes: maxPushBytes + 1024 * 1024 });
+    const { deployments, token, gitRoot, maxPushBytes } = options.deploys;
+    const git = createGitHandler({ gitRoot, token, deployments, log: options.log, maxBodyBytes: maxPushBytes + 1024 * 1024 });
     app.all(`${GIT_PATH}/*`, git);
-    app.route('/api', createAdminApi({ deployer, registry: options.registry, token }));
+    app.route('/api', createAdminApi({ deployments, registry: options.registry, token }));
   }
   // The browser terminal; the WebSocket upgrade of the same URL goes to gateway/sessions/upgrade.ts.
   const terminal = createTerminalHandlers({ registry: options.registry });

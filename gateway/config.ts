@@ -5,6 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { MAX_STATE_DIR_BYTES } from '../runtime/container/launcher.ts';
+import type { ContainerLimits } from '../runtime/podman/run.ts';
 import { ALLOWED_HOST_PATTERN } from './host-check.ts';
 
 /** The gateway's and the runtime's settings. */
@@ -35,16 +36,14 @@ export interface Config {
   idleTtlMs: number;
   /** FNIX_QUEUE_TIMEOUT (`10s`, `500ms`) or FNIX_QUEUE_TIMEOUT_MS: how long a request waits for a container. @default 10000 */
   queueTimeoutMs: number;
-  /** FNIX_PIDS_LIMIT: processes per container. @default 256 */
-  pidsLimit: number;
-  /** FNIX_NOFILE: open files per process. @default 1024 */
-  nofile: number;
-  /** FNIX_TMP_SIZE: the size of each container's /tmp. @default 64 MiB */
-  tmpBytes: number;
+  /**
+   * What every container starts with: FNIX_PIDS_LIMIT (processes, @default 256), FNIX_NOFILE (open
+   * files per process, @default 1024), FNIX_TMP_SIZE (its /tmp, @default 64 MiB), FNIX_CPUS (@default 1),
+   * and, not settable, a memory limit of 256 MiB until the function's own is set, and a 16 MiB /dev/shm.
+   */
+  limits: ContainerLimits;
   /** FNIX_SHUTDOWN_GRACE_MS: how long shutdown waits for running invocations. @default 10000 */
   shutdownGraceMs: number;
-  /** FNIX_CPUS: CPUs each container may use. @default 1 */
-  cpus: number;
   /** FNIX_TOKEN: the deploy token; unset, one is made at first start and kept in the state folder. */
   token: string | undefined;
   /** FNIX_MAX_PUSH: the largest pack a git push may send. @default 100 MiB */
@@ -57,6 +56,10 @@ export interface Config {
 }
 
 const MIB = 1024 * 1024;
+/** A container's memory limit, in MiB, until it is specialised for a function and gets that function's `memoryMb`. */
+const START_MEMORY_MB = 256;
+/** Each container's /dev/shm, in MiB. */
+const SHM_MB = 16;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -110,11 +113,15 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     maxOutput: readBytes(env, 'FNIX_MAX_OUTPUT', 100 * MIB, 1, 64 * 1024 * MIB),
     idleTtlMs: readInteger(env, 'FNIX_IDLE_TTL_MS', 300_000, 1000, 86_400_000),
     queueTimeoutMs: readQueueTimeout(env),
-    pidsLimit: readInteger(env, 'FNIX_PIDS_LIMIT', 256, 8, 65_536),
-    nofile: readInteger(env, 'FNIX_NOFILE', 1024, 64, 65_536),
-    tmpBytes: readBytes(env, 'FNIX_TMP_SIZE', 64 * MIB, MIB, 64 * 1024 * MIB),
+    limits: {
+      memoryMb: START_MEMORY_MB,
+      pidsLimit: readInteger(env, 'FNIX_PIDS_LIMIT', 256, 8, 65_536),
+      nofile: readInteger(env, 'FNIX_NOFILE', 1024, 64, 65_536),
+      tmpMb: Math.ceil(readBytes(env, 'FNIX_TMP_SIZE', 64 * MIB, MIB, 64 * 1024 * MIB) / MIB),
+      shmMb: SHM_MB,
+      cpus: readDecimal(env, 'FNIX_CPUS', 1, 0.01, 1024),
+    },
     shutdownGraceMs: readInteger(env, 'FNIX_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
-    cpus: readDecimal(env, 'FNIX_CPUS', 1, 0.01, 1024),
     token,
     maxPushBytes: readBytes(env, 'FNIX_MAX_PUSH', 100 * MIB, MIB, 64 * 1024 * MIB),
     maxConnections: env['FNIX_MAX_CONNECTIONS'] ? readInteger(env, 'FNIX_MAX_CONNECTIONS', 0, 1, 1_048_576) : undefined,

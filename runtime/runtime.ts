@@ -1,22 +1,22 @@
 /**
  * @module
- * Puts the runtime together: Podman, the package set, the agent and rootfs, the container pool, and the
- * functions built from a folder. The gateway receives the result; tests start one per suite.
+ * Puts the runtime together: Podman, the package set, the agent and rootfs, the container pool and the
+ * registry of served functions (which deployments fill). The gateway receives the result.
  */
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { buildAgent } from './agent/build.ts';
-import { ContainerLauncher, type ContainerLimits } from './container/launcher.ts';
+import { ContainerLauncher } from './container/launcher.ts';
 import { prepareRootfs } from './container/rootfs.ts';
 import { FnixError } from './errors.ts';
-import { buildFunction } from './functions/build.ts';
 import { FunctionRegistry } from './functions/registry.ts';
 import type { Logger } from './log.ts';
 import { checkPackageSet, choosePackageSet, type PackageSet } from './nix/package-set.ts';
 import { PackageResolver } from './nix/resolve.ts';
 import { readPodmanInfo, type PodmanInfo } from './podman/info.ts';
 import { Podman } from './podman/podman.ts';
+import type { ContainerLimits } from './podman/run.ts';
 import { writeSeccompProfile } from './podman/seccomp.ts';
 import { Pool, type PoolStats } from './pool/pool.ts';
 import { PoolRunner } from './runner.ts';
@@ -27,8 +27,6 @@ import { lockStateDir, type StateLock } from './state-lock.ts';
 export interface RuntimeOptions {
   /** fnix's own files: builds, GC roots, the agent, container folders. */
   stateDir: string;
-  /** Folder of functions to build and serve at start; undefined serves none. */
-  functionsDir?: string | undefined;
   /** FNIX_PACKAGES: a Nix expression for the package set; undefined picks one. */
   packages?: string | undefined;
   poolSize: number;
@@ -40,7 +38,7 @@ export interface RuntimeOptions {
   log: Logger;
   /**
    * Runs once the state folder is this process's (locked), before anything else is written to it: the
-   * deployments remove what a dead push left there (runtime/deploy/leftovers.ts), which a full disk
+   * deployments remove what a dead push left there (deployments/leftovers.ts), which a full disk
    * needs first. Passed in, so that the runtime knows nothing of deployments.
    */
   cleanStateDir?: (() => Promise<void>) | undefined;
@@ -54,14 +52,6 @@ export interface RuntimeHealth {
   pool: PoolStats;
 }
 
-/** The functions folder built at start: a deployment of sorts, reported as such in the metrics. */
-export interface StartupReport {
-  durationMs: number;
-  functions: number;
-  /** Functions that failed to build and are not served. */
-  broken: number;
-}
-
 /** A started runtime. */
 export interface Runtime {
   registry: FunctionRegistry;
@@ -69,8 +59,6 @@ export interface Runtime {
   pool: Pool;
   resolver: PackageResolver;
   health(): RuntimeHealth;
-  /** How building the functions folder at start went. */
-  startup: StartupReport;
   /** Stops the pool (waiting up to `graceMs` for running invocations) and removes every container. */
   close(graceMs?: number): Promise<void>;
 }
@@ -132,17 +120,6 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
     onError: (error) => log.error('starting a warm container failed', { error: describe(error) }),
   });
   const registry = new FunctionRegistry();
-  const buildBegin = performance.now();
-  if (options.functionsDir) await buildAll(resolve(options.functionsDir), join(stateDir, 'builds'), resolver, registry, log);
-  const functions = registry.list();
-  const startup: StartupReport = {
-    durationMs: performance.now() - buildBegin,
-    functions: functions.length,
-    broken: functions.filter((f) => f.status !== 'ready').length,
-  };
-  // Served from a folder, the folder's functions are all there is to keep; deployments (runtime/deploy)
-  // keep the roots of their history themselves.
-  if (options.functionsDir) await resolver.pruneRoots(registry.versions().map((v) => v.resolution.rootKey));
   try {
     await pool.start();
   } catch (error) {
@@ -162,34 +139,11 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
       packageSet: { kind: packageSet.kind, description: packageSet.description },
       pool: pool.stats(),
     }),
-    startup,
     close: async (graceMs) => {
       await pool.close(graceMs);
       await lock.release();
     },
   };
-}
-
-/** Builds every function folder; a broken one is logged and recorded, and does not stop the others. */
-async function buildAll(functionsDir: string, buildsDir: string, resolver: PackageResolver, registry: FunctionRegistry, log: Logger): Promise<void> {
-  const entries = await readdir(functionsDir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
-    throw new Error(`cannot read the functions folder ${functionsDir}: ${error.code}`, { cause: error });
-  });
-  const names = entries
-    .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort();
-  for (const name of names) {
-    try {
-      const version = await buildFunction({ name, sourceDir: join(functionsDir, name), buildsDir, resolver });
-      registry.activate(version);
-      log.info('function ready', { function: name, version: version.version, packages: version.manifest.packages.join(',') });
-    } catch (error) {
-      const fnixError = error instanceof FnixError ? error : new FnixError('FUNCTION_BUILD_FAILED', describe(error), { cause: error });
-      registry.markBroken(name, fnixError);
-      log.error('function not served', { function: name, code: fnixError.code, error: fnixError.message });
-    }
-  }
 }
 
 function describe(error: unknown): string {

@@ -8,11 +8,11 @@ import { realpathSync } from 'node:fs';
 import { chmod, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
-import { describeFsError, errnoCode } from '../fs-errors.ts';
-import type { Logger } from '../log.ts';
-import { QUARANTINE_VARIABLES, type QuarantineEnv } from './git.ts';
-import type { PushDeploys, RefUpdate } from './pushes.ts';
-import { MAX_SOCKET_PATH_BYTES } from '../unix-socket.ts';
+import { describeFsError, errnoCode } from '../../runtime/fs-errors.ts';
+import type { Logger } from '../../runtime/log.ts';
+import { QUARANTINE_VARIABLES, type QuarantineEnv } from '../repository.ts';
+import type { PushDeploys, RefUpdate } from '../push.ts';
+import { MAX_SOCKET_PATH_BYTES } from '../../runtime/unix-socket.ts';
 
 /** A request from a hook. */
 interface HookRequest {

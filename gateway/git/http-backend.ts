@@ -10,8 +10,8 @@ import type { HttpBindings } from '@hono/node-server';
 import type { Context } from 'hono';
 import { execa } from 'execa';
 import { nanoid } from 'nanoid';
-import { REPOSITORY_NAME } from '../../runtime/deploy/git.ts';
-import type { PushDeploys } from '../../runtime/deploy/pushes.ts';
+import { REPOSITORY_NAME } from '../../deployments/repository.ts';
+import type { Deployments } from '../../deployments/deployments.ts';
 import { FnixError } from '../../runtime/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
 import { LineSplitter } from '../../runtime/stdio/line-splitter.ts';
@@ -27,7 +27,8 @@ export interface GitEndpointOptions {
   /** The folder holding functions.git (GIT_PROJECT_ROOT). */
   gitRoot: string;
   token: TokenGuard;
-  pushes: PushDeploys;
+  /** Told when a push's request is over (deployments/push.ts settles a push whose post-receive never came). */
+  deployments: Pick<Deployments, 'pushEnded'>;
   log: Logger;
   /** The largest request body taken (a push's pack is bounded by receive.maxInputSize as well). */
   maxBodyBytes: number;
@@ -69,7 +70,7 @@ export function createGitHandler(options: GitEndpointOptions) {
     // Any request may be a push (info/refs starts none, but it costs a map lookup to be sure).
     const ended = child.then(async () => {
       exited = true;
-      await options.pushes.pushEnded(pushId);
+      await options.deployments.pushEnded(pushId);
     });
     ended.catch((error: unknown) => log.error('settling a push failed', { error: String(error) }));
     // A client that goes away does not leave git blocked on a full pipe.

@@ -206,13 +206,9 @@ export class GatewayMetrics {
     }
   }
 
-  /** Metrics for a started runtime: its pool's gauges, and its start-up build counted as a deployment. */
-  static forRuntime(runtime: Pick<Runtime, 'pool' | 'startup'>, edge?: EdgeStats): GatewayMetrics {
-    const metrics = new GatewayMetrics(() => runtime.pool.stats(), edge);
-    const { startup } = runtime;
-    // A functions folder served directly counts as a deployment; deployments from git count themselves.
-    if (startup.functions > 0) metrics.deploymentFinished(startup.broken > 0 ? 'partial' : 'activated', startup.durationMs);
-    return metrics;
+  /** Metrics for a started runtime: its pool's gauges, and `edge`'s. */
+  static forRuntime(runtime: Pick<Runtime, 'pool'>, edge?: EdgeStats): GatewayMetrics {
+    return new GatewayMetrics(() => runtime.pool.stats(), edge);
   }
 
   /**

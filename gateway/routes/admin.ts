@@ -2,23 +2,21 @@
  * @module
  * The admin API, behind the deploy token (`Authorization: Bearer <token>`): what is served, the
  * deployment history, and activating any earlier ready deployment (a rollback, or forward again).
+ * The operations are deployments/'s; this file only reads requests and writes answers.
  */
+import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
-import type { Deployer } from '../../runtime/deploy/deployer.ts';
-import type { DeploymentRecord } from '../../runtime/deploy/records.ts';
-import type { Held } from '../../runtime/deploy/lock.ts';
+import type { Deployments } from '../../deployments/deployments.ts';
+import type { DeploymentRecord } from '../../deployments/records.ts';
 import { FnixError } from '../../runtime/errors.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
-import type { HttpBindings } from '@hono/node-server';
 import type { TokenGuard } from '../auth/guard.ts';
 
 /** What the admin API needs. */
 export interface AdminOptions {
-  deployer: Deployer;
+  deployments: Pick<Deployments, 'records' | 'rollback'>;
   registry: FunctionRegistry;
   token: TokenGuard;
-  /** How long an activation waits for a push under way. @default 60000 */
-  lockWaitMs?: number;
 }
 
 /** A deployment as the API shows it. */
@@ -26,7 +24,8 @@ type DeploymentView = Omit<DeploymentRecord, 'result'> & { status: 'active' | 's
 
 /** The admin routes, to mount at /api. */
 export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBindings }> {
-  const { deployer, registry, token } = options;
+  const { deployments, registry, token } = options;
+  const { records } = deployments;
   const api = new Hono<{ Bindings: HttpBindings }>();
   api.use('*', async function requireToken(c, next) {
     token.bearer({ route: 'api', authorization: c.req.header('authorization'), address: c.env.incoming.socket.remoteAddress ?? '' });
@@ -40,8 +39,8 @@ export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBind
     return { ...rest, status, functions: rest.functions.map(({ rootKey: _rootKey, ...f }) => f) as DeploymentRecord['functions'] };
   };
   const servedFunctions = async () => {
-    const currentId = await deployer.store.current();
-    const record = currentId ? await deployer.store.get(currentId) : undefined;
+    const currentId = await records.current();
+    const record = currentId ? await records.get(currentId) : undefined;
     const byName = new Map(record?.functions.map((f) => [f.name, f]));
     return registry.list().map((entry) => {
       const deployed = byName.get(entry.name);
@@ -67,25 +66,12 @@ export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBind
     return c.json(found);
   });
   api.get('/deployments', async (c) => {
-    const currentId = await deployer.store.current();
-    return c.json({ deployments: (await deployer.store.list()).map((r) => view(r, currentId)) });
+    const currentId = await records.current();
+    return c.json({ deployments: (await records.list()).map((r) => view(r, currentId)) });
   });
   api.post('/deployments/:id/activate', async (c) => {
-    const id = c.req.param('id');
-    if (!(await deployer.store.get(id)))
-      throw new FnixError('DEPLOYMENT_NOT_FOUND', `no deployment ${JSON.stringify(id.slice(0, 80))}; GET /api/deployments lists them`);
-    let held: Held;
-    try {
-      held = await deployer.lock.acquire(`the activation of ${id}`, options.lockWaitMs ?? 60_000);
-    } catch (error) {
-      throw new FnixError('DEPLOY_IN_PROGRESS', `${(error as Error).message}; try again when it is done`);
-    }
-    try {
-      const record = await deployer.activate(id);
-      return c.json(view(record, record.id));
-    } finally {
-      held.release();
-    }
+    const record = await deployments.rollback(c.req.param('id'));
+    return c.json(view(record, record.id));
   });
   return api;
 }

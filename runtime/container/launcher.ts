@@ -13,28 +13,12 @@ import { AgentConnection } from '../agent/connection.ts';
 import { FnixError } from '../errors.ts';
 import type { Podman } from '../podman/podman.ts';
 import { listContainers, removeContainers } from '../podman/remove.ts';
-import { runContainer } from '../podman/run.ts';
+import { type ContainerLimits, runContainer } from '../podman/run.ts';
 import { MAX_SOCKET_PATH_BYTES } from '../unix-socket.ts';
 import { Container } from './container.ts';
 
 /** The label every fnix container carries, with the instance (state folder) it belongs to. */
 export const INSTANCE_LABEL = 'io.fnix.instance';
-
-/** Limits every container starts with. */
-export interface ContainerLimits {
-  /** Memory limit before specialisation sets the function's own. @default 256 */
-  memoryMb: number;
-  /** pids cgroup limit; the per-uid process limit (nproc) sits a little above it. @default 256 */
-  pidsLimit: number;
-  /** Open files, soft and hard. @default 1024 */
-  nofile: number;
-  /** tmpfs size of /tmp. @default 64 */
-  tmpMb: number;
-  /** Size of /dev/shm. @default 16 */
-  shmMb: number;
-  /** CPUs a container may use (CFS quota), so one function cannot starve the host. @default 1 */
-  cpus: number;
-}
 
 /** Options for {@link ContainerLauncher}. */
 export interface LauncherOptions {

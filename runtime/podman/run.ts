@@ -7,8 +7,24 @@ import type { Podman } from './podman.ts';
 /** The agent's path inside the rootfs that fnix builds (runtime/container/rootfs.ts). */
 export const AGENT_PATH_IN_CONTAINER = '/sbin/fnix-agent';
 
+/** Limits every container starts with (gateway/config.ts sets them, from the environment). */
+export interface ContainerLimits {
+  /** The memory limit the container starts with, in MiB; specialisation sets the function's own. */
+  memoryMb: number;
+  /** The pids cgroup limit; the per-uid process limit (nproc) sits a little above it. */
+  pidsLimit: number;
+  /** Open files per process, soft and hard. */
+  nofile: number;
+  /** Size of the tmpfs at /tmp, which is HOME, in MiB. */
+  tmpMb: number;
+  /** Size of /dev/shm, in MiB. */
+  shmMb: number;
+  /** CPUs a container may use (a CFS quota), so that one function cannot starve the host. */
+  cpus: number;
+}
+
 /** Everything that distinguishes one container from another. */
-export interface ContainerSpec {
+export interface ContainerSpec extends ContainerLimits {
   name: string;
   labels: Readonly<Record<string, string>>;
   /** The read-only root filesystem fnix made (no image, no registry). */
@@ -21,23 +37,12 @@ export interface ContainerSpec {
   uid: number;
   /** Network access; false gives `--network none`. */
   network: boolean;
-  /** The memory limit the container starts with; specialisation sets the function's own. */
-  memoryMb: number;
-  pidsLimit: number;
-  /** Open files limit (soft and hard). */
-  nofile: number;
-  /** Size of the tmpfs at /tmp, which is HOME. */
-  tmpMb: number;
-  /** Size of /dev/shm. */
-  shmMb: number;
-  /** CPU quota, in CPUs. */
-  cpus: number;
   /** fnix's seccomp profile, written by writeSeccompProfile (runtime/podman/seccomp.ts). */
   seccompProfile: string;
 }
 
 /** What every fnix container is confined by, whatever it serves. */
-export type IsolationSpec = Pick<ContainerSpec, 'uid' | 'network' | 'memoryMb' | 'pidsLimit' | 'nofile' | 'tmpMb' | 'shmMb' | 'cpus' | 'seccompProfile'>;
+export type IsolationSpec = ContainerLimits & Pick<ContainerSpec, 'uid' | 'network' | 'seccompProfile'>;
 
 /** How far the per-uid process limit sits above the pids cgroup limit. */
 const NPROC_MARGIN = 64;

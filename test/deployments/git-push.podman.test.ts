@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
 import { GIT_ENV } from '../helpers/git.ts';
 import { scrape } from '../helpers/metrics.ts';
+import { outputMatches, pidsWithEnv, waitUntil } from '../helpers/processes.ts';
 
 const EXTRA_SET = fileURLToPath(new URL('../runtime/nix/fixtures/extra-set', import.meta.url));
 let gateway: TestGateway;
@@ -58,7 +59,7 @@ beforeAll(async () => {
   stateDir = await mkdtemp(join(tmpdir(), 'fnix-deploy-state-'));
   const initial = join(work, 'initial');
   await writeFunction(initial, 'greet', 'v1');
-  gateway = await startTestGateway({ deploys: true, stateDir, functionsDir: join(initial, 'functions'), packages: EXTRA_SET });
+  gateway = await startTestGateway({ stateDir, functionsDir: join(initial, 'functions'), packages: EXTRA_SET });
 });
 afterAll(async () => {
   await gateway?.close();
@@ -75,7 +76,7 @@ describe('the first start', () => {
     const dir = await clone();
     expect((await git(dir, 'log', '--format=%s')).stdout).toContain('Functions imported from');
     // Each activated deployment's commit is kept by a ref of fnix's own, which clients never see.
-    const own = await execa('git', ['--git-dir', gateway.deploys!.repository.gitDir, 'for-each-ref', '--format=%(refname)', 'refs/fnix/'], { env: GIT_ENV });
+    const own = await execa('git', ['--git-dir', gateway.deployments.repository.gitDir, 'for-each-ref', '--format=%(refname)', 'refs/fnix/'], { env: GIT_ENV });
     expect(own.stdout).toBe(`refs/fnix/deployments/${body.deployments[0].id}`);
     expect((await git(dir, 'ls-remote', 'origin')).stdout).not.toContain('refs/fnix');
   });
@@ -103,7 +104,7 @@ describe('a push to main', () => {
     await slow('old');
     expect((await commitAndPush(dir, 'slow old')).exitCode).toBe(0);
     const inFlight = invoke('slow'); // started on 'old'
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await waitUntil(async () => (await pidsWithEnv('FNIX_FUNCTION', 'slow')).length > 0, 5000, "'old' to run");
     await slow('new');
     const pushed = await commitAndPush(dir, 'slow new');
     expect(pushed.exitCode, pushed.all).toBe(0);
@@ -230,7 +231,7 @@ describe('branches and history', () => {
       await git(dir, 'commit', '--quiet', '-m', 'racing');
     }
     const pushA = git(a, 'push', 'origin', 'main');
-    await new Promise((resolve) => setTimeout(resolve, 700)); // a holds the lock, in its checks
+    await outputMatches(pushA, /remote: deployment d-\S+: commit/, 30_000); // a holds the lock, in its checks
     const pushB = await git(b, 'push', 'origin', 'main');
     expect((await pushA).exitCode).toBe(0);
     expect(pushB.exitCode).not.toBe(0);
@@ -249,8 +250,8 @@ describe('branches and history', () => {
     await writeFile(join(dir, 'functions/slow/function.json'), JSON.stringify({ packages: ['busybox'], command: ['busybox', 'sleep', '30'] }));
     await git(dir, 'add', '--all');
     await git(dir, 'commit', '--quiet', '-m', 'abandoned');
-    const push = execa('git', ['push', 'origin', 'main'], { cwd: dir, env: GIT_ENV, reject: false });
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    const push = execa('git', ['push', 'origin', 'main'], { cwd: dir, env: GIT_ENV, reject: false, all: true });
+    await outputMatches(push, /remote: functions\/slow: building/, 30_000); // in its checks, holding the lock
     push.kill('SIGKILL');
     await push;
     // The next push goes through at once, rather than waiting for a lock that nobody will release.
@@ -370,7 +371,7 @@ describe('a restart', () => {
     await gateway.close();
     const other = join(work, 'other');
     await writeFunction(other, 'greet', 'from the folder');
-    gateway = await startTestGateway({ deploys: true, stateDir, functionsDir: join(other, 'functions'), packages: EXTRA_SET });
+    gateway = await startTestGateway({ stateDir, functionsDir: join(other, 'functions'), packages: EXTRA_SET });
     expect(await invoke('greet')).toBe('v1\n'); // the rollback above
   });
 });

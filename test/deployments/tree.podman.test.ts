@@ -1,6 +1,6 @@
 /**
  * @module
- * Reading a commit's functions/ from git's objects and writing it out (runtime/deploy/tree.ts), against
+ * Reading a commit's functions/ from git's objects and writing it out (deployments/tree.ts), against
  * real git: odd file names, large and empty files, shared blobs, links that stay and links that leave
  * (chains of them included), submodules, names that are not UTF-8.
  */
@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Repository } from '../../../runtime/deploy/git.ts';
-import { readFunctionsTree, writeFunctionsTree } from '../../../runtime/deploy/tree.ts';
-import { GIT_ENV } from '../../helpers/git.ts';
+import { Repository } from '../../deployments/repository.ts';
+import { readFunctionsTree, writeFunctionsTree } from '../../deployments/tree.ts';
+import { GIT_ENV } from '../helpers/git.ts';
 
 let root: string;
 let repository: Repository;

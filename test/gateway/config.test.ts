@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { MAX_STATE_DIR_BYTES } from '../../runtime/container/launcher.ts';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../gateway/config.ts';
+import { type Config, ConfigError, loadConfig } from '../../gateway/config.ts';
 import { thrownBy } from '../helpers/errors.ts';
 
 const CWD = '/srv/fnix';
@@ -36,11 +36,8 @@ describe('loadConfig: defaults', () => {
       maxOutput: 100 * MiB,
       idleTtlMs: 300_000,
       queueTimeoutMs: 10_000,
-      pidsLimit: 256,
-      nofile: 1024,
-      tmpBytes: 64 * MiB,
+      limits: { memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1 },
       shutdownGraceMs: 10_000,
-      cpus: 1,
       token: undefined,
       maxPushBytes: 100 * MiB,
       maxConnections: undefined,
@@ -193,11 +190,8 @@ describe('loadConfig: overrides', () => {
       maxOutput: 2 * MiB,
       idleTtlMs: 1000,
       queueTimeoutMs: 0,
-      pidsLimit: 8,
-      nofile: 64,
-      tmpBytes: MiB,
+      limits: { memoryMb: 256, pidsLimit: 8, nofile: 64, tmpMb: 1, shmMb: 16, cpus: 1.5 },
       shutdownGraceMs: 600_000,
-      cpus: 1.5,
       token: 'a-token-of-some-length',
       maxPushBytes: 8 * MiB,
       maxConnections: 500,
@@ -228,14 +222,16 @@ describe('loadConfig: overrides', () => {
     ['FNIX_POOL_SIZE', 'poolSize', '0', 0],
     ['FNIX_MAX_CONTAINERS', 'maxContainers', '4096', 4096],
     ['FNIX_IDLE_TTL_MS', 'idleTtlMs', '86400000', 86_400_000],
-    ['FNIX_PIDS_LIMIT', 'pidsLimit', '65536', 65_536],
-    ['FNIX_NOFILE', 'nofile', '65536', 65_536],
+    ['FNIX_PIDS_LIMIT', 'limits.pidsLimit', '65536', 65_536],
+    ['FNIX_NOFILE', 'limits.nofile', '65536', 65_536],
     ['FNIX_QUEUE_TIMEOUT_MS', 'queueTimeoutMs', '600000', 600_000],
     ['FNIX_SHUTDOWN_GRACE_MS', 'shutdownGraceMs', '0', 0],
-    ['FNIX_CPUS', 'cpus', '0.5', 0.5],
-    ['FNIX_CPUS', 'cpus', '2', 2],
+    ['FNIX_CPUS', 'limits.cpus', '0.5', 0.5],
+    ['FNIX_CPUS', 'limits.cpus', '2', 2],
   ] as const)('accepts %s=%s at its bound', (name, key, raw, value) => {
-    expect(loadConfig({ [name]: raw }, CWD)[key]).toBe(value);
+    const config = loadConfig({ [name]: raw }, CWD);
+    const read = key.startsWith('limits.') ? config.limits[key.slice('limits.'.length) as keyof Config['limits']] : config[key as keyof Config];
+    expect(read).toBe(value);
   });
 });
 
@@ -284,8 +280,9 @@ describe('loadConfig: sizes', () => {
     expect(configErrorOf({ FNIX_MAX_OUTPUT: '65g' }).message).toContain('"65g"');
   });
 
-  it('bounds FNIX_TMP_SIZE from 1 MiB', () => {
-    expect(loadConfig({ FNIX_TMP_SIZE: '1024k' }, CWD).tmpBytes).toBe(MiB);
+  it('bounds FNIX_TMP_SIZE from 1 MiB, rounding up to whole MiB', () => {
+    expect(loadConfig({ FNIX_TMP_SIZE: '1024k' }, CWD).limits.tmpMb).toBe(1);
+    expect(loadConfig({ FNIX_TMP_SIZE: '1025k' }, CWD).limits.tmpMb).toBe(2);
     const error = configErrorOf({ FNIX_TMP_SIZE: '1023k' });
     expect(error.message).toContain('FNIX_TMP_SIZE');
     expect(error.message).toContain('"1023k"');

@@ -22,7 +22,7 @@ beforeAll(async () => {
   gateway = await startTestGateway({
     functionsDir: await functionsFrom(EXAMPLES_DIR, FIXTURES_DIR),
     maxBody: MAX_BODY,
-    maxOutputBytes: MAX_OUTPUT,
+    maxOutput: MAX_OUTPUT,
   });
 });
 afterAll(async () => {

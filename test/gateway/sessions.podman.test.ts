@@ -91,9 +91,9 @@ describe('sessions: the command-line client (scripts/session.mjs)', () => {
     expect(failed.exitCode).toBe(3);
   });
 
-  it('README: the short client example works as written', async () => {
-    const readme = await readFile(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
-    const example = /A client in a dozen lines[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)?.[1];
+  it('docs/sessions.md: the short client example works as written', async () => {
+    const doc = await readFile(fileURLToPath(new URL('../../docs/sessions.md', import.meta.url)), 'utf8');
+    const example = /A client in a dozen lines[\s\S]*?```js\n([\s\S]*?)```/.exec(doc)?.[1];
     expect(example).toBeDefined();
     const code = example!.replace('ws://127.0.0.1:8080', gateway.url.replace('http', 'ws'));
     const run = await execa('node', ['--input-type=module', '-e', code], { cwd: fileURLToPath(new URL('../..', import.meta.url)) });
@@ -271,14 +271,18 @@ describe('sessions: clients that go away at awkward moments', () => {
 
   it('cancels a session whose client leaves before the upgrade completes', async () => {
     const before = (await pidsWithEnv('FNIX_FUNCTION', 'forever')).length;
+    const aborted = async () =>
+      (await scrape(gateway.url)).value('fnix_invocations_total', { function: 'forever', kind: 'session', outcome: 'INVOCATION_ABORTED' });
+    const abortedBefore = await aborted();
     const socket = connect(gateway.server.port, '127.0.0.1');
     await new Promise((resolve) => socket.once('connect', resolve));
     socket.end(
       'GET /sessions/forever HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
         'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
     ); // and a FIN right behind it
-    await sleep(1500);
-    expect((await pidsWithEnv('FNIX_FUNCTION', 'forever')).length).toBe(before);
+    // The gateway saw it, and gave it up: counted as aborted, with no command of it left.
+    await waitUntil(async () => (await aborted()) === abortedBefore + 1, 5000, 'the session to be counted as aborted');
+    await waitUntil(async () => (await pidsWithEnv('FNIX_FUNCTION', 'forever')).length === before, 2000, 'no command of it');
     socket.destroy();
   });
 });
@@ -404,7 +408,7 @@ describe('sessions: limits and shutdown', () => {
       functionsDir: await functionsFrom(EXAMPLES_DIR, FIXTURES_DIR),
       sessionHeartbeatMs: 500,
       poolSize: 1,
-      maxOutputBytes: 1024 * 1024,
+      maxOutput: 1024 * 1024,
       maxSessions: 2,
     });
   });

@@ -66,7 +66,7 @@ describe('a functions folder with broken functions', () => {
 
   it('serves the good ones and reports each broken one with its cause', async () => {
     // Through deployments, as npm start serves: the folder is imported as the first deployment.
-    gateway = await startTestGateway({ functionsDir: MIXED_DIR, poolSize: 1, deploys: true });
+    gateway = await startTestGateway({ functionsDir: MIXED_DIR, poolSize: 1 });
     expect(await (await fetch(`${gateway.url}/fn/good`)).text()).toBe('good\n');
 
     const causes: Record<string, { code: string; message: string }> = {};

@@ -1,20 +1,22 @@
 /**
  * @module
- * Starts a real fnix for a test file: the runtime (real Podman, real Nix) and the HTTP server on a free
- * port, with a state folder of its own. Log lines are kept so tests can assert on them.
+ * Starts a real fnix for a test file, the way `npm start` does (gateway/assemble.ts: the runtime with
+ * real Podman and Nix, the functions folder deployed through git as the first deployment, the app),
+ * behind the HTTP server on a free port, with a state folder of its own. The configuration is the
+ * production one (loadConfig's defaults) with a smaller pool and the test's own settings; log lines
+ * are kept so tests can assert on them.
  */
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assembleGateway } from '../../gateway/assemble.ts';
-import type { Hono } from 'hono';
-import type { GatewayEnv } from '../../gateway/routes/invoke.ts';
+import type { Deployments } from '../../deployments/deployments.ts';
+import { type Gateway, type GatewayOptions, startGateway } from '../../gateway/assemble.ts';
+import { type Config, loadConfig } from '../../gateway/config.ts';
+import { type RunningServer, startServer } from '../../gateway/server.ts';
 import type { SessionUpgrade } from '../../gateway/sessions/upgrade.ts';
-import { startServer, type RunningServer } from '../../gateway/server.ts';
-import { cleanDeployLeftovers, type Deploys } from '../../runtime/deploy/deploys.ts';
 import { createLogger } from '../../runtime/log.ts';
-import { startRuntime, type Runtime, type RuntimeOptions } from '../../runtime/runtime.ts';
+import type { Runtime } from '../../runtime/runtime.ts';
 
 /** The deploy token of test gateways. */
 export const TEST_TOKEN = 'test-token-0123456789';
@@ -30,8 +32,8 @@ export interface TestGateway {
   runtime: Runtime;
   server: RunningServer;
   sessions: SessionUpgrade;
-  /** With `deploys: true`: the deployments, and the token that git and the admin API take. */
-  deploys: Deploys | undefined;
+  /** The deployments: the repository (which git and the admin API take TEST_TOKEN for) and the records. */
+  deployments: Deployments;
   token: string;
   stateDir: string;
   /** Every log line written so far. */
@@ -39,96 +41,87 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-/** Options: any runtime option, plus the body limit. */
-export type TestGatewayOptions = Partial<Omit<RuntimeOptions, 'log' | 'limits'>> & {
-  maxBody?: number;
-  /** FNIX_ALLOWED_HOSTS. @default [] */
-  allowedHosts?: string[];
-  sessionMaxFrame?: number;
-  maxSessions?: number;
-  sessionHeartbeatMs?: number;
+/** Any setting of the configuration, and what the tests shorten (gateway/assemble.ts's tuning) or bound. */
+export type TestGatewayOptions = Partial<Omit<Config, 'limits'>> & {
+  limits?: Partial<Config['limits']>;
   /** The server's header deadline (30 s in production). */
   headersTimeoutMs?: number;
-  /** The server's bound on connections. @default 4096 */
-  maxConnections?: number;
-  /**
-   * Serve through deployments, as `npm start` does: the functions folder is imported into the git
-   * repository as the first deployment (when the repository is empty), and /git and /api are on.
-   * Without it the folder is built and served directly, broken functions included.
-   */
-  deploys?: boolean;
-  limits?: Partial<RuntimeOptions['limits']>;
+} & NonNullable<GatewayOptions['tuning']>;
+
+/** What a test gateway differs by from `npm start`'s defaults: a smaller pool, for 2 CPUs that run many. */
+const TEST_DEFAULTS: Partial<Config> = {
+  port: 0,
+  poolSize: 2,
+  maxContainers: 8,
+  idleTtlMs: 60_000,
+  maxPushBytes: 16 * 1024 * 1024,
+  maxConnections: 4096,
 };
 
-/** Starts fnix serving `functionsDir` (the fixtures by default). */
+/** Starts fnix serving `functionsDir` (the fixtures by default), deployed as `npm start` deploys it. */
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), 'fnix-test-')));
+  const { headersTimeoutMs, sessionMaxFrame, sessionHeartbeatMs, pushWaitMs, limits, ...settings } = options;
+  const production = loadConfig({});
+  const config: Config = {
+    ...production,
+    ...TEST_DEFAULTS,
+    functionsDir: FIXTURES_DIR,
+    token: TEST_TOKEN,
+    ...settings,
+    stateDir,
+    limits: { ...production.limits, ...limits },
+  };
   const logs: string[] = [];
   const log = createLogger({ stream: { write: (line: string) => logs.push(line) } });
-  const runtime = await startRuntime({
-    poolSize: 2,
-    maxContainers: 8,
-    idleTtlMs: 60_000,
-    queueTimeoutMs: 10_000,
-    maxOutputBytes: 100 * 1024 * 1024,
-    ...options,
-    functionsDir: options.deploys ? undefined : (options.functionsDir ?? FIXTURES_DIR),
-    stateDir,
-    limits: { memoryMb: 256, pidsLimit: 256, nofile: 1024, tmpMb: 64, shmMb: 16, cpus: 1, ...options.limits },
-    log,
-    cleanStateDir: options.deploys ? cleanDeployLeftovers(stateDir, log) : undefined,
-  });
-  const token = TEST_TOKEN;
   // The port first, as main.ts takes it: the gateway's metrics read the server's connections.
-  let app: Hono<GatewayEnv> | undefined;
-  let sessions: SessionUpgrade | undefined;
+  let gateway: Gateway | undefined;
   const server = await startServer({
-    app: { fetch: (request, env) => app!.fetch(request, env) },
+    app: { fetch: (request, env) => gateway!.app.fetch(request, env) },
     host: '127.0.0.1',
-    port: 0,
-    maxConnections: options.maxConnections ?? 4096,
+    port: config.port,
+    maxConnections: config.maxConnections ?? 4096,
     log,
-    onUpgrade: (request, socket, head) => sessions!.handle(request, socket, head),
-    headersTimeoutMs: options.headersTimeoutMs,
+    onUpgrade: (request, socket, head) => gateway!.sessions.handle(request, socket, head),
+    headersTimeoutMs,
   });
-  let deploys: Deploys | undefined;
   try {
-    ({ app, sessions, deploys } = await assembleGateway({
-      runtime,
-      stateDir,
+    gateway = await startGateway({
+      config,
       log,
-      deploys: options.deploys ? { token, functionsDir: options.functionsDir ?? FIXTURES_DIR, maxPushBytes: 16 * 1024 * 1024, pushWaitMs: 60_000 } : undefined,
-      maxBody: options.maxBody ?? 6 * 1024 * 1024,
-      allowedHosts: options.allowedHosts ?? [],
-      maxSessions: options.maxSessions ?? 32,
-      sessionMaxFrame: options.sessionMaxFrame ?? 1024 * 1024,
-      sessionHeartbeatMs: options.sessionHeartbeatMs,
       edge: { connections: server.connections },
       isShuttingDown: () => false,
-    }));
+      tuning: { sessionMaxFrame, sessionHeartbeatMs, pushWaitMs: pushWaitMs ?? 60_000 },
+    });
   } catch (error) {
     await server.close();
-    await runtime.close(0);
     throw error;
   }
+  const started = gateway;
   return {
     url: server.url,
-    runtime,
+    runtime: started.runtime,
     server,
-    sessions: sessions!,
-    deploys,
-    token,
+    sessions: started.sessions,
+    deployments: started.deployments,
+    token: TEST_TOKEN,
     stateDir,
     logs,
     async close() {
-      await sessions!.closeAll();
+      await started.sessions.closeAll();
       server.server.closeAllConnections();
       await server.close();
-      await deploys?.close();
-      await runtime.close(1000);
+      await started.close(1000);
       if (!options.stateDir) await rm(stateDir, { recursive: true, force: true });
     },
   };
+}
+
+/** A temporary functions folder holding copies of the fixtures `names` only. */
+export async function fixtures(...names: string[]): Promise<string> {
+  const target = await mkdtemp(join(tmpdir(), 'fnix-functions-'));
+  for (const name of names) await cp(join(FIXTURES_DIR, name), join(target, name), { recursive: true });
+  return target;
 }
 
 /** A temporary functions folder holding copies of `dirs`' function folders (later ones win). */

@@ -27,6 +27,22 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, timeout
   }
 }
 
+/** Resolves once `child`'s output (stdout and stderr, with `all: true`) matches `pattern`: an event to wait on rather than a sleep. */
+export function outputMatches(child: { all?: NodeJS.ReadableStream | null | undefined }, pattern: RegExp, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${pattern} in: ${output.slice(-500)}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (!pattern.test(output)) return;
+      clearTimeout(timer);
+      child.all!.off('data', onData);
+      resolve();
+    };
+    child.all!.on('data', onData);
+  });
+}
+
 /** The podman id of a container running a process of function `name` (from the process's cgroup), if any. */
 export async function containerRunning(name: string): Promise<string | undefined> {
   for (const pid of await pidsWithEnv('FNIX_FUNCTION', name)) {

@@ -35,7 +35,7 @@ beforeAll(async () => {
     const probe = join(functionsDir, name);
     await execa('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-Werror', '-o', join(probe, source), join(probe, `${source}.c`)]);
   }
-  gateway = await startTestGateway({ functionsDir, maxOutputBytes: MAX_OUTPUT, poolSize: 2 });
+  gateway = await startTestGateway({ functionsDir, maxOutput: MAX_OUTPUT, poolSize: 2 });
 });
 afterAll(async () => {
   delete process.env['FNIX_TOKEN'];
@@ -91,8 +91,13 @@ describe('hostile function code', () => {
     const elapsed = performance.now() - began;
     const body = (await response.json()) as any;
     const figures = await hello.stop();
-    expect(response.status).toBe(504); // its main process waits; the timeout (3 s) ends it
-    expect(body.error.code).toBe('FUNCTION_TIMEOUT');
+    // Its main process waits, and the timeout (3 s) ends it: 504. Or, on a loaded machine, the bomb
+    // takes the last pid before the main shell forks its `sleep`, and the shell fails: 502. Either is
+    // the clear code of a contained bomb; what must hold is that the limit was reached and said so.
+    expect([
+      [504, 'FUNCTION_TIMEOUT'],
+      [502, 'FUNCTION_FAILED'],
+    ]).toContainEqual([response.status, body.error.code]);
     expect(body.error.pidsLimitHit).toBe(true);
     expect(body.error.message).toContain('reached the limit of 256 processes');
     expect(figures.failures).toBe(0);

@@ -22,7 +22,8 @@ const TOKEN = 'faults-test-token-0123456789';
 describe('a container killed from outside', () => {
   let gateway: TestGateway;
   beforeAll(async () => {
-    gateway = await startTestGateway({ functionsDir: await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR), poolSize: 2 });
+    // Room for the warm pool beside the idle container each function's deploy check leaves.
+    gateway = await startTestGateway({ functionsDir: await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR), poolSize: 2, maxContainers: 32 });
   });
   afterAll(async () => {
     await gateway?.close();

@@ -2,7 +2,7 @@
  * @module
  * What every hostile test does besides its attack: a `hello` invocation runs alongside, every 50 ms,
  * and its latency is recorded; each test reports what it observed. The figures are printed and
- * collected in bench-results/hostile.json, from which the README's reliability table is written.
+ * collected in bench-results/hostile.json, from which docs/reliability.md's table is written.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -49,7 +49,7 @@ beforeAll(async () => {
   stateDir = join(work, 'state');
   await mkdir(stateDir);
   await execa('mount', ['-t', 'tmpfs', '-o', `size=${TMPFS_MB}m,mode=0700`, 'fnix-test-state', stateDir]);
-  gateway = await startTestGateway({ deploys: true, stateDir, functionsDir: EXAMPLES_DIR });
+  gateway = await startTestGateway({ stateDir, functionsDir: EXAMPLES_DIR });
 });
 afterAll(async () => {
   try {
@@ -129,7 +129,7 @@ describe('pushes that fail while their files are written', () => {
     await execa('sh', ['-c', `cat /dev/zero >> '${filler}'`], { reject: false });
     expect(await freeBytes()).toBe(0);
     const began = performance.now();
-    gateway = await startTestGateway({ deploys: true, stateDir, functionsDir: EXAMPLES_DIR });
+    gateway = await startTestGateway({ stateDir, functionsDir: EXAMPLES_DIR });
     const startMs = performance.now() - began;
     expect(await (await fetch(`${gateway.url}/fn/hello`)).text()).toBe('fits\n');
     expect(await pushLeftovers()).toEqual([]);

@@ -1,4 +1,6 @@
 #!/usr/bin/env sh
+# Nothing to do for the deploy check, which starts every function once before it goes live.
+[ -z "$FNIX_DEPLOY_CHECK" ] || exit 0
 # CGI responses that HTTP does not allow as they are, chosen by QUERY_STRING: a control byte or DEL in
 # a header value (then a long sleep: the function must be stopped, not waited for; or an exit at once,
 # whose end reaches the gateway with its output), a redirect with a

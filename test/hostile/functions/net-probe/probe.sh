@@ -1,4 +1,6 @@
 #!/usr/bin/env sh
+# Nothing to do for the deploy check, which starts every function once before it goes live.
+[ -z "$FNIX_DEPLOY_CHECK" ] || exit 0
 # With "network": true: which interfaces there are, and whether the gateway (its port in QUERY_STRING)
 # and the host's Podman and Nix sockets can be reached from here.
 port="$QUERY_STRING"

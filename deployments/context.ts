@@ -1,0 +1,81 @@
+/**
+ * @module
+ * What every deployment operation works with: the repository and the records, the parts of the
+ * runtime a deployment builds, starts and serves through, the lock, and the built versions kept
+ * between a check and its activation. deployments.ts makes one; the operations take it.
+ */
+import type { FnixError } from '../runtime/errors.ts';
+import type { FunctionRegistry } from '../runtime/functions/registry.ts';
+import type { FunctionVersion } from '../runtime/functions/version.ts';
+import type { Logger } from '../runtime/log.ts';
+import type { PackageResolver } from '../runtime/nix/resolve.ts';
+import type { Pool } from '../runtime/pool/pool.ts';
+import type { Runner } from '../runtime/runner.ts';
+import type { DeployLock } from './lock.ts';
+import type { DeploymentStore } from './records.ts';
+import type { Repository } from './repository.ts';
+
+/** Told each line of a deployment's progress (a push shows them as `remote:` lines). */
+export type Progress = (line: string) => void;
+
+/** How a deployment ended, for the metrics: `partial` is the first import, served with broken functions. */
+export type DeploymentOutcome = 'activated' | 'partial' | 'refused';
+
+/** The deployments' shared state. */
+export interface DeployContext {
+  repository: Repository;
+  store: DeploymentStore;
+  resolver: PackageResolver;
+  runner: Runner;
+  registry: FunctionRegistry;
+  pool: Pool;
+  /** `<state>/builds`, where function builds are kept. */
+  buildsDir: string;
+  /** Where a commit's files are written while it is checked. */
+  stagingDir: string;
+  log: Logger;
+  lock: DeployLock;
+  /** Deployment records kept; older ones (never the active one) go, with their GC roots. */
+  historyLimit: number;
+  prepared: PreparedDeployments;
+  /** Told how each deployment went, for the metrics. */
+  onDeployment: (outcome: DeploymentOutcome, durationMs: number) => void;
+}
+
+/** What activating a deployment serves: its built versions, and the functions it holds broken. */
+export interface Prepared {
+  versions: FunctionVersion[];
+  broken: Map<string, FnixError>;
+}
+
+/** Built versions kept in memory for activation; older deployments are rebuilt (from cache) when activated. */
+const PREPARED_KEPT = 4;
+
+/** The latest checked deployments' built versions, and how long each check took (counted into its activation). */
+export class PreparedDeployments {
+  readonly #prepared = new Map<string, Prepared>();
+  readonly #checkMs = new Map<string, number>();
+
+  get(id: string): Prepared | undefined {
+    return this.#prepared.get(id);
+  }
+
+  /** Keeps what deployment `id` serves; `checkMs`, for a check just made. */
+  set(id: string, prepared: Prepared, checkMs?: number): void {
+    this.#prepared.set(id, prepared);
+    if (checkMs !== undefined) this.#checkMs.set(id, checkMs);
+    for (const old of [...this.#prepared.keys()].slice(0, -PREPARED_KEPT)) this.forget(old);
+  }
+
+  /** How long deployment `id`'s check took, once: its activation counts it, and only the first. */
+  takeCheckMs(id: string): number {
+    const ms = this.#checkMs.get(id) ?? 0;
+    this.#checkMs.delete(id);
+    return ms;
+  }
+
+  forget(id: string): void {
+    this.#prepared.delete(id);
+    this.#checkMs.delete(id);
+  }
+}
