@@ -37,7 +37,7 @@ export interface AppOptions {
   /** Served at /metrics, and fed by the routes (GatewayMetrics.forRuntime makes them). */
   metrics: GatewayMetrics;
   /** Deploys by git push, and the admin API; both behind the deploy token. */
-  deploys?: DeployRoutesOptions | undefined;
+  deploys: DeployRoutesOptions;
 }
 
 /** What the git endpoint and the admin API need. */
@@ -53,7 +53,7 @@ export interface DeployRoutesOptions {
 /**
  * Creates the gateway's Hono app.
  * @example
- * const app = createApp({ registry, runner, health, maxBody: 6 << 20, log, metrics: GatewayMetrics.forRuntime(runtime) });
+ * const app = createApp({ registry, runner, health, maxBody: 6 << 20, hosts, log, metrics: GatewayMetrics.forRuntime(runtime), deploys });
  */
 export function createApp(options: AppOptions): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
@@ -68,12 +68,9 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
   app.all('/fn/:name/*', invoke);
   app.get('/healthz', createHealthHandler({ health: options.health, registry: options.registry, isShuttingDown: options.isShuttingDown ?? (() => false) }));
   app.get('/metrics', createMetricsHandler(metrics));
-  if (options.deploys) {
-    const { deployments, token, gitRoot, maxPushBytes } = options.deploys;
-    const git = createGitHandler({ gitRoot, token, deployments, log: options.log, maxBodyBytes: maxPushBytes + 1024 * 1024 });
-    app.all(`${GIT_PATH}/*`, git);
-    app.route('/api', createAdminApi({ deployments, registry: options.registry, token }));
-  }
+  const { deployments, token, gitRoot, maxPushBytes } = options.deploys;
+  app.all(`${GIT_PATH}/*`, createGitHandler({ gitRoot, token, deployments, log: options.log, maxBodyBytes: maxPushBytes + 1024 * 1024 }));
+  app.route('/api', createAdminApi({ deployments, registry: options.registry, token }));
   // The browser terminal; the WebSocket upgrade of the same URL goes to gateway/sessions/upgrade.ts.
   const terminal = createTerminalHandlers({ registry: options.registry });
   app.get('/sessions/:name', terminal.servePage);
