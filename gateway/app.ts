@@ -1,7 +1,8 @@
 /**
  * @module
  * The Hono app: routes wired to the runtime they close over, and the error handler that turns every
- * error into the JSON error shape (gateway/errors.ts).
+ * error into the JSON error shape (gateway/errors.ts). WebSocket upgrades come through it too
+ * (gateway/upgrade.ts), and meet the same middleware, routes and error handler.
  */
 import { Hono } from 'hono';
 import { nanoid } from 'nanoid';
@@ -22,6 +23,8 @@ import { createHealthHandler } from './routes/health.ts';
 import { createInvokeHandler, INVOCATION_ID_HEADER, type GatewayEnv } from './routes/invoke.ts';
 import { createMetricsHandler } from './routes/metrics.ts';
 import { createTerminalHandlers, TERMINAL_ASSETS_PATH } from './routes/terminal.ts';
+import { SESSION_ROUTE, type Sessions } from './sessions/sessions.ts';
+import { refuseUpgrades, takeUpgrades, upgradeOf } from './upgrade.ts';
 
 /** What the app is made from. */
 export interface AppOptions {
@@ -38,6 +41,8 @@ export interface AppOptions {
   metrics: GatewayMetrics;
   /** Deploys by git push, and the admin API; both behind the deploy token. */
   deploys: DeployRoutesOptions;
+  /** Live sessions: the route that takes `/sessions/<name>` upgrades (gateway/sessions/sessions.ts). */
+  sessions: Pick<Sessions, 'open'>;
 }
 
 /** What the git endpoint and the admin API need. */
@@ -58,6 +63,11 @@ export interface DeployRoutesOptions {
 export function createApp(options: AppOptions): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   app.use('*', checkHost(options.hosts));
+  // The one place that decides which routes take WebSocket upgrades: those registered here, before
+  // refuseUpgrades answers any other upgrade with ROUTE_NOT_FOUND. (A function's own server, at
+  // /fn/<name>/..., would take its upgrades here too.)
+  app.use(SESSION_ROUTE, takeUpgrades(options.sessions.open));
+  app.use('*', refuseUpgrades());
   app.use('/fn/*', async function assignInvocationId(c, next) {
     c.set('invocationId', nanoid());
     await next();
@@ -71,14 +81,17 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
   const { deployments, token, gitRoot, maxPushBytes } = options.deploys;
   app.all(`${GIT_PATH}/*`, createGitHandler({ gitRoot, token, deployments, log: options.log, maxBodyBytes: maxPushBytes + 1024 * 1024 }));
   app.route('/api', createAdminApi({ deployments, registry: options.registry, token }));
-  // The browser terminal; the WebSocket upgrade of the same URL goes to gateway/sessions/upgrade.ts.
+  // The browser terminal; the WebSocket upgrade of the same URL was taken above.
   const terminal = createTerminalHandlers({ registry: options.registry });
   app.get('/sessions/:name', terminal.servePage);
   app.get(`${TERMINAL_ASSETS_PATH}/:file`, terminal.serveAsset);
   app.notFound((c) => errorResponse(new FnixError('ROUTE_NOT_FOUND', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`)));
   app.onError(function handleError(error, c) {
     const fnixError = toFnixError(error);
-    if (fnixError.code === 'INTERNAL_ERROR') options.log.error('request failed', { path: c.req.path, error: String(error), stack: (error as Error).stack });
+    if (fnixError.code === 'INTERNAL_ERROR') {
+      const what = upgradeOf(c) ? 'session upgrade failed' : 'request failed';
+      options.log.error(what, { path: c.req.path, error: String(error), stack: (error as Error).stack });
+    }
     const id = c.get('invocationId');
     return errorResponse(fnixError, id ? { [INVOCATION_ID_HEADER]: id } : {});
   });

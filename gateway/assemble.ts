@@ -19,7 +19,7 @@ import { HostAllowlist } from './host-check.ts';
 import { instrumentRunner } from './metrics/instrument-runner.ts';
 import { type EdgeStats, GatewayMetrics } from './metrics/metrics.ts';
 import type { GatewayEnv } from './routes/invoke.ts';
-import { createSessionUpgrade, type SessionUpgrade } from './sessions/upgrade.ts';
+import { createSessions, type Sessions } from './sessions/sessions.ts';
 
 /** The largest WebSocket frame a session client may send. */
 export const SESSION_MAX_FRAME = 1024 * 1024;
@@ -39,7 +39,7 @@ export interface GatewayOptions {
 /** The started gateway. */
 export interface Gateway {
   app: Hono<GatewayEnv>;
-  sessions: SessionUpgrade;
+  sessions: Sessions;
   deployments: Deployments;
   runtime: Runtime;
   metrics: GatewayMetrics;
@@ -78,6 +78,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       log,
       onDeployment: (outcome, durationMs) => metrics.deploymentFinished(outcome, durationMs),
     });
+    const sessions = createSessions({
+      registry: runtime.registry,
+      runner: instrumentRunner(runtime.runner, metrics, 'session'),
+      log,
+      metrics,
+      maxPayload: tuning.sessionMaxFrame ?? SESSION_MAX_FRAME,
+      maxSessions: config.maxSessions,
+      heartbeatMs: tuning.sessionHeartbeatMs,
+      isShuttingDown: options.isShuttingDown,
+    });
     const app = createApp({
       metrics,
       registry: runtime.registry,
@@ -93,17 +103,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         gitRoot: deployments.repository.root,
         maxPushBytes: config.maxPushBytes,
       },
-    });
-    const sessions = createSessionUpgrade({
-      registry: runtime.registry,
-      runner: instrumentRunner(runtime.runner, metrics, 'session'),
-      log,
-      metrics,
-      maxPayload: tuning.sessionMaxFrame ?? SESSION_MAX_FRAME,
-      maxSessions: config.maxSessions,
-      hosts,
-      heartbeatMs: tuning.sessionHeartbeatMs,
-      isShuttingDown: options.isShuttingDown,
+      sessions,
     });
     if (token.source === 'generated') {
       // Shown once; it stays in the state folder (mode 0600).

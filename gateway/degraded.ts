@@ -2,8 +2,9 @@
  * @module
  * What the gateway answers while it cannot serve functions (Podman or Nix does not work, so the runtime
  * did not start): /healthz says what is wrong, and every other route answers 503 naming the cause,
- * with Retry-After. main.ts keeps trying to start the runtime meanwhile, rather than exiting into a
- * crash loop.
+ * with Retry-After. WebSocket upgrades come through these routes as well (gateway/upgrade.ts
+ * writes their answer to the socket). main.ts keeps trying to start the runtime meanwhile, rather than
+ * exiting into a crash loop.
  */
 import { Hono } from 'hono';
 import { nanoid } from 'nanoid';

@@ -3,6 +3,7 @@
  * The one place where runtime errors become HTTP responses: a status per error code, and the JSON body
  * `{"error":{"code":"…","message":"…", …details}}`.
  */
+import { STATUS_CODES } from 'node:http';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { FnixError, type ErrorCode } from '../runtime/errors.ts';
 
@@ -67,21 +68,46 @@ export function errorParts(error: FnixError): { status: number; headers: Record<
   return { status, headers, body: JSON.stringify({ error: error.toJSON() }) };
 }
 
-/** The JSON error response for `error`. */
+/**
+ * The JSON error response for `error`. Its status text is the error code, which HTTP responses do not
+ * show (@hono/node-server writes the status alone) and a raw answer ({@link rawResponse}) does.
+ */
 export function errorResponse(error: FnixError, headers: Record<string, string> = {}): Response {
   const parts = errorParts(error);
-  return new Response(parts.body, { status: parts.status, headers: { ...parts.headers, ...headers } });
+  return new Response(parts.body, { status: parts.status, statusText: error.code, headers: { ...parts.headers, ...headers } });
 }
 
 /**
- * The same response as raw HTTP/1.1 bytes, closing the connection: for a socket that no request object
- * is attached to (a refused WebSocket upgrade, a request Node's parser refused).
+ * A response as raw HTTP/1.1 bytes, closing the connection: for a socket that no response object is
+ * attached to (a refused WebSocket upgrade). The status line's reason is the response's status text
+ * (the error code, for {@link errorResponse}'s), else the standard one.
  */
+export async function rawResponse(response: Response): Promise<Buffer> {
+  const body = Buffer.from(await response.arrayBuffer());
+  const head = rawHead({
+    status: response.status,
+    reason: response.statusText || STATUS_CODES[response.status] || '',
+    headers: response.headers,
+    length: body.length,
+  });
+  return Buffer.concat([Buffer.from(head, 'latin1'), body]);
+}
+
+/** The same response as {@link errorResponse}'s, as raw HTTP/1.1 (for a request Node's parser refused). */
 export function rawErrorResponse(error: FnixError): string {
   const { status, headers, body } = errorParts(error);
-  const all = { ...headers, 'content-length': String(Buffer.byteLength(body)), connection: 'close' };
-  const lines = [`HTTP/1.1 ${status} ${error.code}`, ...Object.entries(all).map(([name, value]) => `${name}: ${value}`)];
-  return `${lines.join('\r\n')}\r\n\r\n${body}`;
+  return rawHead({ status, reason: error.code, headers: Object.entries(headers), length: Buffer.byteLength(body) }) + body;
+}
+
+/** Headers a raw answer sets itself: its own length, and the end of the connection. */
+const RAW_OWN_HEADERS = new Set(['content-length', 'connection', 'transfer-encoding', 'keep-alive']);
+
+/** The status line and headers of a raw answer, its own Content-Length and `Connection: close` last. */
+function rawHead({ status, reason, headers, length }: { status: number; reason: string; headers: Iterable<[string, string]>; length: number }): string {
+  const lines = [`HTTP/1.1 ${status} ${reason}`];
+  for (const [name, value] of headers) if (!RAW_OWN_HEADERS.has(name.toLowerCase())) lines.push(`${name}: ${value}`);
+  lines.push(`content-length: ${length}`, 'connection: close');
+  return `${lines.join('\r\n')}\r\n\r\n`;
 }
 
 /** BODY_TOO_LARGE for a request body over FNIX_MAX_BODY. */

@@ -4,6 +4,7 @@
  * retrying, and answering 503 with the cause, while Podman or Nix does not work), and shuts both down
  * on SIGINT, SIGTERM or SIGHUP (running invocations get FNIX_SHUTDOWN_GRACE_MS to finish).
  */
+import type { HttpBindings } from '@hono/node-server';
 import { FnixError } from '../runtime/errors.ts';
 import { createLogger } from '../runtime/log.ts';
 import { guardSpawn } from '../runtime/spawn-guard.ts';
@@ -15,7 +16,7 @@ import { HostAllowlist } from './host-check.ts';
 import type { EdgeStats } from './metrics/metrics.ts';
 import { guardProcess } from './process-guards.ts';
 import { type RunningServer, startServer } from './server.ts';
-import { rejectUpgrade } from './sessions/upgrade.ts';
+import { createUpgradeHandler, type UpgradeBindings } from './upgrade.ts';
 
 const log = createLogger();
 /** While Podman or Nix does not work, how often starting the runtime is tried again. */
@@ -36,16 +37,15 @@ async function main(): Promise<void> {
   let cause = new FnixError('RUNTIME_UNAVAILABLE', 'fnix is starting');
   const degraded = createDegradedApp(() => cause, new HostAllowlist(config.allowedHosts));
   // The port is taken first: while the runtime cannot start, /healthz says why and requests get 503.
+  // Upgrade requests go to the same app as the others, the degraded one included.
+  const app = { fetch: (request: Request, env: HttpBindings | UpgradeBindings) => (serving?.app ?? degraded).fetch(request, env) };
   const server = await startServer({
-    app: { fetch: (request, env) => (serving?.app ?? degraded).fetch(request, env) },
+    app,
     host: config.host,
     port: config.port,
     maxConnections: budget.maxConnections,
     log,
-    onUpgrade: (request, socket, head) => {
-      if (serving) serving.sessions.handle(request, socket, head);
-      else rejectUpgrade(socket, cause);
-    },
+    onUpgrade: createUpgradeHandler({ app, log }),
   });
   log.info(`listening at ${server.url}`);
   const limitCheck = followOpenFilesLimit(server, config, budget.openFiles);

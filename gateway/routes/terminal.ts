@@ -1,9 +1,9 @@
 /**
  * @module
- * The browser terminal. `GET /sessions/<name>` without a WebSocket upgrade (upgrades never reach Hono:
- * gateway/sessions/upgrade.ts takes them) answers a page that runs xterm.js and opens the session at
- * its own URL in tty mode. `GET /_fnix/terminal/<file>` serves that page's files, xterm.js included,
- * from the gateway itself: the page loads nothing from anywhere else.
+ * The browser terminal. `GET /sessions/<name>` without a WebSocket upgrade (the app hands an upgrade of
+ * that URL to gateway/sessions/sessions.ts before it gets here) answers a page that runs xterm.js and
+ * opens the session at its own URL in tty mode. `GET /_fnix/terminal/<file>` serves that page's files,
+ * xterm.js included, from the gateway itself: the page loads nothing from anywhere else.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';

@@ -135,6 +135,17 @@ describe('sessions: refused before the upgrade', () => {
     expect(posted.body.error.code).toBe('SESSION_PROTOCOL_ERROR');
   });
 
+  it('answers an upgrade anywhere else with ROUTE_NOT_FOUND, naming where sessions are', async () => {
+    for (const path of ['/fn/echo', '/healthz', '/sessions/echo/more']) {
+      const { status, headers, body } = await refusedUpgrade(gateway.url, path);
+      expect(status, path).toBe(404);
+      expect(body.error, path).toEqual({ code: 'ROUTE_NOT_FOUND', message: `no WebSocket route for ${path}; sessions are at /sessions/<name>` });
+      expect(headers['x-fnix-invocation-id'], path).toBeUndefined();
+    }
+    // An empty name is a function that is not there, as any other.
+    expect((await refusedUpgrade(gateway.url, '/sessions/')).body.error.code).toBe('FUNCTION_NOT_FOUND');
+  });
+
   it('answers a bad terminal size with the JSON 400', async () => {
     const { status, body } = await refusedUpgrade(gateway.url, '/sessions/shell-test?tty=1&cols=0');
     expect(status).toBe(400);

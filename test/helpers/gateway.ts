@@ -10,11 +10,13 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { HttpBindings } from '@hono/node-server';
 import type { Deployments } from '../../deployments/deployments.ts';
 import { type Gateway, type GatewayOptions, startGateway } from '../../gateway/assemble.ts';
 import { type Config, loadConfig } from '../../gateway/config.ts';
 import { type RunningServer, startServer } from '../../gateway/server.ts';
-import type { SessionUpgrade } from '../../gateway/sessions/upgrade.ts';
+import type { Sessions } from '../../gateway/sessions/sessions.ts';
+import { createUpgradeHandler, type UpgradeBindings } from '../../gateway/upgrade.ts';
 import { createLogger } from '../../runtime/log.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 
@@ -31,7 +33,7 @@ export interface TestGateway {
   url: string;
   runtime: Runtime;
   server: RunningServer;
-  sessions: SessionUpgrade;
+  sessions: Sessions;
   /** The deployments: the repository (which git and the admin API take TEST_TOKEN for) and the records. */
   deployments: Deployments;
   token: string;
@@ -76,13 +78,14 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
   const log = createLogger({ stream: { write: (line: string) => logs.push(line) } });
   // The port first, as main.ts takes it: the gateway's metrics read the server's connections.
   let gateway: Gateway | undefined;
+  const app = { fetch: (request: Request, env: HttpBindings | UpgradeBindings) => gateway!.app.fetch(request, env) };
   const server = await startServer({
-    app: { fetch: (request, env) => gateway!.app.fetch(request, env) },
+    app,
     host: '127.0.0.1',
     port: config.port,
     maxConnections: config.maxConnections ?? 4096,
     log,
-    onUpgrade: (request, socket, head) => gateway!.sessions.handle(request, socket, head),
+    onUpgrade: createUpgradeHandler({ app, log }),
     headersTimeoutMs,
   });
   try {

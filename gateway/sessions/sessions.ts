@@ -1,0 +1,166 @@
+/**
+ * @module
+ * `GET /sessions/<name>` with a WebSocket upgrade: the route that takes it (through the app, see
+ * upgrade.ts), and the set of open sessions. The function and a container are settled before the
+ * handshake, so an unknown function is a plain 404 and no capacity a 503, with the core's JSON errors;
+ * only then does the socket become a session (session.ts).
+ */
+import type { IncomingMessage } from 'node:http';
+import { nanoid } from 'nanoid';
+import { WebSocketServer } from 'ws';
+import { FnixError } from '../../runtime/errors.ts';
+import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
+import type { Invocation } from '../../runtime/invocation/invocation.ts';
+import type { Logger } from '../../runtime/log.ts';
+import type { Runner } from '../../runtime/runner.ts';
+import { buildCgiEnv } from '../cgi/env.ts';
+import type { GatewayMetrics } from '../metrics/metrics.ts';
+import { INVOCATION_ID_HEADER } from '../routes/invoke.ts';
+import { checkHandshake, checkOrigin, readTty } from './handshake.ts';
+import { runSession, type Session } from './session.ts';
+import { type UpgradeHandler, upgradeTaken } from '../upgrade.ts';
+
+/** The path of the route that takes session upgrades. An empty name is the function's 404, as any unknown name. */
+export const SESSION_ROUTE = '/sessions/:name{[^/]*}';
+
+/** What the sessions need. */
+export interface SessionsOptions {
+  registry: FunctionRegistry;
+  /** A runner that counts its invocations as sessions. */
+  runner: Runner;
+  log: Logger;
+  metrics: GatewayMetrics;
+  /** The largest frame a client may send; larger ones close the session with 1009. */
+  maxPayload: number;
+  /** Sessions open (or being opened) at once; more are refused with 503 NO_CAPACITY. */
+  maxSessions: number;
+  /** How often sessions ping their clients. @default 15000 */
+  heartbeatMs?: number | undefined;
+  /** True once shutdown has begun: new sessions are refused. */
+  isShuttingDown: () => boolean;
+}
+
+/** The session route, and the open sessions (for shutdown). */
+export interface Sessions {
+  /** Takes the upgrade of `GET /sessions/:name` (for takeUpgrades, at {@link SESSION_ROUTE}). */
+  open: UpgradeHandler;
+  /** Ends every open session (status SHUTTING_DOWN, close 1001) and resolves when they have ended. */
+  closeAll(): Promise<void>;
+}
+
+/** Creates the session route and the set of sessions it opens. */
+export function createSessions(options: SessionsOptions): Sessions {
+  const { registry, runner, log, metrics } = options;
+  // No compression (output is often already compact, and inflating is work a client could abuse); text
+  // frames are refused by the protocol whatever they hold, so ws need not check their UTF-8.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, perMessageDeflate: false, skipUTF8Validation: true });
+  const sessions = new Set<Session>();
+  // The 101 response carries the invocation id, as every HTTP response does.
+  const invocationIds = new WeakMap<IncomingMessage, string>();
+  wss.on('headers', (headers, request) => {
+    const id = invocationIds.get(request);
+    if (id) headers.push(`${INVOCATION_ID_HEADER}: ${id}`);
+  });
+  // Sessions being opened or open, counted from before the container is found until the command ends.
+  let reserved = 0;
+  let closing = false;
+
+  const open: UpgradeHandler = async (c, { incoming, upgrade }) => {
+    checkHandshake(incoming);
+    checkOrigin(incoming);
+    const url = new URL(c.req.url);
+    const fn = registry.get(c.req.param('name') ?? '');
+    let tty: { cols: number; rows: number } | undefined;
+    try {
+      if (closing || options.isShuttingDown()) throw new FnixError('SHUTTING_DOWN', 'fnix is shutting down and accepts no new sessions');
+      tty = readTty(url.searchParams);
+      if (reserved >= options.maxSessions) {
+        throw new FnixError('NO_CAPACITY', `${options.maxSessions} sessions are open, which is FNIX_MAX_SESSIONS; retry later, or raise it`, {
+          details: { maxSessions: options.maxSessions },
+        });
+      }
+    } catch (error) {
+      if (error instanceof FnixError) metrics.invocationRefused(fn.name, 'session', error.code, 0);
+      throw error;
+    }
+    const { socket, head } = upgrade;
+    const id = nanoid();
+    // The client may leave while a container is found: a FIN ('end': upgrade sockets stay half-open)
+    // or a reset ('close') cancels the wait, or kills the command if it has started.
+    const left = new AbortController();
+    const leave = () => left.abort();
+    socket.once('end', leave).once('close', leave);
+    const socketAddress = socket as unknown as { localPort?: number; remoteAddress?: string; remotePort?: number };
+    const env = {
+      ...buildCgiEnv({
+        method: 'GET',
+        pathInfo: '',
+        query: url.search.slice(1),
+        scriptName: `/sessions/${fn.name}`,
+        headers: c.req.raw.headers,
+        requestUri: incoming.url ?? url.pathname,
+        serverName: url.hostname,
+        serverPort: String(socketAddress.localPort ?? ''),
+        remoteAddr: socketAddress.remoteAddress ?? '',
+        remotePort: String(socketAddress.remotePort ?? ''),
+      }),
+      FNIX_SESSION: '1',
+      ...(tty ? { TERM: 'xterm-256color' } : {}),
+    };
+    reserved++;
+    let invocation: Invocation;
+    try {
+      ({ invocation } = await runner.invoke({ fn, id, env, tty, timeoutMs: fn.manifest.sessionTimeoutMs, signal: left.signal }));
+    } catch (error) {
+      reserved--;
+      throw error;
+    }
+    void invocation.done.then(() => reserved--);
+    // The signal has killed the command, and the client has gone: there is no one to answer.
+    if (left.signal.aborted) return upgradeTaken(upgrade);
+    if (closing) {
+      invocation.kill('shutdown');
+      throw new FnixError('SHUTTING_DOWN', 'fnix is shutting down and accepts no new sessions');
+    }
+    socket.off('end', leave); // from here the session owns the socket, and sees its close
+    invocationIds.set(incoming, id);
+    try {
+      wss.handleUpgrade(incoming, socket, head, (ws) => {
+        metrics.sessionOpened();
+        const session = runSession({
+          ws,
+          invocation,
+          tty: tty !== undefined,
+          heartbeatMs: options.heartbeatMs,
+          idleTimeoutMs: fn.manifest.idleTimeoutMs,
+          sessionTimeoutMs: fn.manifest.sessionTimeoutMs,
+          // Counted under the session's own codes (SESSION_IDLE, SESSION_TIMEOUT...), not the invocation's.
+          onStatus: (status) => {
+            if ('error' in status) metrics.overrideOutcome(invocation, status.error.code);
+          },
+        });
+        sessions.add(session);
+        log.info('session started', { function: fn.name, id, tty: tty ? `${tty.cols}x${tty.rows}` : 'no' });
+        void session.ended.then((status) => {
+          sessions.delete(session);
+          metrics.sessionClosed();
+          log.info('session ended', { function: fn.name, id, status: JSON.stringify(status) });
+        });
+      });
+    } catch (error) {
+      invocation.kill('aborted');
+      throw error;
+    }
+    return upgradeTaken(upgrade);
+  };
+
+  return {
+    open,
+    async closeAll() {
+      closing = true; // sessions still finding a container are refused when they find one
+      const running = [...sessions];
+      for (const session of running) session.shutdown();
+      await Promise.allSettled(running.map((s) => s.ended));
+    },
+  };
+}
