@@ -125,7 +125,8 @@ export function sampleRss(pid: number, everyMs = 50): { stop(): Promise<number> 
   };
 }
 
-function freePort(): Promise<number> {
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject).listen(0, '127.0.0.1', () => {

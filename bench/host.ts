@@ -26,6 +26,8 @@ export interface BenchHost {
   rootfs: string;
   /** The busybox package's store path. */
   busybox: string;
+  /** The gojq package's store path. */
+  gojq: string;
   /** `podman run` options of (b) and (c): the same confinement as fnix's containers, store overlay included. */
   containerArgs: string[];
   /** fnix's seccomp profile, as fnix writes it. */
@@ -42,10 +44,11 @@ export async function prepareHost(stateDir: string): Promise<BenchHost> {
     gcRootsDir: join(stateDir, 'gcroots'),
   });
   const busybox = (await resolver.resolve(['busybox'])).packages[0]!.storePath;
+  const gojq = (await resolver.resolve(['gojq'])).packages[0]!.storePath;
   const seccompProfile = await writeSeccompProfile(join(stateDir, 'seccomp.json'));
   // Exactly the confinement of an fnix container (runtime/podman/run.ts), with fnix's default limits.
   const containerArgs = ['--label', `${BENCH_LABEL}=1`, ...isolationArgs({ uid: 65534, network: false, seccompProfile, ...loadConfig({}).limits })];
-  return { podman, rootfs, busybox, containerArgs, seccompProfile };
+  return { podman, rootfs, busybox, gojq, containerArgs, seccompProfile };
 }
 
 /** Removes containers an earlier, interrupted benchmark left. */

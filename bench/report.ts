@@ -3,6 +3,7 @@
  * The benchmark's report: its JSON shape, the targets it is judged against, and the printed table.
  */
 import type { RefillRound } from './refill.ts';
+import type { SideBySideResult } from './side-by-side.ts';
 import type { Summary } from './stats.ts';
 
 /** One workload's scenarios. */
@@ -49,6 +50,8 @@ export interface BenchReport {
   quick: boolean;
   machine: { cpus: number; cpuModel: string; memoryBytes: number; kernel: string; node: string; podman: string };
   workloads: Record<string, WorkloadResults>;
+  /** fnix against the floor server (a fork per request, in C) on the host and in a container, by wrk. */
+  sideBySide: Record<string, SideBySideResult>;
   refill: { rounds: RefillRound[]; medianPerSecond: number };
   /** `soak` runs with npm start's Node flags; `soakWithNodeDefaults` the same, with Node's own heap settings. */
   gateway: { rssIdleBytes: number; rssPeakBytes: number; soak: SoakResult; soakWithNodeDefaults: SoakResult };
@@ -64,7 +67,9 @@ const MB = 1024 * 1024;
 export function judgeTargets(report: BenchReport): TargetResult[] {
   const t = report.workloads['trivial']!;
   const ratio = report.ratios['trivial']!;
+  const sideBySide = sideBySideTargets(report);
   return [
+    ...sideBySide,
     { name: 'warm p50, concurrency 1', target: '<= 3 ms', observed: `${ms(t.warm1.p50)} ms`, met: t.warm1.p50 <= 3 },
     { name: 'warm p99, concurrency 1', target: '<= 15 ms', observed: `${ms(t.warm1.p99)} ms`, met: t.warm1.p99 <= 15 },
     {
@@ -90,6 +95,48 @@ export function judgeTargets(report: BenchReport): TargetResult[] {
   ];
 }
 
+/** The warm-path targets: fnix against the floor server in a container, in the same run. */
+function sideBySideTargets(report: BenchReport): TargetResult[] {
+  const trivial = report.sideBySide['trivial'];
+  const json = report.sideBySide['json'];
+  if (!trivial || !json) return [];
+  const { fnix, floorContainer } = trivial;
+  const p50Ratio = fnix.c1.p50 / floorContainer.c1.p50;
+  const rpsRatio = fnix.c8.rps / floorContainer.c8.rps;
+  const tail = fnix.c8.p99 / fnix.c8.p50;
+  const worst = Math.max(fnix.c1.max, fnix.c8.max, json.fnix.c1.max, json.fnix.c8.max);
+  const jsonRatio = json.fnix.c1.p50 / json.floorContainer.c1.p50;
+  const errors = [fnix, json.fnix].reduce((sum, rows) => sum + rows.c1.errors + rows.c8.errors, 0);
+  return [
+    {
+      name: 'warm p50 c1 / floor in a container',
+      target: '<= 1.3x',
+      observed: `${p50Ratio.toFixed(2)}x (${ms(fnix.c1.p50)} / ${ms(floorContainer.c1.p50)} ms)`,
+      met: p50Ratio <= 1.3,
+    },
+    {
+      name: 'req/s c8 / floor in a container',
+      target: '>= 0.8x, 0 errors',
+      observed: `${rpsRatio.toFixed(2)}x (${fnix.c8.rps.toFixed(0)} / ${floorContainer.c8.rps.toFixed(0)}), ${errors} errors`,
+      met: rpsRatio >= 0.8 && errors === 0,
+    },
+    { name: 'warm p99 c8 / p50 c8', target: '<= 5x', observed: `${tail.toFixed(1)}x (${ms(fnix.c8.p99)} / ${ms(fnix.c8.p50)} ms)`, met: tail <= 5 },
+    { name: 'slowest warm request, whole run', target: '<= 50 ms', observed: `${ms(worst)} ms`, met: worst <= 50 },
+    {
+      name: 'json p50 c1 / floor (gojq) in a container',
+      target: '<= 1.2x',
+      observed: `${jsonRatio.toFixed(2)}x (${ms(json.fnix.c1.p50)} / ${ms(json.floorContainer.c1.p50)} ms)`,
+      met: jsonRatio <= 1.2,
+    },
+  ];
+}
+
+const SIDE_BY_SIDE_ROWS: Array<[keyof SideBySideResult, string]> = [
+  ['floorHost', 'floor server, on the host'],
+  ['floorContainer', 'floor server, in a container'],
+  ['fnix', 'fnix warm'],
+];
+
 const SCENARIOS: Array<[keyof WorkloadResults, string]> = [
   ['floor', '(a) floor: spawn on the host'],
   ['naive', '(b) naive: podman run --rm'],
@@ -114,6 +161,27 @@ export function formatReport(report: BenchReport): string {
       lines.push(row([workload, label, String(s.n), ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max), s.rps.toFixed(0), String(s.errors)]));
     }
   }
+  lines.push(
+    '',
+    "side by side, by wrk (every response checked): a fork per request in C, on the host and in a container confined as fnix's, and fnix",
+    sxsRow(['workload', 'target', 'c1 p50', 'c1 p99', 'c1 max', 'c8 req/s', 'c8 p50', 'c8 p99', 'c8 max', 'errors']),
+  );
+  for (const [workload, result] of Object.entries(report.sideBySide)) {
+    for (const [key, label] of SIDE_BY_SIDE_ROWS) {
+      const { c1, c8 } = result[key];
+      lines.push(
+        sxsRow([workload, label, ms(c1.p50), ms(c1.p99), ms(c1.max), c8.rps.toFixed(0), ms(c8.p50), ms(c8.p99), ms(c8.max), String(c1.errors + c8.errors)]),
+      );
+    }
+  }
+  lines.push('', "CPU per request at concurrency 8 (the whole machine, wrk included; of it, fnix's gateway process):");
+  for (const [workload, result] of Object.entries(report.sideBySide)) {
+    const cost = (key: keyof SideBySideResult) => result[key].cpuPerRequestUs;
+    const fnix = cost('fnix');
+    lines.push(
+      `  ${workload.padEnd(8)} floor on the host ${cost('floorHost').machine.toFixed(0)} µs, in a container ${cost('floorContainer').machine.toFixed(0)} µs; fnix ${fnix.machine.toFixed(0)} µs, of which the gateway ${(fnix.gateway ?? 0).toFixed(0)} µs`,
+    );
+  }
   lines.push('', 'p50 ratios at concurrency 1:');
   for (const [workload, r] of Object.entries(report.ratios)) {
     lines.push(
@@ -130,7 +198,7 @@ export function formatReport(report: BenchReport): string {
     '',
     'targets (trivial function):',
   );
-  for (const t of report.targets) lines.push(`  ${t.met ? 'met   ' : 'MISSED'} ${t.name.padEnd(36)} ${t.target.padEnd(24)} ${t.observed}`);
+  for (const t of report.targets) lines.push(`  ${t.met ? 'met   ' : 'MISSED'} ${t.name.padEnd(42)} ${t.target.padEnd(20)} ${t.observed}`);
   lines.push('', `finished in ${(report.wallMs / 1000).toFixed(0)} s`);
   return `${lines.join('\n')}\n`;
 }
@@ -145,6 +213,11 @@ function ms(value: number): string {
 }
 
 const WIDTHS = [9, 31, 6, 8, 8, 8, 8, 7, 6];
+const SXS_WIDTHS = [9, 31, 7, 7, 7, 9, 7, 7, 7, 6];
+
+function sxsRow(cells: string[]): string {
+  return cells.map((cell, i) => (i < 2 ? cell.padEnd(SXS_WIDTHS[i]!) : cell.padStart(SXS_WIDTHS[i]!))).join(' ');
+}
 
 function row(cells: string[]): string {
   return cells.map((cell, i) => (i < 2 ? cell.padEnd(WIDTHS[i]!) : cell.padStart(WIDTHS[i]!))).join(' ');

@@ -22,6 +22,7 @@ import { startGatewayProcess, sampleRss, type GatewayProcess } from './gateway-p
 import { prepareHost, removeBenchContainers, removeInstanceContainers, startExecTarget, type BenchHost } from './host.ts';
 import { createClient } from './http.ts';
 import { measureRefill, type RefillRound } from './refill.ts';
+import { measureSideBySide, type SideBySideResult, type SideBySideWorkload } from './side-by-side.ts';
 import { formatReport, judgeTargets, type BenchReport, type SoakResult, type WorkloadResults } from './report.ts';
 import { runToEnd } from './spawn.ts';
 import { measure, summarize, type Summary } from './stats.ts';
@@ -29,12 +30,16 @@ import { measure, summarize, type Summary } from './stats.ts';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH_FUNCTIONS = join(ROOT, 'bench/functions');
 const quick = process.argv.includes('--quick');
+/** `--profile`: the warm gateway runs with --cpu-prof, its profile written to bench-results/profile/ (bench/profile-summary.ts reads it). */
+const profile = process.argv.includes('--profile');
 const outArg = process.argv.find((a) => a.startsWith('--out='));
 
 /** How much of each scenario to run. */
 const PLAN = quick
   ? { floor: 20, naive: 2, exec: 3, warm1: 50, warm8Ms: 1000, cold: 2, warmup: 20, refillRounds: 1, soakMs: 2000 }
   : { floor: 300, naive: 12, exec: 20, warm1: 2000, warm8Ms: 10_000, cold: 15, warmup: 300, refillRounds: 3, soakMs: 120_000 };
+/** The side-by-side rows: rounds of wrk at concurrency 1 and 8 against the floor server and fnix, in turns. */
+const SIDE_BY_SIDE_PLAN = quick ? { rounds: 1, c1Ms: 1000, c8Ms: 1000, warmupMs: 1000 } : { rounds: 3, c1Ms: 5000, c8Ms: 10_000, warmupMs: 2000 };
 const REFILL_SIZE = 8;
 
 interface Workload {
@@ -48,6 +53,34 @@ interface Workload {
 }
 
 const BODY = randomBytes(64 * 1024);
+/** The JSON filter's input: a 1.5 KB document, pretty-printed, which `gojq -c .` prints on one line. */
+const JSON_DOC = {
+  id: 1,
+  name: 'fnix',
+  tags: ['a', 'b', 'c'],
+  items: Array.from({ length: 20 }, (_, k) => ({ k, v: 'x'.repeat(10), ok: k % 2 === 0 })),
+};
+/** gojq prints object keys sorted. */
+const sortedKeys = (value: unknown): unknown =>
+  Array.isArray(value)
+    ? value.map(sortedKeys)
+    : value && typeof value === 'object'
+      ? Object.fromEntries(
+          Object.keys(value)
+            .sort()
+            .map((key) => [key, sortedKeys((value as Record<string, unknown>)[key])]),
+        )
+      : value;
+const SIDE_BY_SIDE: SideBySideWorkload[] = [
+  { key: 'trivial', fn: 'line', command: (host) => [`${host.busybox}/bin/echo`, 'hello'], body: undefined, expected: Buffer.from('hello\n') },
+  {
+    key: 'json',
+    fn: 'jq',
+    command: (host) => [`${host.gojq}/bin/gojq`, '-c', '.'],
+    body: Buffer.from(JSON.stringify(JSON_DOC, null, 2)),
+    expected: Buffer.from(`${JSON.stringify(sortedKeys(JSON_DOC))}\n`),
+  },
+];
 const WORKLOADS: Workload[] = [
   { key: 'trivial', fn: 'line', applet: ['echo', 'hello'], input: undefined, expected: Buffer.from('hello\n') },
   { key: 'echo64k', fn: 'cat', applet: ['cat'], input: BODY, expected: BODY },
@@ -76,10 +109,12 @@ async function main(): Promise<void> {
     }
 
     say('starting a gateway with a warm pool');
-    const warm = await startGatewayProcess({ FNIX_STATE_DIR: join(stateRoot, 'warm'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS }, logFile);
+    const profileArgs = profile ? ['--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profile')}`] : [];
+    const warm = await startGatewayProcess({ FNIX_STATE_DIR: join(stateRoot, 'warm'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS }, logFile, profileArgs);
     let rssIdle = 0;
     let rssPeak = 0;
     let soaks: { flags: SoakResult; defaults: SoakResult } | undefined;
+    let sideBySide: Record<string, SideBySideResult> = {};
     try {
       rssIdle = await warm.rss();
       const rss = sampleRss(warm.pid);
@@ -87,6 +122,8 @@ async function main(): Promise<void> {
         await measureWarm(warm, w, results[w.key], say);
       }
       rssPeak = await rss.stop();
+      say('side by side with the floor server, on the host and in a container, by wrk');
+      sideBySide = await measureSideBySide(host, join(stateRoot, 'host'), warm, SIDE_BY_SIDE, SIDE_BY_SIDE_PLAN, say);
       say(`trivial: the gateway's memory over a soak of ${PLAN.soakMs / 1000} s at concurrency 8, against one with Node's default heap settings, in turns`);
       const defaults = await startGatewayProcess(
         { FNIX_STATE_DIR: join(stateRoot, 'defaults'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS },
@@ -136,7 +173,14 @@ async function main(): Promise<void> {
       results[w.key].naive = await measure(() => runToEnd(argv, w.input, w.expected), { concurrency: 1, requests: PLAN.naive });
     }
 
-    const report = await buildReport(results, refill, { rssIdle, rssPeak, soak: soaks!.flags, soakDefaults: soaks!.defaults }, host, Date.now() - began);
+    const report = await buildReport(
+      results,
+      sideBySide,
+      refill,
+      { rssIdle, rssPeak, soak: soaks!.flags, soakDefaults: soaks!.defaults },
+      host,
+      Date.now() - began,
+    );
     const file = outArg ? resolve(outArg.slice('--out='.length)) : join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
     process.stdout.write(formatReport(report));
@@ -250,6 +294,7 @@ function podmanArgv(host: BenchHost): string[] {
 
 async function buildReport(
   results: Record<Workload['key'], WorkloadResults>,
+  sideBySide: Record<string, SideBySideResult>,
   refill: RefillRound[],
   rss: { rssIdle: number; rssPeak: number; soak: SoakResult; soakDefaults: SoakResult },
   host: BenchHost,
@@ -269,6 +314,7 @@ async function buildReport(
       podman: podmanVersion,
     },
     workloads: results,
+    sideBySide,
     refill: { rounds: refill, medianPerSecond: rates[Math.floor(rates.length / 2)] ?? 0 },
     gateway: { rssIdleBytes: rss.rssIdle, rssPeakBytes: rss.rssPeak, soak: rss.soak, soakWithNodeDefaults: rss.soakDefaults },
     ratios: Object.fromEntries(

@@ -43,7 +43,22 @@ describe('npm run bench', () => {
       expect(report.gateway.soak.rssPeakBytes).toBeGreaterThan(0);
       expect(report.gateway.soakWithNodeDefaults.requests).toBeGreaterThan(0);
       expect(report.gateway.soakWithNodeDefaults.errors).toBe(0);
-      expect(report.targets.map((t) => t.name)).toHaveLength(7);
+      // Side by side with the floor server, by wrk: every target answered, every answer right.
+      expect(run.stdout).toContain('floor server, in a container');
+      for (const key of ['trivial', 'json']) {
+        const result = report.sideBySide[key]!;
+        for (const target of ['floorHost', 'floorContainer', 'fnix'] as const) {
+          for (const concurrency of ['c1', 'c8'] as const) {
+            const rows = result[target][concurrency];
+            expect(rows.requests, `${key} ${target} ${concurrency}`).toBeGreaterThan(0);
+            expect(rows.errors, `${key} ${target} ${concurrency}`).toBe(0);
+            expect(rows.p50, `${key} ${target} ${concurrency}`).toBeGreaterThan(0);
+          }
+          expect(result[target].cpuPerRequestUs.machine, `${key} ${target}`).toBeGreaterThan(0);
+        }
+        expect(result.fnix.cpuPerRequestUs.gateway, key).toBeGreaterThan(0);
+      }
+      expect(report.targets.map((t) => t.name)).toHaveLength(12);
       // Nothing of the benchmark is left running.
       const left = await execa('podman', ['ps', '-aq', '--filter', 'label=io.fnix.bench']);
       expect(left.stdout.trim()).toBe('');
