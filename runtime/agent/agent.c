@@ -91,6 +91,16 @@ static int killed = 0;         /* the host asked for KILL */
 static int tty = 0;
 static int fd_stdin = -1, fd_stdout = -1, fd_stderr = -1, fd_master = -1;
 static int stdin_eof = 0;      /* host closed stdin; close the pipe once stdin_buf drains */
+/* Frames queued during an invocation are held back for up to LINGER_NS rather than written at once:
+ * a command that writes its output and exits (most do, within a fraction of a millisecond) then has
+ * SPAWNED, its output and EXIT reach the host in one write, which the host handles in one wake-up and
+ * answers with a Content-Length. Output is never held past the deadline, nor beyond FLUSH_AT bytes,
+ * nor on a terminal, where every keystroke's echo goes out at once. */
+#define LINGER_NS 1000000LL
+#define FLUSH_AT (64u * 1024u)
+static long long linger_until = 0; /* monotonic deadline of the oldest held frame, 0 when none is */
+static int urgent = 0;             /* a queued frame must go now (stdin credit) */
+static uint32_t held_credit = 0;   /* stdin credit queued and not yet written */
 /* What the agent's children inherit from it, as it was when the agent started. A function runs as the
  * agent's uid, so the kernel lets it change the agent's resource limits (prlimit), priority
  * (setpriority, on pid 1 or on the whole uid), scheduling, I/O priority and CPU affinity, and every
@@ -186,6 +196,10 @@ static void send_u32(unsigned char type, uint32_t v) {
   unsigned char p[4];
   put_u32(p, v);
   send_frame(type, p, 4);
+  /* Credit is held back only while the host cannot be waiting for it: the host stops sending when what
+   * it has in flight and its next frame (at most a quarter of the window) would pass the window, and
+   * what is in flight is at most the credit held here plus what has not reached the child yet. */
+  if (type == F_CREDIT && (held_credit += v) >= STDIN_WINDOW / 4) urgent = 1;
 }
 
 /* Writes as much queued output as the socket takes without blocking. */
@@ -231,20 +245,27 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
   return 0;
 }
 
-/* Empties a directory tree without following symlinks or crossing mounts; returns 1 when it is empty. */
-static int empty_dir(const char *dir) {
-  struct stat st;
-  if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return 1;
-  /* the second pass catches directories that were unwritable on the first */
-  for (int pass = 0; pass < 2; pass++) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+/* 1 when `dir` holds nothing (or is not a directory one can list: 0 then, unless it does not exist). */
+static int is_empty(const char *dir) {
   DIR *d = opendir(dir);
-  if (!d) return 0;
+  if (!d) return errno == ENOENT || errno == ENOTDIR;
   int empty = 1;
   struct dirent *e;
   while (empty && (e = readdir(d)))
     if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty = 0;
   closedir(d);
   return empty;
+}
+
+/* Empties a directory tree without following symlinks or crossing mounts; returns 1 when it is empty.
+ * Most invocations leave nothing behind: that is one listing, and no walk. */
+static int empty_dir(const char *dir) {
+  if (is_empty(dir)) return 1;
+  struct stat st;
+  if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return 1;
+  /* the second pass catches directories that were unwritable on the first */
+  for (int pass = 0; pass < 2; pass++) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+  return is_empty(dir);
 }
 
 /* Kills and reaps until no process but this one is left in the container. */
@@ -502,6 +523,19 @@ static void connect_host(void) {
   set_nonblock(sock);
 }
 
+static long long now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Whether queued frames go now, or may be held back a little longer (see LINGER_NS). */
+static int should_flush(void) {
+  if (buf_pending(&out_buf) == 0) return 1;
+  if (!running || tty || urgent || buf_pending(&out_buf) >= FLUSH_AT) return 1;
+  return linger_until != 0 && now_ns() >= linger_until;
+}
+
 /* Minimal env(1): [NAME=VALUE]... COMMAND [ARG]... */
 static int env_main(int argc, char **argv) {
   int i = 1;
@@ -541,7 +575,9 @@ int main(int argc, char **argv) {
     struct pollfd fds[5];
     int nfds = 0;
     int out_open = buf_pending(&out_buf) < OUT_HIGH;
-    fds[nfds++] = (struct pollfd){.fd = sock, .events = POLLIN | (buf_pending(&out_buf) ? POLLOUT : 0)};
+    /* held frames need no POLLOUT: the socket being writable would only wake the loop at once */
+    int want_write = buf_pending(&out_buf) > 0 && linger_until == 0;
+    fds[nfds++] = (struct pollfd){.fd = sock, .events = POLLIN | (want_write ? POLLOUT : 0)};
     fds[nfds++] = (struct pollfd){.fd = sigfd, .events = POLLIN};
     int i_out = -1, i_err = -1, i_in = -1;
     int out_fd = tty ? fd_master : fd_stdout;
@@ -552,7 +588,14 @@ int main(int argc, char **argv) {
       i_in = nfds;
       fds[nfds++] = (struct pollfd){.fd = in_fd, .events = POLLOUT};
     }
-    if (poll(fds, nfds, -1) < 0) {
+    struct timespec wait, *timeout = NULL;
+    if (linger_until) {
+      long long left = linger_until - now_ns();
+      if (left < 0) left = 0;
+      wait = (struct timespec){.tv_sec = left / 1000000000LL, .tv_nsec = left % 1000000000LL};
+      timeout = &wait;
+    }
+    if (ppoll(fds, nfds, timeout, NULL) < 0) {
       if (errno == EINTR) continue;
       die("poll");
     }
@@ -570,6 +613,13 @@ int main(int argc, char **argv) {
     }
     if (i_err >= 0 && fds[i_err].revents) pump_output(&fd_stderr, F_STDERR);
     if (running && child_reaped && fd_stdout < 0 && fd_stderr < 0 && fd_master < 0) finish_invocation();
-    flush_out();
+    if (should_flush()) {
+      linger_until = 0;
+      urgent = 0;
+      held_credit = 0;
+      flush_out();
+    } else if (linger_until == 0) {
+      linger_until = now_ns() + LINGER_NS;
+    }
   }
 }
