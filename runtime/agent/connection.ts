@@ -98,9 +98,25 @@ export class AgentConnection {
     return new Promise((resolve) => (this.#readyWaiter = resolve));
   }
 
+  /**
+   * Queues a frame. Frames sent in one turn of the event loop go in one write (SPAWN and the end of an
+   * empty stdin, say): the socket is corked until the turn's callbacks and promise reactions have run.
+   */
   send(frame: Buffer): void {
-    if (!this.#isClosed) this.#socket.write(frame);
+    if (this.#isClosed) return;
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      process.nextTick(this.#uncork);
+    }
+    this.#socket.write(frame);
   }
+
+  #corked = false;
+  readonly #uncork = () => {
+    this.#corked = false;
+    this.#socket.uncork();
+  };
 
   pause(): void {
     this.#socket.pause();

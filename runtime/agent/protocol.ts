@@ -65,19 +65,32 @@ export function encodeFrame(type: number, payload?: Uint8Array): Buffer {
  * they would shift every field after them.
  */
 export function encodeSpawn(request: SpawnRequest): Buffer {
-  const env = Object.entries(request.env).map(([name, value]) => `${name}=${value}`);
-  const strings = [request.cwd, ...request.argv, ...env];
+  const strings = [request.cwd, ...request.argv];
+  for (const name in request.env) strings.push(`${name}=${request.env[name]}`);
+  let length = SPAWN_HEAD;
   for (const s of strings) {
     if (s.includes('\0')) throw new TypeError(`spawn request string contains NUL: ${JSON.stringify(s)}`);
+    length += Buffer.byteLength(s) + 1;
   }
-  const head = Buffer.alloc(9);
-  head[0] = request.tty ? 1 : 0;
-  head.writeUInt16BE(request.tty?.cols ?? 0, 1);
-  head.writeUInt16BE(request.tty?.rows ?? 0, 3);
-  head.writeUInt16BE(request.argv.length, 5);
-  head.writeUInt16BE(env.length, 7);
-  return encodeFrame(FRAME.SPAWN, Buffer.concat([head, Buffer.from(`${strings.join('\0')}\0`)]));
+  // One buffer, written in place: the frame's header, the fixed fields, then each string and its NUL.
+  const frame = Buffer.allocUnsafe(HEADER_SIZE + length);
+  frame[0] = FRAME.SPAWN;
+  frame.writeUInt32BE(length, 1);
+  frame[HEADER_SIZE] = request.tty ? 1 : 0;
+  frame.writeUInt16BE(request.tty?.cols ?? 0, HEADER_SIZE + 1);
+  frame.writeUInt16BE(request.tty?.rows ?? 0, HEADER_SIZE + 3);
+  frame.writeUInt16BE(request.argv.length, HEADER_SIZE + 5);
+  frame.writeUInt16BE(strings.length - 1 - request.argv.length, HEADER_SIZE + 7);
+  let offset = HEADER_SIZE + SPAWN_HEAD;
+  for (const s of strings) {
+    offset += frame.write(s, offset);
+    frame[offset++] = 0;
+  }
+  return frame;
 }
+
+/** The fixed fields of a SPAWN payload: flags, cols, rows, argc, envc. */
+const SPAWN_HEAD = 9;
 
 /** Encodes a RESIZE frame. */
 export function encodeResize(cols: number, rows: number): Buffer {
