@@ -6,7 +6,7 @@
  */
 import { rm } from 'node:fs/promises';
 import type { AgentConnection } from '../agent/connection.ts';
-import { findLimitFiles, findMemoryCgroup, readLimitEvents, setMemoryLimit, type LimitFiles, type MemoryCgroup } from '../podman/cgroup.ts';
+import { findMemoryCgroup, LimitCounters, setMemoryLimit, type MemoryCgroup } from '../podman/cgroup.ts';
 import type { FunctionVersion } from '../functions/version.ts';
 import { Invocation, type AgentChannel, type InvocationOptions, type KillReason } from '../invocation/invocation.ts';
 import { linkTree } from './link-tree.ts';
@@ -55,8 +55,8 @@ export class Container {
   #memoryMb: number;
   readonly #pidsLimit: number | undefined;
   #memoryCgroup: MemoryCgroup | undefined | null = null;
-  /** The cgroup files counting limit hits; null until looked up, undefined when not found. */
-  #limitFiles: LimitFiles | undefined | null = null;
+  /** The cgroup files counting limit hits, open; null until looked up, undefined when not found. */
+  #limitCounters: LimitCounters | undefined | null = null;
   #current: Invocation | undefined;
 
   constructor(init: ContainerInit) {
@@ -109,11 +109,15 @@ export class Container {
     };
     // Whether the command reached a limit: since a container that reached one is never used again,
     // any count at all is this invocation's.
-    if (this.#limitFiles === null) this.#limitFiles = findLimitFiles(this.id);
-    const files = this.#limitFiles;
-    const limitCheck = files
+    if (this.#limitCounters === null) {
+      const counters = LimitCounters.open(this.id);
+      this.#limitCounters = counters;
+      if (counters) void connection.closed.then(() => counters.close());
+    }
+    const counters = this.#limitCounters;
+    const limitCheck = counters
       ? () => {
-          const events = readLimitEvents(files);
+          const events = counters.read();
           return events && { oomKilled: events.oomKills > 0, pidsLimitHit: events.pidsMax > 0 };
         }
       : undefined;
