@@ -1,6 +1,10 @@
 /**
  * @module
  * A small structured logger: one line per event, `time level message key=value...`, to a stream.
+ *
+ * Lines are written once per turn of the event loop, together: a busy gateway logs a line per
+ * invocation, and one write per line was a system call on the warm path of every request. Whatever is
+ * pending is written before the process exits, and at once for an error.
  */
 
 /** Log fields; values are printed with JSON.stringify when they are not plain words. */
@@ -21,24 +25,54 @@ export interface LoggerOptions {
   quiet?: boolean;
 }
 
+const PLAIN_WORD = /^[\w./:@-]+$/;
+
+/** Every logger's flush, run as the process exits. */
+const flushers = new Set<() => void>();
+let exitHooked = false;
+
 /** Creates a line logger. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const stream = options.stream ?? process.stderr;
-  const write = (level: string, message: string, fields?: LogFields) => {
+  let pending = '';
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (pending === '') return;
+    const text = pending;
+    pending = '';
+    stream.write(text);
+  };
+  flushers.add(flush);
+  if (!exitHooked) {
+    exitHooked = true;
+    process.once('exit', () => {
+      for (const each of flushers) each();
+    });
+  }
+  const write = (level: string, message: string, fields: LogFields | undefined, now: boolean) => {
     let line = `${new Date().toISOString()} ${level} ${message}`;
-    for (const [key, value] of Object.entries(fields ?? {})) {
-      if (value === undefined) continue;
-      const text = typeof value === 'string' && /^[\w./:@-]+$/.test(value) ? value : JSON.stringify(value);
-      line += ` ${key}=${text}`;
+    if (fields) {
+      for (const key in fields) {
+        const value = fields[key];
+        if (value === undefined) continue;
+        const text = typeof value === 'string' && PLAIN_WORD.test(value) ? value : JSON.stringify(value);
+        line += ` ${key}=${text}`;
+      }
     }
-    stream.write(`${line}\n`);
+    pending += `${line}\n`;
+    if (now) flush();
+    else if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
   };
   return {
     info: (message, fields) => {
-      if (!options.quiet) write('INFO', message, fields);
+      if (!options.quiet) write('INFO', message, fields, false);
     },
-    warn: (message, fields) => write('WARN', message, fields),
-    error: (message, fields) => write('ERROR', message, fields),
+    warn: (message, fields) => write('WARN', message, fields, false),
+    error: (message, fields) => write('ERROR', message, fields, true),
   };
 }
 

@@ -16,9 +16,10 @@ import { type RunningServer, startServer } from '../../gateway/server.ts';
 import { createUpgradeHandler, refuseUpgrades, takeUpgrades, type UpgradeBindings, upgradeTaken } from '../../gateway/upgrade.ts';
 import { FnixError } from '../../runtime/errors.ts';
 import { createLogger } from '../../runtime/log.ts';
+import { linesOf } from '../helpers/log-lines.ts';
 
 const logs: string[] = [];
-const log = createLogger({ stream: { write: (line: string) => logs.push(line) } });
+const log = createLogger({ stream: { write: (text: string) => logs.push(...linesOf(text)) } });
 const servers: RunningServer[] = [];
 
 /** A server whose requests and upgrades alike go to `app`. */

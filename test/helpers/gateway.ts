@@ -18,6 +18,7 @@ import { type RunningServer, startServer } from '../../gateway/server.ts';
 import type { Sessions } from '../../gateway/sessions/sessions.ts';
 import { createUpgradeHandler, type UpgradeBindings } from '../../gateway/upgrade.ts';
 import { createLogger } from '../../runtime/log.ts';
+import { linesOf } from './log-lines.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
 
 /** The deploy token of test gateways. */
@@ -75,7 +76,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     limits: { ...production.limits, ...limits },
   };
   const logs: string[] = [];
-  const log = createLogger({ stream: { write: (line: string) => logs.push(line) } });
+  const log = createLogger({ stream: { write: (text: string) => logs.push(...linesOf(text)) } });
   // The port first, as main.ts takes it: the gateway's metrics read the server's connections.
   let gateway: Gateway | undefined;
   const app = { fetch: (request: Request, env: HttpBindings | UpgradeBindings) => gateway!.app.fetch(request, env) };
