@@ -68,9 +68,9 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
   // /fn/<name>/..., would take its upgrades here too.)
   app.use(SESSION_ROUTE, takeUpgrades(options.sessions.open));
   app.use('*', refuseUpgrades());
-  app.use('/fn/*', async function assignInvocationId(c, next) {
+  app.use('/fn/*', function assignInvocationId(c, next) {
     c.set('invocationId', nanoid());
-    await next();
+    return next();
   });
   const { metrics } = options;
   const invoke = createInvokeHandler({ ...options, runner: instrumentRunner(options.runner, metrics, 'http') });

@@ -58,9 +58,13 @@ export class HostAllowlist {
 
 /** Hono middleware: every request's Host is checked before its route (the error handler answers). */
 export function checkHost(hosts: HostAllowlist): MiddlewareHandler {
-  return async function checkHost(c, next) {
-    hosts.check(c.req.header('host'));
-    await next();
+  // Not async (nor the app's other pass-through middleware): each async layer is a promise per request.
+  return function checkHost(c, next) {
+    // Node's parsed headers when there are some (HTTP and upgrades alike): c.req.header would make a
+    // fetch Headers of every request just for this one.
+    const incoming = (c.env as { incoming?: { headers: Record<string, unknown> } } | undefined)?.incoming;
+    hosts.check(incoming ? (incoming.headers['host'] as string | undefined) : c.req.header('host'));
+    return next();
   };
 }
 

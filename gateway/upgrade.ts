@@ -60,7 +60,8 @@ export function upgradeOf(c: Context): UpgradeBindings | undefined {
  * (which answers GET's handshake checks itself), and a plain request on to the route's HTTP handlers.
  */
 export function takeUpgrades(take: UpgradeHandler): MiddlewareHandler {
-  return async function takeUpgrade(c, next) {
+  // Not async: a plain request passes on with no promise of this middleware's own.
+  return function takeUpgrade(c, next) {
     const env = upgradeOf(c);
     if (!env) return next();
     return take(c, env);
@@ -69,9 +70,9 @@ export function takeUpgrades(take: UpgradeHandler): MiddlewareHandler {
 
 /** Middleware: an upgrade request reaching it, past every route that takes upgrades, is ROUTE_NOT_FOUND. */
 export function refuseUpgrades(): MiddlewareHandler {
-  return async function refuseUpgrade(c, next) {
+  return function refuseUpgrade(c, next) {
     if (upgradeOf(c)) throw new FnixError('ROUTE_NOT_FOUND', `no WebSocket route for ${new URL(c.req.url).pathname}; sessions are at /sessions/<name>`);
-    await next();
+    return next();
   };
 }
 

@@ -2,6 +2,7 @@
  * @module
  * The CGI/1.1 meta-variables (RFC 3875, section 4.1) of an HTTP request, as a function's environment.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 
 /** What the CGI variables are made from. */
 export interface CgiRequest {
@@ -12,7 +13,8 @@ export interface CgiRequest {
   query: string;
   /** The function's own path, `/fn/<name>`. */
   scriptName: string;
-  headers: Headers;
+  /** A fetch Headers, or Node's parsed headers (names in lower case, repeats joined as Node joins them). */
+  headers: Headers | IncomingHttpHeaders;
   /** The request URI as received. */
   requestUri: string;
   serverName: string;
@@ -43,13 +45,24 @@ export function buildCgiEnv(request: CgiRequest): Record<string, string> {
     REMOTE_ADDR: request.remoteAddr,
     REMOTE_PORT: request.remotePort,
   };
-  request.headers.forEach((value, name) => {
+  const add = (value: string, name: string) => {
     if (name === 'content-type') env['CONTENT_TYPE'] = value;
     else if (name === 'content-length') env['CONTENT_LENGTH'] = value;
-    else if (name !== 'proxy' && /^[a-z0-9-]+$/.test(name)) env[`HTTP_${name.toUpperCase().replaceAll('-', '_')}`] = value;
-  });
+    else if (name !== 'proxy' && HEADER_NAME.test(name)) env[`HTTP_${name.toUpperCase().replaceAll('-', '_')}`] = value;
+  };
+  const { headers } = request;
+  if (headers instanceof Headers) headers.forEach(add);
+  else {
+    for (const name in headers) {
+      const value = headers[name];
+      // Node keeps repeated Set-Cookie apart; a request has none that matter, but join them as Headers would.
+      if (value !== undefined) add(typeof value === 'string' ? value : value.join(', '), name);
+    }
+  }
   return env;
 }
+
+const HEADER_NAME = /^[a-z0-9-]+$/;
 
 /** PATH_INFO is decoded (RFC 3875, 4.1.5); a path that does not decode cleanly is passed as received. */
 function decodePath(path: string): string {

@@ -87,30 +87,53 @@ export async function respondWithInvocation(options: FunctionResponseOptions): P
   // still gets its 413.
   if (ended) await bodySettled;
   if (request.body === 'too_large') throw bodyTooLarge(options.maxBody);
-  const headers = new Headers(options.headers);
+  // A plain object, not a Headers: @hono/node-server hands it to writeHead as it is.
+  const headers: OutgoingHeaders = { ...options.headers };
   if (ended) {
     const result = await invocation.done;
     if (result.error) throw result.error;
     if (!head) throw badResponse('it exited before writing the blank line that ends its headers');
-    for (const [name, value] of head.headers) headers.append(name, value);
+    appendHeaders(headers, head.headers);
     if (NO_BODY_STATUSES.has(head.status)) return noBody(head.status, headers);
-    return new Response(heldBytes ? Buffer.concat(held) : null, { status: head.status, headers });
+    const body = heldBytes ? (held.length === 1 ? held[0]! : Buffer.concat(held)) : null;
+    return new Response(body as BodyInit | null, { status: head.status, headers: asInit(headers) });
   }
-  for (const [name, value] of head!.headers) headers.append(name, value);
+  appendHeaders(headers, head!.headers);
   if (NO_BODY_STATUSES.has(head!.status)) {
     discardRest(next, stdout);
     return noBody(head!.status, headers);
   }
-  return new Response(streamRest(held, next, stdout, options), { status: head!.status, headers });
+  return new Response(streamRest(held, next, stdout, options), { status: head!.status, headers: asInit(headers) });
+}
+
+/** Response headers by lower-case name; a repeated one (Set-Cookie) has its values in order. */
+type OutgoingHeaders = Record<string, string | string[]>;
+
+/**
+ * @hono/node-server passes a plain object of headers to Node's writeHead as it is, and writeHead takes
+ * a list for a repeated header; the fetch types know only strings.
+ */
+function asInit(headers: OutgoingHeaders): HeadersInit {
+  return headers as unknown as HeadersInit;
+}
+
+function appendHeaders(into: OutgoingHeaders, pairs: ReadonlyArray<readonly [string, string]>): void {
+  for (const [name, value] of pairs) {
+    const key = name.toLowerCase();
+    const existing = into[key];
+    if (existing === undefined) into[key] = value;
+    else if (Array.isArray(existing)) existing.push(value);
+    else into[key] = [existing, value];
+  }
 }
 
 /**
  * 204, 205 and 304 have no body (RFC 9110), whatever the function wrote after its head. A 205 says so
  * with `Content-Length: 0` (Node would frame it as an empty chunked body); 204 and 304 Node sends bare.
  */
-function noBody(status: number, headers: Headers): Response {
-  if (status === 205) headers.set('content-length', '0');
-  return new Response(null, { status, headers });
+function noBody(status: number, headers: OutgoingHeaders): Response {
+  if (status === 205) headers['content-length'] = '0';
+  return new Response(null, { status, headers: asInit(headers) });
 }
 
 /** Reads the rest of stdout and drops it, so that the function can write to its end. */

@@ -40,7 +40,10 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
     const id = c.get('invocationId');
     const name = c.req.param('name') ?? '';
     const fn = registry.get(name);
-    const declared = c.req.header('content-length');
+    const incoming = c.env.incoming;
+    // Node's own view of the request throughout: the fetch Request (and its Headers, URL and body
+    // stream) is never made on this path.
+    const declared = incoming.headers['content-length'];
     if (declared !== undefined && Number(declared) > maxBody) {
       metrics.invocationRefused(fn.name, 'http', 'BODY_TOO_LARGE', 0);
       throw bodyTooLarge(maxBody);
@@ -50,14 +53,14 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
     const scriptName = `/fn/${name}`;
     // The rest of the path after /fn/<name>, cut from the raw path (the name may be percent-encoded there).
     const pathInfo = url.pathname.replace(/^\/fn\/[^/]*/, '');
-    const socket = c.env.incoming.socket;
+    const socket = incoming.socket;
     const env = buildCgiEnv({
       method: c.req.method,
       pathInfo,
       query: url.search.slice(1),
       scriptName,
-      headers: c.req.raw.headers,
-      requestUri: c.env.incoming.url ?? url.pathname + url.search,
+      headers: incoming.headers,
+      requestUri: incoming.url ?? url.pathname + url.search,
       serverName: url.hostname,
       serverPort: String(socket.localPort ?? ''),
       remoteAddr: socket.remoteAddress ?? '',
@@ -79,7 +82,7 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
         container: lease.container.name,
       }),
     );
-    const body = deliverBody(c.req.raw.body, invocation, maxBody);
+    const body = deliverBody(incoming, invocation, maxBody);
     const responding = respondWithInvocation({
       invocation,
       body,
