@@ -27,7 +27,7 @@ export function summarizeProfile(profile: Profile): { busyUs: number; self: Map<
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const sampled = new Map<number, number>();
-  profile.samples.forEach((id, i) => sampled.set(id, (sampled.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  for (const [i, id] of profile.samples.entries()) sampled.set(id, (sampled.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
   const label = (n: ProfileNode) => {
     const f = n.callFrame;
     return `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules\/|dist\/)?/, '')}:${f.lineNumber + 1}`;
