@@ -21,9 +21,14 @@ declare -A PACKAGES=(
   [git]=/usr/bin/git
 )
 # With --test (what `npm test` passes): what only the test suite needs. The browser terminal's test
-# drives Debian's Chromium through playwright-core; nothing downloads a browser.
+# drives Debian's Chromium through playwright-core; nothing downloads a browser. With --bench (what
+# `npm run bench` passes), and with --test, whose suite runs the benchmark briefly: wrk, its load
+# generator.
 if [ "${1:-}" = "--test" ]; then
   PACKAGES[chromium]=/usr/bin/chromium
+fi
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
+  PACKAGES[wrk]=/usr/bin/wrk
 fi
 # A package counts as installed when dpkg says so, not when its file exists: Debian's dynamic busybox
 # (which initramfs-tools recommends) installs /bin/busybox too, and the starter set needs the static one.
