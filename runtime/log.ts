@@ -27,8 +27,8 @@ export interface LoggerOptions {
 
 const PLAIN_WORD = /^[\w./:@-]+$/;
 
-/** Every logger's flush, run as the process exits. */
-const flushers = new Set<() => void>();
+/** Every live logger's flush, run as the process exits (weakly held: a logger dropped is forgotten). */
+const flushers = new Set<WeakRef<() => void>>();
 let exitHooked = false;
 
 /** Creates a line logger. */
@@ -43,11 +43,11 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     pending = '';
     stream.write(text);
   };
-  flushers.add(flush);
+  flushers.add(new WeakRef(flush));
   if (!exitHooked) {
     exitHooked = true;
     process.once('exit', () => {
-      for (const each of flushers) each();
+      for (const each of flushers) each.deref()?.();
     });
   }
   const write = (level: string, message: string, fields: LogFields | undefined, now: boolean) => {

@@ -20,6 +20,8 @@ export interface FunctionResponseOptions {
   maxBody: number;
   /** Headers every response carries (the invocation id). */
   headers: Record<string, string>;
+  /** The request's method: a HEAD response's headers are built differently (see initOf). */
+  method: string;
   /** Tears the client connection down without ending the response cleanly. */
   abortConnection: () => void;
 }
@@ -87,21 +89,23 @@ export async function respondWithInvocation(options: FunctionResponseOptions): P
   // still gets its 413.
   if (ended) await bodySettled;
   if (request.body === 'too_large') throw bodyTooLarge(options.maxBody);
-  // A plain object, not a Headers: @hono/node-server hands it to writeHead as it is.
-  const headers: OutgoingHeaders = { ...options.headers };
+  // A plain object, not a Headers: @hono/node-server hands it to writeHead as it is. No prototype, so
+  // that a header named `constructor` or `__proto__` is a header like any other.
+  const headers: OutgoingHeaders = Object.assign(Object.create(null) as OutgoingHeaders, options.headers);
+  const asInit = (all: OutgoingHeaders) => initOf(all, options.method === 'HEAD');
   if (ended) {
     const result = await invocation.done;
     if (result.error) throw result.error;
     if (!head) throw badResponse('it exited before writing the blank line that ends its headers');
     appendHeaders(headers, head.headers);
-    if (NO_BODY_STATUSES.has(head.status)) return noBody(head.status, headers);
+    if (NO_BODY_STATUSES.has(head.status)) return noBody(head.status, headers, options.method);
     const body = heldBytes ? (held.length === 1 ? held[0]! : Buffer.concat(held)) : null;
     return new Response(body as BodyInit | null, { status: head.status, headers: asInit(headers) });
   }
   appendHeaders(headers, head!.headers);
   if (NO_BODY_STATUSES.has(head!.status)) {
     discardRest(next, stdout);
-    return noBody(head!.status, headers);
+    return noBody(head!.status, headers, options.method);
   }
   return new Response(streamRest(held, next, stdout, options), { status: head!.status, headers: asInit(headers) });
 }
@@ -111,10 +115,15 @@ type OutgoingHeaders = Record<string, string | string[]>;
 
 /**
  * @hono/node-server passes a plain object of headers to Node's writeHead as it is, and writeHead takes
- * a list for a repeated header; the fetch types know only strings.
+ * a list for a repeated header; the fetch types know only strings. A HEAD response is the exception:
+ * Hono makes a new Response of the GET route's, which would join a list into one value (two Set-Cookie
+ * headers into one), so it gets a Headers, each value appended.
  */
-function asInit(headers: OutgoingHeaders): HeadersInit {
-  return headers as unknown as HeadersInit;
+function initOf(headers: OutgoingHeaders, isHead: boolean): HeadersInit {
+  if (!isHead) return headers as unknown as HeadersInit;
+  const list = new Headers();
+  for (const name in headers) for (const value of ([] as string[]).concat(headers[name]!)) list.append(name, value);
+  return list;
 }
 
 function appendHeaders(into: OutgoingHeaders, pairs: ReadonlyArray<readonly [string, string]>): void {
@@ -131,9 +140,9 @@ function appendHeaders(into: OutgoingHeaders, pairs: ReadonlyArray<readonly [str
  * 204, 205 and 304 have no body (RFC 9110), whatever the function wrote after its head. A 205 says so
  * with `Content-Length: 0` (Node would frame it as an empty chunked body); 204 and 304 Node sends bare.
  */
-function noBody(status: number, headers: OutgoingHeaders): Response {
+function noBody(status: number, headers: OutgoingHeaders, method: string): Response {
   if (status === 205) headers['content-length'] = '0';
-  return new Response(null, { status, headers: asInit(headers) });
+  return new Response(null, { status, headers: initOf(headers, method === 'HEAD') });
 }
 
 /** Reads the rest of stdout and drops it, so that the function can write to its end. */

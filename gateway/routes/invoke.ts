@@ -89,6 +89,7 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
       cgi: fn.manifest.cgi,
       maxBody,
       headers: { [INVOCATION_ID_HEADER]: id },
+      method: c.req.method,
       abortConnection: () => c.env.outgoing.destroy(),
     }).catch((error: unknown) => {
       // The gateway answers with an error of its own: that is the outcome, whatever the function did.

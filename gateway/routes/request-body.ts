@@ -24,6 +24,7 @@ const BLOCK = 64 * 1024;
 export type BodyOutcome = 'complete' | 'too_large' | 'aborted';
 
 const COMPLETE: Promise<BodyOutcome> = Promise.resolve('complete');
+const ABORTED: Promise<BodyOutcome> = Promise.resolve('aborted');
 
 /** True when the request carries no body at all (no Content-Length above 0, no Transfer-Encoding). */
 export function hasNoBody(incoming: IncomingMessage): boolean {
@@ -39,6 +40,9 @@ export function deliverBody(incoming: IncomingMessage, invocation: Invocation, m
     incoming.resume();
     return COMPLETE;
   }
+  // A client gone before the body was listened to (while a container started, say): the stream's
+  // 'close' has been and gone, so no listener added now would ever hear of it.
+  if (incoming.destroyed) return ABORTED;
   const queue: Uint8Array[] = [];
   const length = Number(incoming.headers['content-length']);
   const declared = Number.isSafeInteger(length) && length > 0 ? length : Number.POSITIVE_INFINITY;

@@ -101,6 +101,7 @@ static int stdin_eof = 0;      /* host closed stdin; close the pipe once stdin_b
 static long long linger_until = 0; /* monotonic deadline of the oldest held frame, 0 when none is */
 static int urgent = 0;             /* a queued frame must go now (stdin credit) */
 static uint32_t held_credit = 0;   /* stdin credit queued and not yet written */
+static int flushing = 0;           /* a flush could not write everything: the rest goes as soon as it can */
 /* What the agent's children inherit from it, as it was when the agent started. A function runs as the
  * agent's uid, so the kernel lets it change the agent's resource limits (prlimit), priority
  * (setpriority, on pid 1 or on the whole uid), scheduling, I/O priority and CPU affinity, and every
@@ -532,7 +533,7 @@ static long long now_ns(void) {
 /* Whether queued frames go now, or may be held back a little longer (see LINGER_NS). */
 static int should_flush(void) {
   if (buf_pending(&out_buf) == 0) return 1;
-  if (!running || tty || urgent || buf_pending(&out_buf) >= FLUSH_AT) return 1;
+  if (flushing || !running || tty || urgent || buf_pending(&out_buf) >= FLUSH_AT) return 1;
   return linger_until != 0 && now_ns() >= linger_until;
 }
 
@@ -618,6 +619,7 @@ int main(int argc, char **argv) {
       urgent = 0;
       held_credit = 0;
       flush_out();
+      flushing = buf_pending(&out_buf) > 0;
     } else if (linger_until == 0) {
       linger_until = now_ns() + LINGER_NS;
     }

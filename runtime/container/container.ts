@@ -110,6 +110,7 @@ export class Container {
     // Whether the command reached a limit: since a container that reached one is never used again,
     // any count at all is this invocation's.
     if (this.#limitCounters === null) {
+      // null again when they could not be opened now: the next invocation tries again.
       const counters = LimitCounters.open(this.id);
       this.#limitCounters = counters;
       if (counters) void connection.closed.then(() => counters.close());

@@ -92,8 +92,16 @@ export class LimitCounters {
     this.#pids = pids;
   }
 
-  /** Opens the counters of container `id`; undefined for a layout fnix does not know, or a container already gone. */
-  static open(id: string): LimitCounters | undefined {
+  /**
+   * Opens the counters of container `id`: undefined for a layout fnix does not know (or a container
+   * already gone), null when the files are there but could not be opened now (no descriptor left,
+   * say), which is worth trying again.
+   *
+   * Two descriptors per container, for its serving life: they fit the per-container reserve of the
+   * connection bound (gateway/connection-limit.ts), whose podman pipes are open only before the first
+   * invocation (`podman run`) and after the agent's socket closes (`podman rm`), when these are not.
+   */
+  static open(id: string): LimitCounters | undefined | null {
     const files = findLimitFiles(id);
     if (!files) return undefined;
     let oom: number | undefined;
@@ -102,7 +110,7 @@ export class LimitCounters {
       return new LimitCounters(oom, existsSync(files.pids) ? openSync(files.pids, 'r') : undefined);
     } catch {
       if (oom !== undefined) closeSync(oom);
-      return undefined;
+      return null;
     }
   }
 

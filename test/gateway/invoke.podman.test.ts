@@ -208,6 +208,19 @@ describe('invoking a function over HTTP', () => {
     expect(await response.json()).toEqual({ short: true, stout: true, method: 'DELETE' });
   });
 
+  it('keeps a repeated CGI header apart, on GET and HEAD, and takes any header name as a name', async () => {
+    for (const method of ['GET', 'HEAD']) {
+      const response = await fetch(`${gateway.url}/fn/cgi-headers`, { method });
+      expect(response.status, method).toBe(200);
+      expect(response.headers.getSetCookie(), method).toEqual(['a=1', 'b=2']);
+      expect(response.headers.get('constructor'), method).toBe('c');
+      expect(response.headers.get('tostring'), method).toBe('t');
+      // On HEAD, @hono/node-server copies the headers into a plain object, where `__proto__` is lost.
+      if (method === 'GET') expect(response.headers.get('__proto__'), method).toBe('p');
+      expect(await response.text(), method).toBe(method === 'HEAD' ? '' : 'ok\n');
+    }
+  });
+
   it('transforms JSON with gojq, which the jq function declares', async () => {
     const response = await fetch(`${gateway.url}/fn/jq`, {
       method: 'POST',
