@@ -238,6 +238,14 @@ async function streamBlobs(repository: Repository, entries: Entry[], env: Quaran
   let current: { sink: BlobSink; remaining: number } | undefined;
   let skipNewline = false;
   let written = 0;
+  // A blob is whole: its sink is closed, and git's newline after it is skipped.
+  const finishBlob = async () => {
+    const done = current!;
+    current = undefined;
+    await done.sink.close();
+    written += 1;
+    skipNewline = true;
+  };
   try {
     for await (const data of child.stdout!) {
       const chunk = data as Buffer;
@@ -251,13 +259,7 @@ async function streamBlobs(repository: Repository, entries: Entry[], env: Quaran
           await current.sink.write(chunk.subarray(offset, offset + take));
           current.remaining -= take;
           offset += take;
-          if (current.remaining === 0) {
-            const done = current;
-            current = undefined;
-            await done.sink.close();
-            written += 1;
-            skipNewline = true;
-          }
+          if (current.remaining === 0) await finishBlob();
         } else {
           const newline = chunk.indexOf(0x0a, offset);
           header += chunk.subarray(offset, newline < 0 ? chunk.length : newline).toString('latin1');
@@ -269,13 +271,7 @@ async function streamBlobs(repository: Repository, entries: Entry[], env: Quaran
           const entry = match ? byOid.get(match[1]!) : undefined;
           if (!match || !entry) throw new Error(`git cat-file: unexpected header ${JSON.stringify(line.slice(0, 200))}`);
           current = { sink: await openSink(entry), remaining: Number(match[2]) };
-          if (current.remaining === 0) {
-            const done = current;
-            current = undefined;
-            await done.sink.close();
-            written += 1;
-            skipNewline = true;
-          }
+          if (current.remaining === 0) await finishBlob();
         }
       }
     }
