@@ -27,7 +27,7 @@ const COMPLETE: Promise<BodyOutcome> = Promise.resolve('complete');
 const ABORTED: Promise<BodyOutcome> = Promise.resolve('aborted');
 
 /** True when the request carries no body at all (no Content-Length above 0, no Transfer-Encoding). */
-export function hasNoBody(incoming: IncomingMessage): boolean {
+function hasNoBody(incoming: IncomingMessage): boolean {
   const { headers } = incoming;
   return headers['transfer-encoding'] === undefined && (headers['content-length'] === undefined || headers['content-length'] === '0');
 }
@@ -46,7 +46,8 @@ export function deliverBody(incoming: IncomingMessage, invocation: Invocation, m
   const queue: Uint8Array[] = [];
   const length = Number(incoming.headers['content-length']);
   const declared = Number.isSafeInteger(length) && length > 0 ? length : Number.POSITIVE_INFINITY;
-  let received = 0;
+  // Body bytes received so far, this chunk's included.
+  let total = 0;
   // The block that small chunks are copied into, and how much of it is used.
   let block: Buffer | undefined;
   let used = 0;
@@ -65,7 +66,7 @@ export function deliverBody(incoming: IncomingMessage, invocation: Invocation, m
     }
     if (block && used + chunk.length > block.length) flushBlock();
     // A body of known length below a block gets a block of its size: no 64 KiB for a 1 KiB body.
-    block ??= Buffer.allocUnsafe(Math.max(chunk.length, Math.min(BLOCK, declared - received + chunk.length)));
+    block ??= Buffer.allocUnsafe(Math.max(chunk.length, Math.min(BLOCK, declared - total + chunk.length)));
     block.set(chunk, used);
     used += chunk.length;
   };
@@ -78,7 +79,6 @@ export function deliverBody(incoming: IncomingMessage, invocation: Invocation, m
   };
 
   const outcome = new Promise<BodyOutcome>((resolve) => {
-    let total = 0;
     const settle = (result: BodyOutcome) => {
       if (finished) return;
       finished = true;
@@ -93,7 +93,6 @@ export function deliverBody(incoming: IncomingMessage, invocation: Invocation, m
     };
     const onData = (chunk: Buffer) => {
       total += chunk.length;
-      received = total;
       if (total > maxBody) return settle('too_large');
       // Once the function has ended, the rest is only counted (for the 413), not kept.
       if (!invocation.finished) {
