@@ -201,8 +201,22 @@ describe('hostile clients', () => {
 
   it('refuses names made to escape with 404 before any container, Nix or filesystem work', async () => {
     const hello = await alongside(gateway.url);
-    await waitUntil(() => gateway.runtime.pool.stats().busy === 0 && gateway.runtime.pool.stats().starting === 0, 10_000, 'a quiet pool');
-    const before = gateway.runtime.pool.stats();
+    // The pool as it is between two of hello's requests (which go on meanwhile): read in the same turn
+    // as the check, so that no hello request can start in between.
+    const quietPool = async (what: string) => {
+      let stats = gateway.runtime.pool.stats();
+      await waitUntil(
+        () => {
+          stats = gateway.runtime.pool.stats();
+          return stats.busy === 0 && stats.starting === 0;
+        },
+        10_000,
+        what,
+      );
+      return stats;
+    };
+    const before = await quietPool('a quiet pool');
+    const logsBefore = gateway.logs.length;
     const names = [
       '..%2f..%2fetc',
       '%2e%2e',
@@ -223,10 +237,14 @@ describe('hostile clients', () => {
       expect(answer, name).toMatch(/^HTTP\/1\.1 404/);
       expect(answer, name).toMatch(/"code":"(FUNCTION_NOT_FOUND|ROUTE_NOT_FOUND)"/);
     }
-    const after = gateway.runtime.pool.stats();
+    const after = await quietPool('a quiet pool after the names');
     const figures = await hello.stop();
-    expect(after.busy).toBe(0); // no container was taken
+    // No container was taken: none specialised, none started, and nothing but hello invoked.
     expect(after.idle).toBe(before.idle);
+    expect(after.warm).toBe(before.warm);
+    expect(after.total).toBe(before.total);
+    const invoked = gateway.logs.slice(logsBefore).flatMap((line) => [...line.matchAll(/INFO invocation function=(\S+)/g)].map((m) => m[1]));
+    expect(invoked.filter((name) => name !== 'hello')).toEqual([]);
     expect(figures.failures).toBe(0);
     await report('names made to escape', { names: names.length, answered: '404 JSON', containersTaken: 0, hello: figures });
   });
