@@ -58,6 +58,7 @@ export class PoolRunner implements Runner {
     const { fn } = request;
     const lease = await this.#pool.acquire(fn, { signal: request.signal });
     const env = {
+      ...fn.packageEnv,
       ...fn.manifest.env,
       ...request.env,
       PATH: fn.resolution.binPath,

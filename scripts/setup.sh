@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fnix set-up for a fresh Debian 12 machine: installs whatever is missing (system packages, npm
-# dependencies) and warms the offline starter package set. Safe to run again: it only does what is
+# dependencies) and builds the offline package set. Safe to run again: it only does what is
 # missing, so `npm start` and `npm test` run it every time. `--test` adds what only the tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,13 +64,23 @@ if [ ! -d node_modules ] || [ "$(cat node_modules/.fnix-lock-hash 2>/dev/null)" 
   echo "$lock_hash" > node_modules/.fnix-lock-hash
 fi
 
-# Warm the starter package set: it is what functions use when no nixpkgs is reachable.
+# The offline package set (runtime/nix/offline): Debian's archives fetched and imported into the store
+# (only what is missing), then every package built by Nix, offline and sandboxed. The outputs are GC
+# roots, so nix-collect-garbage leaves them. A second run finds everything built and builds nothing.
 mkdir -p /nix/store
-if ! out=$(nix-build runtime/nix/starter --no-out-link -A busybox -A bash -A gojq 2>&1); then
-  log "building the starter package set failed:"
-  printf '%s\n' "$out" >&2
+node --import tsx scripts/fetch-debs.ts
+roots=/nix/var/nix/gcroots/fnix/offline-set
+started=$SECONDS
+if ! out=$(nix-build --option sandbox true --option sandbox-fallback false --option substituters '' --max-jobs 2 \
+    -E "let set = import $PWD/runtime/nix/offline {}; in [ set.busybox set.bash set.gojq set.patchelf ] ++ builtins.attrValues set.debian" \
+    --out-link "$roots.new/package" 2>&1); then
+  log "building the offline package set failed:"
+  printf '%s\n' "$out" | tail -40 >&2
   exit 1
 fi
+# The new roots replace the old ones (a package Debian updated leaves its old path to deployments' roots).
+rm -rf "$roots" && mv "$roots.new" "$roots"
+if grep -q '^building ' <<<"$out"; then log "offline package set built in $((SECONDS - started)) s"; fi
 
 # The JavaScript that `npm start` runs.
 bash scripts/build.sh

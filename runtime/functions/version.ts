@@ -17,5 +17,7 @@ export interface FunctionVersion {
   dir: string;
   /** The Nix packages, resolved and rooted. */
   resolution: Resolution;
+  /** Variables the packages need besides PATH, such as PYTHONPATH (runtime/nix/environment.ts). */
+  packageEnv: Record<string, string>;
   builtAt: Date;
 }

@@ -1,6 +1,6 @@
 /**
  * @module
- * Builds the offline starter set (runtime/nix/starter) with real Nix and runs its binaries on the host.
+ * Builds the offline set (runtime/nix/starter) with real Nix and runs its binaries on the host.
  */
 import { lstat, mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
 import os from 'node:os';

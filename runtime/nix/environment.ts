@@ -1,0 +1,37 @@
+/**
+ * @module
+ * The environment a function's packages need beyond PATH, derived from its closure as nixpkgs' setup hooks
+ * derive it in a nix-shell: every `lib/python3.X/site-packages` folder in the closure goes on PYTHONPATH,
+ * so a function that declares `python3` and `python3Packages.requests` imports requests. Computed once per
+ * build, never per invocation.
+ */
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+
+/** `python3.11` and the like: the folders under lib/ that hold a site-packages. */
+const PYTHON_DIR = /^python3\.\d+$/;
+
+/**
+ * The variables for a closure (store paths, in any order): `PYTHONPATH` when any path has Python libraries,
+ * their site-packages folders in closure order. Empty when there is nothing to set.
+ */
+export async function packageEnvironment(closure: readonly string[]): Promise<Record<string, string>> {
+  const sitePackages: string[] = [];
+  for (const storePath of closure) {
+    for (const entry of await entriesOf(path.join(storePath, 'lib'))) {
+      if (!PYTHON_DIR.test(entry)) continue;
+      const dir = path.join(storePath, 'lib', entry, 'site-packages');
+      if ((await entriesOf(dir)).length > 0) sitePackages.push(dir);
+    }
+  }
+  return sitePackages.length > 0 ? { PYTHONPATH: sitePackages.join(':') } : {};
+}
+
+/** The names in a folder; none when it is missing or not a folder. */
+async function entriesOf(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch {
+    return [];
+  }
+}
