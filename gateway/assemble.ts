@@ -53,6 +53,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const runtime = await startRuntime({
     stateDir: config.stateDir,
     packages: config.packages,
+    allowedUris: config.allowedUris,
+    binaryCaches: config.binaryCaches,
     poolSize: config.poolSize,
     maxContainers: config.maxContainers,
     idleTtlMs: config.idleTtlMs,
@@ -75,6 +77,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       functionsDir: config.functionsDir,
       maxPushBytes: config.maxPushBytes,
       pushWaitMs: tuning.pushWaitMs,
+      historyLimit: config.historyLimit,
       log,
       onDeployment: (outcome, durationMs) => metrics.deploymentFinished(outcome, durationMs),
     });

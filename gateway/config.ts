@@ -5,6 +5,8 @@
  */
 import { resolve } from 'node:path';
 import { MAX_STATE_DIR_BYTES } from '../runtime/container/launcher.ts';
+import { invalidAllowedUriReason } from '../runtime/nix/repository-set.ts';
+import { type BinaryCacheSettings, invalidSubstituterReason, invalidTrustedKeyReason, redactKey, splitList } from '../runtime/nix/substituters.ts';
 import type { ContainerLimits } from '../runtime/podman/run.ts';
 import { ALLOWED_HOST_PATTERN } from './host-check.ts';
 
@@ -22,6 +24,18 @@ export interface Config {
   functionsDir: string;
   /** FNIX_PACKAGES: a Nix expression for the package set. @default `<nixpkgs>` if found, else the starter set */
   packages: string | undefined;
+  /**
+   * Binary caches for every package set but the offline set, added to nix.conf's: FNIX_SUBSTITUTERS
+   * (file://, http:// or https:// URLs, separated by spaces or commas), FNIX_TRUSTED_PUBLIC_KEYS (`name:base64`
+   * keys, likewise) and FNIX_REQUIRE_SIGS (`false` accepts unsigned paths). Only the variables that are set appear.
+   * @default undefined: nix.conf's caches and keys only, signatures required (runtime/nix/substituters.ts)
+   */
+  binaryCaches: BinaryCacheSettings | undefined;
+  /**
+   * FNIX_ALLOWED_URIS: URL prefixes (http:// or https://, separated by spaces or commas) that a pushed repository's
+   * packages.nix may fetch from at evaluation, such as a pinned nixpkgs tarball. @default undefined: none
+   */
+  allowedUris: string[] | undefined;
   /** FNIX_POOL_SIZE: generic containers kept warm. @default 4 */
   poolSize: number;
   /** FNIX_MAX_SESSIONS: WebSocket sessions open at once (each holds a container). @default 32 */
@@ -49,6 +63,11 @@ export interface Config {
   /** FNIX_MAX_PUSH: the largest pack a git push may send. @default 100 MiB */
   maxPushBytes: number;
   /**
+   * FNIX_HISTORY: the deployments kept (the newest, besides the active one and the one it replaced), with
+   * their builds and GC roots. @default undefined, which deployments/deployments.ts takes as 50
+   */
+  historyLimit: number | undefined;
+  /**
    * FNIX_MAX_CONNECTIONS: client connections served at once; more are closed as they arrive.
    * @default the open-files limit less what fnix keeps for its own work (gateway/connection-limit.ts)
    */
@@ -60,6 +79,8 @@ const MIB = 1024 * 1024;
 const START_MEMORY_MB = 256;
 /** Each container's /dev/shm, in MiB. */
 const SHM_MB = 16;
+/** The most deployments FNIX_HISTORY may keep (every prune reads every record). */
+const MAX_HISTORY = 10_000;
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -106,6 +127,8 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     stateDir,
     functionsDir: resolve(cwd, env['FNIX_FUNCTIONS_DIR'] || 'functions'),
     packages: env['FNIX_PACKAGES'] || undefined,
+    binaryCaches: readBinaryCaches(env),
+    allowedUris: readAllowedUris(env),
     poolSize,
     maxSessions,
     maxContainers,
@@ -124,6 +147,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     shutdownGraceMs: readInteger(env, 'FNIX_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     token,
     maxPushBytes: readBytes(env, 'FNIX_MAX_PUSH', 100 * MIB, MIB, 64 * 1024 * MIB),
+    historyLimit: env['FNIX_HISTORY'] ? readInteger(env, 'FNIX_HISTORY', 0, 1, MAX_HISTORY) : undefined,
     maxConnections: env['FNIX_MAX_CONNECTIONS'] ? readInteger(env, 'FNIX_MAX_CONNECTIONS', 0, 1, 1_048_576) : undefined,
   };
 }
@@ -140,6 +164,41 @@ function readQueueTimeout(env: Env): number {
     throw new ConfigError(`FNIX_QUEUE_TIMEOUT=${JSON.stringify(raw)}: expected a duration from 0 to 10m, such as 10s, 500ms or 10000 (milliseconds)`);
   }
   return value;
+}
+
+/** FNIX_SUBSTITUTERS, FNIX_TRUSTED_PUBLIC_KEYS and FNIX_REQUIRE_SIGS, checked; undefined when none is set. */
+function readBinaryCaches(env: Env): BinaryCacheSettings | undefined {
+  const settings: BinaryCacheSettings = {};
+  const urls = splitList(env['FNIX_SUBSTITUTERS'] ?? '');
+  for (const url of urls) {
+    const why = invalidSubstituterReason(url);
+    if (why) throw new ConfigError(`FNIX_SUBSTITUTERS has ${JSON.stringify(url)}, which is not a binary cache URL: ${why}`);
+  }
+  if (urls.length > 0) settings.substituters = urls;
+  const keys = splitList(env['FNIX_TRUSTED_PUBLIC_KEYS'] ?? '');
+  for (const key of keys) {
+    const why = invalidTrustedKeyReason(key);
+    if (why) throw new ConfigError(`FNIX_TRUSTED_PUBLIC_KEYS has ${JSON.stringify(redactKey(key))}, which is not a Nix public key: ${why}`);
+  }
+  if (keys.length > 0) settings.trustedPublicKeys = keys;
+  const requireSigs = env['FNIX_REQUIRE_SIGS']?.trim().toLowerCase();
+  if (requireSigs) {
+    if (!['true', 'false', '1', '0'].includes(requireSigs)) {
+      throw new ConfigError(`FNIX_REQUIRE_SIGS=${JSON.stringify(env['FNIX_REQUIRE_SIGS'])}: expected true or false`);
+    }
+    settings.requireSigs = requireSigs === 'true' || requireSigs === '1';
+  }
+  return Object.keys(settings).length > 0 ? settings : undefined;
+}
+
+/** FNIX_ALLOWED_URIS, checked; undefined when it is unset or empty. */
+function readAllowedUris(env: Env): string[] | undefined {
+  const uris = splitList(env['FNIX_ALLOWED_URIS'] ?? '');
+  for (const uri of uris) {
+    const why = invalidAllowedUriReason(uri);
+    if (why) throw new ConfigError(`FNIX_ALLOWED_URIS has ${JSON.stringify(uri)}, which pushed Nix code may not be allowed to fetch: ${why}`);
+  }
+  return uris.length > 0 ? uris : undefined;
 }
 
 /** FNIX_ALLOWED_HOSTS: comma-separated names, `.domain` entries, or `*`. */

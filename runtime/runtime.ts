@@ -14,6 +14,7 @@ import { FunctionRegistry } from './functions/registry.ts';
 import type { Logger } from './log.ts';
 import { checkPackageSet, choosePackageSet, type PackageSet } from './nix/package-set.ts';
 import { PackageResolver } from './nix/resolve.ts';
+import { type BinaryCacheSettings, Substituters } from './nix/substituters.ts';
 import { readPodmanInfo, type PodmanInfo } from './podman/info.ts';
 import { Podman } from './podman/podman.ts';
 import type { ContainerLimits } from './podman/run.ts';
@@ -29,6 +30,13 @@ export interface RuntimeOptions {
   stateDir: string;
   /** FNIX_PACKAGES: a Nix expression for the package set; undefined picks one. */
   packages?: string | undefined;
+  /**
+   * FNIX_SUBSTITUTERS, FNIX_TRUSTED_PUBLIC_KEYS, FNIX_REQUIRE_SIGS: binary caches and keys added to nix.conf's,
+   * for every package set but the offline set. @default nix.conf's only, signatures required
+   */
+  binaryCaches?: BinaryCacheSettings | undefined;
+  /** FNIX_ALLOWED_URIS: URL prefixes that a pushed repository's packages.nix may fetch from. @default none */
+  allowedUris?: readonly string[] | undefined;
   poolSize: number;
   maxContainers: number;
   idleTtlMs: number;
@@ -95,7 +103,8 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
   await checkPackageSet(packageSet);
   log.info('package set', { kind: packageSet.kind, set: packageSet.description });
 
-  const resolver = new PackageResolver({ packageSet, gcRootsDir: join(stateDir, 'gcroots') });
+  const substituters = new Substituters({ ...options.binaryCaches, log });
+  const resolver = new PackageResolver({ packageSet, gcRootsDir: join(stateDir, 'gcroots'), substituters, allowedUris: options.allowedUris ?? [] });
   const agent = await buildAgent(join(stateDir, 'agent')).catch((error: unknown) => {
     throw new FnixError(
       'RUNTIME_UNAVAILABLE',

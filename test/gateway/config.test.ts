@@ -356,3 +356,84 @@ describe('loadConfig: FNIX_MAX_CONTAINERS and FNIX_POOL_SIZE', () => {
     expect([config.poolSize, config.maxContainers]).toEqual([0, 1]);
   });
 });
+
+describe('loadConfig: binary caches', () => {
+  const KEY = 'cache.example.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=';
+  const OTHER_KEY = 'other-1:CNHJZBh9K4tP3EKF6FkkgeVYsS3ohTl+oS0Qa8bezVs=';
+
+  it("leaves nix.conf's caches alone when no variable is set, or all are empty", () => {
+    expect(loadConfig({}, CWD).binaryCaches).toBeUndefined();
+    expect(loadConfig({ FNIX_SUBSTITUTERS: '', FNIX_TRUSTED_PUBLIC_KEYS: ' , ', FNIX_REQUIRE_SIGS: '' }, CWD).binaryCaches).toBeUndefined();
+  });
+
+  it('takes caches and keys separated by spaces or commas, and FNIX_REQUIRE_SIGS', () => {
+    const config = loadConfig(
+      {
+        FNIX_SUBSTITUTERS: 'file:///srv/nix-cache, http://cache.lan:8080  https://cache.example.org/',
+        FNIX_TRUSTED_PUBLIC_KEYS: `${KEY},${OTHER_KEY}`,
+        FNIX_REQUIRE_SIGS: 'false',
+      },
+      CWD,
+    );
+    expect(config.binaryCaches).toEqual({
+      substituters: ['file:///srv/nix-cache', 'http://cache.lan:8080', 'https://cache.example.org/'],
+      trustedPublicKeys: [KEY, OTHER_KEY],
+      requireSigs: false,
+    });
+  });
+
+  it('keeps only the variables that are set, so that the defaults stay in runtime/nix/substituters.ts', () => {
+    expect(loadConfig({ FNIX_SUBSTITUTERS: 'file:///srv/nix-cache' }, CWD).binaryCaches).toEqual({ substituters: ['file:///srv/nix-cache'] });
+    expect(loadConfig({ FNIX_REQUIRE_SIGS: 'TRUE' }, CWD).binaryCaches).toEqual({ requireSigs: true });
+    expect(loadConfig({ FNIX_REQUIRE_SIGS: '0' }, CWD).binaryCaches).toEqual({ requireSigs: false });
+  });
+
+  it.each([
+    [
+      's3://bucket',
+      /FNIX_SUBSTITUTERS has "s3:\/\/bucket", which is not a binary cache URL: s3:\/\/ caches are not supported; use file:\/\/, http:\/\/ or https:\/\//,
+    ],
+    ['/srv/nix-cache', /FNIX_SUBSTITUTERS has "\/srv\/nix-cache", which is not a binary cache URL: it is not a URL/],
+    ['file:///srv/nix-cache?trusted=1', /FNIX_SUBSTITUTERS has .*: store parameters .* set FNIX_REQUIRE_SIGS=false/],
+    ['https://user:pw@cache.example.org', /FNIX_SUBSTITUTERS has .*: it holds credentials/],
+  ])('refuses the cache %j, naming the variable and the value', (value, message) => {
+    expect(configErrorOf({ FNIX_SUBSTITUTERS: `file:///ok ${value}` }).message).toMatch(message);
+  });
+
+  it('refuses a malformed key, and a secret key, naming the variable and the value', () => {
+    expect(configErrorOf({ FNIX_TRUSTED_PUBLIC_KEYS: 'cache.example.org-1' }).message).toMatch(
+      /^FNIX_TRUSTED_PUBLIC_KEYS has "cache.example.org-1", which is not a Nix public key: expected name:base64/,
+    );
+    const secret = `fnix-1:${Buffer.alloc(64, 1).toString('base64')}`;
+    const message = configErrorOf({ FNIX_TRUSTED_PUBLIC_KEYS: `${KEY} ${secret}` }).message;
+    expect(message).toBe(
+      'FNIX_TRUSTED_PUBLIC_KEYS has "fnix-1:…", which is not a Nix public key: this is a secret key (64 bytes); use the public key file of the pair',
+    );
+  });
+
+  it.each(['no', 'off', 'maybe'])('refuses FNIX_REQUIRE_SIGS=%j', (value) => {
+    expect(configErrorOf({ FNIX_REQUIRE_SIGS: value }).message).toBe(`FNIX_REQUIRE_SIGS=${JSON.stringify(value)}: expected true or false`);
+  });
+});
+
+describe('loadConfig: FNIX_ALLOWED_URIS', () => {
+  it('allows no URL when it is unset or empty', () => {
+    expect(loadConfig({}, CWD).allowedUris).toBeUndefined();
+    expect(loadConfig({ FNIX_ALLOWED_URIS: ' , ' }, CWD).allowedUris).toBeUndefined();
+  });
+
+  it('takes http:// and https:// prefixes separated by spaces or commas', () => {
+    const env = { FNIX_ALLOWED_URIS: 'https://github.com/NixOS/nixpkgs/archive/, http://mirror.lan:8080/sets  https://example.org' };
+    expect(loadConfig(env, CWD).allowedUris).toEqual(['https://github.com/NixOS/nixpkgs/archive/', 'http://mirror.lan:8080/sets', 'https://example.org']);
+  });
+
+  it.each([
+    ['file:///etc/', /only http:\/\/ and https:\/\/ URLs may be allowed \(file: would expose the host\)/],
+    ['/srv/sets', /it is not a URL/],
+    ['https://user:pw@example.org/', /it holds credentials/],
+  ])('refuses %j, naming the variable and the value', (value, message) => {
+    const error = configErrorOf({ FNIX_ALLOWED_URIS: `https://ok.example/ ${value}` });
+    expect(error.message).toMatch(/^FNIX_ALLOWED_URIS has "[^"]+", which pushed Nix code may not be allowed to fetch: /);
+    expect(error.message).toMatch(message);
+  });
+});
