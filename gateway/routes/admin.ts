@@ -2,7 +2,8 @@
  * @module
  * The admin API, behind the deploy token (`Authorization: Bearer <token>`): what is served, the
  * deployment history, and activating any earlier ready deployment (a rollback, or forward again).
- * The operations are deployments/'s; this file only reads requests and writes answers.
+ * The operations are deployments/'s, and the closures' sizes runtime/nix/closure.ts's; this file only
+ * reads requests and writes answers.
  */
 import type { HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
@@ -10,6 +11,7 @@ import type { Deployments } from '../../deployments/deployments.ts';
 import type { DeploymentRecord } from '../../deployments/records.ts';
 import { FnixError } from '../../runtime/errors.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
+import { HOST_STORE_SIZES, type MeasuredClosure, type StorePathSizes } from '../../runtime/nix/closure.ts';
 import type { TokenGuard } from '../auth/guard.ts';
 
 /** What the admin API needs. */
@@ -17,6 +19,8 @@ export interface AdminOptions {
   deployments: Pick<Deployments, 'records' | 'rollback'>;
   registry: FunctionRegistry;
   token: TokenGuard;
+  /** Measures the functions' closures. @default HOST_STORE_SIZES, the cache of the host's store */
+  sizes?: StorePathSizes;
 }
 
 /** A deployment as the API shows it. */
@@ -24,7 +28,7 @@ type DeploymentView = Omit<DeploymentRecord, 'result'> & { status: 'active' | 's
 
 /** The admin routes, to mount at /api. */
 export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBindings }> {
-  const { deployments, registry, token } = options;
+  const { deployments, registry, token, sizes = HOST_STORE_SIZES } = options;
   const { records } = deployments;
   const api = new Hono<{ Bindings: HttpBindings }>();
   api.use('*', async function requireToken(c, next) {
@@ -55,7 +59,24 @@ export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBind
     });
   };
 
-  api.get('/functions', async (c) => c.json({ functions: await servedFunctions() }));
+  // The closures of the functions being served (a broken one has none), measured together: one query
+  // for the store paths not yet known, and their union counts each path once, however many share it.
+  const measureClosures = async (functions: readonly { name: string }[]) => {
+    const closureOf = new Map(registry.versions().map((v) => [v.name, v.resolution.closure]));
+    const served = functions.map((f) => f.name).filter((name) => closureOf.has(name));
+    const { each, union } = await sizes.measureAll(served.map((name) => closureOf.get(name)!));
+    return { byName: new Map(served.map((name, i) => [name, each[i]!])), union };
+  };
+  const totals = ({ count, totalBytes }: MeasuredClosure) => ({ count, totalBytes });
+
+  api.get('/functions', async (c) => {
+    const functions = await servedFunctions();
+    const { byName, union } = await measureClosures(functions);
+    return c.json({
+      functions: functions.map((f) => (byName.has(f.name) ? { ...f, closure: totals(byName.get(f.name)!) } : f)),
+      closure: totals(union),
+    });
+  });
   api.get('/functions/:name', async (c) => {
     const name = c.req.param('name');
     const found = (await servedFunctions()).find((f) => f.name === name);
@@ -63,7 +84,8 @@ export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBind
       throw new FnixError('FUNCTION_NOT_FOUND', `no function named ${JSON.stringify(name.slice(0, 80))} is deployed`, {
         details: { function: name.slice(0, 80) },
       });
-    return c.json(found);
+    const closure = (await measureClosures([found])).byName.get(name);
+    return c.json(closure ? { ...found, closure: { ...totals(closure), paths: closure.paths } } : found);
   });
   api.get('/deployments', async (c) => {
     const currentId = await records.current();
