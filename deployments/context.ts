@@ -35,7 +35,7 @@ export interface DeployContext {
   stagingDir: string;
   log: Logger;
   lock: DeployLock;
-  /** Deployment records kept; older ones (never the active one) go, with their GC roots. */
+  /** Deployments kept besides the active one and the one it replaced; older ones go, with their builds and GC roots (history.ts). */
   historyLimit: number;
   prepared: PreparedDeployments;
   /** Told how each deployment went, for the metrics. */

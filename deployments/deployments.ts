@@ -38,7 +38,10 @@ export interface DeploymentsOptions {
   onDeployment?: ((outcome: DeploymentOutcome, durationMs: number) => void) | undefined;
   /** How long a push waits for another one. @default 120000 */
   pushWaitMs?: number | undefined;
-  /** Deployment records kept; older ones (never the active one) go, with their GC roots. @default 50 */
+  /**
+   * FNIX_HISTORY: the newest deployments kept, besides the active one and the one it replaced; older
+   * ones go, with their builds and GC roots (history.ts). At least 1. @default 50
+   */
   historyLimit?: number | undefined;
 }
 
@@ -60,6 +63,8 @@ const DEFAULT_HISTORY_LIMIT = 50;
 /** Starts deployments and serves what should be served (start.ts). */
 export async function startDeployments(options: DeploymentsOptions): Promise<Deployments> {
   const { stateDir, log } = options;
+  const historyLimit = options.historyLimit ?? DEFAULT_HISTORY_LIMIT;
+  if (!Number.isSafeInteger(historyLimit) || historyLimit < 1) throw new TypeError(`historyLimit must be an integer of at least 1, not ${historyLimit}`);
   const { gitRoot, recordsDir, stagingDir, buildsDir } = deployLayout(stateDir);
   const socketPath = join(gitRoot, 'hook.sock');
   const hook = (name: string) => `#!/bin/sh\nexec ${quote(process.execPath)} ${quote(HOOK_SCRIPT)} ${name} ${quote(socketPath)}\n`;
@@ -80,7 +85,7 @@ export async function startDeployments(options: DeploymentsOptions): Promise<Dep
     stagingDir,
     log,
     lock: new DeployLock(),
-    historyLimit: options.historyLimit ?? DEFAULT_HISTORY_LIMIT,
+    historyLimit,
     prepared: new PreparedDeployments(),
     onDeployment: options.onDeployment ?? (() => {}),
   };
