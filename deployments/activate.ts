@@ -70,14 +70,18 @@ export function serve(ctx: DeployContext, prepared: Prepared): void {
 }
 
 /**
- * Builds a recorded deployment's commit again (no smoke check: it passed before). A function that no
- * longer builds is held broken, and so are those its record held broken.
+ * Builds a recorded deployment's commit again (no smoke check: it passed before), serving the store paths
+ * its record names while the store has them. A function that no longer builds is held broken, and so are
+ * those its record held broken.
  */
 export async function prepareRecorded(ctx: DeployContext, _held: Held, record: DeploymentRecord): Promise<Prepared> {
-  const { versions, problems, failed } = await buildCommit(ctx, record.commit, {}, `${record.id}-rebuild-`);
+  const { versions, problems, failed } = await buildCommit(ctx, record.commit, {}, `${record.id}-rebuild-`, {}, record);
   replaceStaleContainers(ctx, versions);
   const broken = new Map<string, FnixError>();
   for (const [name, found] of problems) if (name) broken.set(name, new FnixError('FUNCTION_BUILD_FAILED', found.join('; ')));
+  // A problem of the whole commit (its packages.nix could not be written out, say) holds every function broken.
+  const whole = problems.get('');
+  if (whole) for (const { name } of record.functions) broken.set(name, new FnixError('FUNCTION_BUILD_FAILED', whole.join('; ')));
   for (const [name, { error }] of failed) {
     broken.set(name, error instanceof FnixError ? error : new FnixError('FUNCTION_BUILD_FAILED', String(error), { cause: error }));
   }

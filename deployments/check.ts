@@ -8,6 +8,8 @@
 import { customAlphabet } from 'nanoid';
 import { FnixError } from '../runtime/errors.ts';
 import type { FunctionVersion } from '../runtime/functions/version.ts';
+import { describeClosure, HOST_STORE_SIZES, type StorePathSizes } from '../runtime/nix/closure.ts';
+import { REPOSITORY_SET_FILE } from '../runtime/nix/repository-set.ts';
 import { type BuiltCommit, buildCommit, replaceStaleContainers } from './build.ts';
 import type { DeployContext, Progress } from './context.ts';
 import type { Held } from './lock.ts';
@@ -28,6 +30,8 @@ export interface CheckOptions {
   env?: QuarantineEnv;
   progress?: Progress;
   source: 'push' | 'import';
+  /** Measures each built function's closure, for its progress line. @default HOST_STORE_SIZES, the cache of the host's store */
+  sizes?: StorePathSizes;
 }
 
 /** Deployment ids: `d-<date>-<8 characters>`, easy to read out and to type. */
@@ -41,16 +45,24 @@ export async function checkCommit(ctx: DeployContext, _held: Held, commit: strin
   const id = `d-${new Date().toISOString().slice(0, 10).replaceAll('-', '')}-${deploymentSuffix()}`;
   const subject = await ctx.repository.subject(commit, env);
   progress(`deployment ${id}: commit ${commit.slice(0, 12)} "${subject}"`);
+  // A built function's line waits for its closure to be measured; the lines after it wait their turn.
+  let lines = Promise.resolve();
+  const inTurn = (line: () => string | Promise<string>) => {
+    lines = lines.then(async () => progress(await line()));
+  };
   const built = await buildCommit(ctx, commit, env, `${id}-`, {
     // A Nix build can take minutes: the pusher sees which function it is at.
-    onBuildStart: (name) => progress(`${FUNCTIONS_FOLDER}/${name}: building...`),
+    onBuildStart: (name) => inTurn(() => `${FUNCTIONS_FOLDER}/${name}: building...`),
     onBuild: (name, outcome, duration) =>
-      progress(
+      inTurn(async () =>
         'version' in outcome
-          ? `${FUNCTIONS_FOLDER}/${name}: built in ${duration} (packages: ${outcome.version.resolution.packages.map((p) => `${p.attr} ${p.storePath}`).join(', ') || 'none'})`
+          ? `${FUNCTIONS_FOLDER}/${name}: built in ${duration}, ${await closureOf(outcome.version, options.sizes ?? HOST_STORE_SIZES)} ` +
+            `(packages: ${outcome.version.resolution.packages.map((p) => `${p.attr} ${p.storePath}`).join(', ') || 'none'})`
           : `${FUNCTIONS_FOLDER}/${name}: FAILED after ${duration}`,
       ),
+    onPackageFile: (oid) => inTurn(() => `${REPOSITORY_SET_FILE}: the package set of this commit (blob ${oid.slice(0, 12)}), evaluated restricted`),
   });
+  await lines;
   const { tree } = built;
   const { problems, broken } = problemsOf(built);
   const partial = options.source === 'import';
@@ -75,6 +87,7 @@ export async function checkCommit(ctx: DeployContext, _held: Held, commit: strin
     source: options.source,
     result: ready ? 'ready' : 'refused',
     reason: problems.length === 0 ? undefined : problems.join('\n'),
+    ...(built.packageFile ? { packageFile: built.packageFile } : {}),
     functions: versions.map(describeVersion),
     ...(ready && broken.size > 0 ? { broken: [...broken].map(([name, error]) => ({ name, code: error.code, problem: error.message })) } : {}),
     activations: [],
@@ -87,6 +100,16 @@ export async function checkCommit(ctx: DeployContext, _held: Held, commit: strin
     ctx.log.warn('deployment refused', { id, commit, problems: problems.length });
   }
   return { record, versions };
+}
+
+/** `closure 3 paths, 8.6 MiB`; the size is what a push reports, so a failure to measure it is said, not thrown. */
+async function closureOf(version: FunctionVersion, sizes: StorePathSizes): Promise<string> {
+  try {
+    return `closure ${describeClosure(await sizes.measure(version.resolution.closure))}`;
+  } catch (error) {
+    const { length } = version.resolution.closure;
+    return `closure ${length} ${length === 1 ? 'path' : 'paths'}, size unknown (${error instanceof Error ? error.message : String(error)})`;
+  }
 }
 
 /** Every problem the build found, as the pusher reads them, and each broken function with its error. */

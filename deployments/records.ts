@@ -13,7 +13,7 @@ export interface DeployedFunction {
   name: string;
   version: string;
   packages: string[];
-  /** The store path of each package, in the manifest's order. */
+  /** The store path of each package, in the manifest's order: what a rollback or a restart serves again. */
   storePaths: string[];
   /** Names the GC roots that keep the packages' closure. */
   rootKey: string;
@@ -33,6 +33,8 @@ export interface DeploymentRecord {
   /** `ready` deployments can be activated; `refused` ones say why. */
   result: 'ready' | 'refused';
   reason?: string | undefined;
+  /** The git blob id of the commit's packages.nix, when its functions' packages come from it (docs/deployments.md). */
+  packageFile?: string | undefined;
   functions: DeployedFunction[];
   /** The import of a functions folder only: functions that failed their checks and are not served. */
   broken?: { name: string; code: ErrorCode; problem: string }[] | undefined;

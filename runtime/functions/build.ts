@@ -9,6 +9,9 @@ import { chmod, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, cop
 import { join } from 'node:path';
 import { FnixError } from '../errors.ts';
 import { describeFsError } from '../fs-errors.ts';
+import { packageEnvironment } from '../nix/environment.ts';
+import type { PackageSet } from '../nix/package-set.ts';
+import type { RecordedPackages } from '../nix/recorded.ts';
 import type { PackageResolver } from '../nix/resolve.ts';
 import { loadManifest, type Manifest } from './manifest.ts';
 import { assertFunctionName } from './name.ts';
@@ -25,6 +28,10 @@ export interface BuildOptions {
   /** Where immutable builds are kept: `<buildsDir>/<name>/<version>/`. */
   buildsDir: string;
   resolver: PackageResolver;
+  /** The set its packages are looked up in, such as the commit's packages.nix. @default the resolver's own */
+  packageSet?: PackageSet | undefined;
+  /** What a recorded deployment served for it: served again while the store has it (see PackageResolver.resolve). */
+  recorded?: RecordedPackages | undefined;
 }
 
 /**
@@ -36,7 +43,7 @@ export async function buildFunction(options: BuildOptions): Promise<FunctionVers
   assertFunctionName(name);
   const manifestFile = join(sourceDir, 'function.json');
   const manifest = await loadManifest(manifestFile);
-  const resolution = await options.resolver.resolve(manifest.packages);
+  const resolution = await options.resolver.resolve(manifest.packages, { packageSet: options.packageSet, recorded: options.recorded });
   await checkCommand(
     manifest,
     sourceDir,
@@ -50,7 +57,8 @@ export async function buildFunction(options: BuildOptions): Promise<FunctionVers
   const version = hash.digest('hex').slice(0, 12);
   const dir = join(options.buildsDir, name, version);
   if (!(await exists(dir))) await copyImmutable(sourceDir, dir);
-  return { name, version, key: `${name}@${version}`, manifest, dir, resolution, builtAt: new Date() };
+  const packageEnv = await packageEnvironment(resolution.closure);
+  return { name, version, key: `${name}@${version}`, manifest, dir, resolution, packageEnv, builtAt: new Date() };
 }
 
 /** command[0] must be an executable in the function folder ("./x") or in a declared package's bin/. */

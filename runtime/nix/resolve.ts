@@ -1,9 +1,12 @@
 /**
  * @module
  * Turns a manifest's `packages` (Nix attribute paths such as `gojq` or `python3Packages.requests`) into store
- * paths: evaluates them in the chosen {@link PackageSet} through runtime/nix/resolve.nix, builds what is missing
- * with nix-build, registers GC roots so nix-collect-garbage keeps them, and reports the PATH and the runtime
- * closure a container needs. Results are cached per package list; concurrent requests share one build.
+ * paths: evaluates them in the chosen {@link PackageSet} (the resolver's own, or a pushed repository's, per call)
+ * through runtime/nix/resolve.nix, builds what is missing in Nix's sandbox, registers GC roots so
+ * nix-collect-garbage keeps them, and reports the PATH and the runtime closure a container needs. A pushed set is
+ * evaluated restricted and its builds are checked first (repository-set.ts, sandbox.ts). Results are cached per
+ * set and package list; concurrent requests share one build; a deployment's recorded store paths are served
+ * again without evaluating anything while the store has them.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -12,7 +15,11 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { LRUCache } from 'lru-cache';
 import { FnixError } from '../errors.ts';
-import { checkPackageSet, firstErrorLine, RESOLVE_NIX_FILE, tailLines, type PackageSet } from './package-set.ts';
+import { checkPackageSet, evaluationArgs, firstErrorLine, nixErrorLine, nixLog, tailLines, type PackageSet } from './package-set.ts';
+import { type RecordedPackages, reuseRecorded } from './recorded.ts';
+import { OfflineView, prepareRepositorySet } from './repository-set.ts';
+import { checkBuildUsers, realiseChecked, SANDBOX_OPTIONS } from './sandbox.ts';
+import { explainRefusedSubstitutes, Substituters } from './substituters.ts';
 
 /** One requested package and the store path put on PATH for it. */
 export interface ResolvedPackage {
@@ -40,6 +47,19 @@ export interface Resolution {
   builtNewPaths: boolean;
   /** Names this package list's GC roots (`<gcRootsDir>/<rootKey>/`); pass it to {@link PackageResolver.pruneRoots}. */
   rootKey: string;
+  /** True when a deployment's recorded store paths were served again, without evaluating Nix ({@link ResolveOptions.recorded}). */
+  reused?: boolean;
+}
+
+/** Options of {@link PackageResolver.resolve}. */
+export interface ResolveOptions {
+  /** The set to resolve in, such as a repository's ({@link PackageResolver.repositorySet}). @default the resolver's own */
+  packageSet?: PackageSet | undefined;
+  /**
+   * What a deployment served for the same list: served again as it was, without Nix evaluating anything, while the
+   * store has every path (their GC roots keep them); resolved afresh otherwise, which `reused` tells.
+   */
+  recorded?: RecordedPackages | undefined;
 }
 
 /** Options of {@link PackageResolver}. */
@@ -58,10 +78,15 @@ export interface PackageResolverOptions {
   /** Time limit of one evaluation (nix-instantiate). @default 120_000 */
   evalTimeoutMs?: number;
   /**
-   * Pass `--option substituters ''` to nix-build, so it does not spend seconds retrying an unreachable
-   * binary cache. Set false where a binary cache is reachable. @default true
+   * The binary caches nix-build may fetch from: none for the offline set, else nix.conf's and the
+   * operator's that answer a probe (runtime/nix/substituters.ts).
+   * @default new Substituters(): nix.conf's caches and keys only, signatures required, nothing logged
    */
-  offline?: boolean;
+  substituters?: Substituters;
+  /** FNIX_ALLOWED_URIS: URL prefixes that a pushed set's evaluations may fetch from. @default [] (none) */
+  allowedUris?: readonly string[];
+  /** What pushed sets see as `<fnix>`. @default new OfflineView(): the offline set */
+  offlineView?: OfflineView;
 }
 
 /** Counters for logs and tests. */
@@ -70,6 +95,8 @@ export interface PackageResolverStats {
   nixProcesses: number;
   /** Package lists actually resolved with Nix (cache misses that ran), successful or not. */
   resolutions: number;
+  /** Package lists served from a deployment's recorded store paths, without evaluating Nix. */
+  reused: number;
 }
 
 /** Nix attribute paths fnix accepts in manifests: dot-separated identifiers, no quoting. */
@@ -120,21 +147,27 @@ export class PackageResolver {
   readonly gcRootsDir: string;
   readonly #buildTimeoutMs: number;
   readonly #evalTimeoutMs: number;
-  readonly #offline: boolean;
-  readonly #cache: LRUCache<string, CachedResolution, string[]>;
+  readonly #substituters: Substituters;
+  readonly #allowedUris: readonly string[];
+  readonly #offlineView: OfflineView;
+  readonly #cache: LRUCache<string, CachedResolution, { attrs: string[]; set: PackageSet }>;
   readonly #inFlight = new Set<string>();
-  #stats: PackageResolverStats = { nixProcesses: 0, resolutions: 0 };
+  /** Whether Nix builds as build users, asked once, before the first build of a pushed set. */
+  #buildUsers: Promise<void> | undefined;
+  #stats: PackageResolverStats = { nixProcesses: 0, resolutions: 0, reused: 0 };
 
   constructor(options: PackageResolverOptions) {
     this.packageSet = options.packageSet;
     this.gcRootsDir = path.resolve(options.gcRootsDir);
     this.#buildTimeoutMs = options.buildTimeoutMs ?? 1_800_000;
     this.#evalTimeoutMs = options.evalTimeoutMs ?? 120_000;
-    this.#offline = options.offline ?? true;
-    this.#cache = new LRUCache<string, CachedResolution, string[]>({
+    this.#substituters = options.substituters ?? new Substituters();
+    this.#allowedUris = options.allowedUris ?? [];
+    this.#offlineView = options.offlineView ?? new OfflineView();
+    this.#cache = new LRUCache<string, CachedResolution, { attrs: string[]; set: PackageSet }>({
       max: options.cacheMax ?? 256,
       ignoreFetchAbort: true,
-      fetchMethod: (key, _stale, { context }) => this.#resolveUncached(key, context),
+      fetchMethod: (key, _stale, { context }) => this.#resolveUncached(key, context.attrs, context.set),
     });
   }
 
@@ -148,9 +181,21 @@ export class PackageResolver {
    * different for another package set.
    * @throws FnixError PACKAGE_NOT_FOUND when an entry is not a valid attribute path.
    */
-  keyOf(attrs: readonly string[]): string {
-    const unique = validateAttributePaths(attrs, this.packageSet);
-    return rootKeyOf(this.packageSet, unique);
+  keyOf(attrs: readonly string[], packageSet: PackageSet = this.packageSet): string {
+    const unique = validateAttributePaths(attrs, packageSet);
+    return rootKeyOf(packageSet, unique);
+  }
+
+  /**
+   * The package set of a pushed repository: its packages.nix, written alone into `dir` (a fresh folder of the
+   * caller's, removed by the caller after the build), which this completes with `<fnix>` and resolve.nix
+   * (runtime/nix/repository-set.ts). `fileId` names the file's content (its git blob id). Resolve in it with
+   * `resolve(attrs, { packageSet })`.
+   * @throws FnixError PACKAGE_SET_INVALID when the offline set, which the set sees as `<fnix>`, does not evaluate.
+   */
+  async repositorySet(dir: string, fileId: string): Promise<PackageSet> {
+    const offline = await this.#offlineView.describe();
+    return prepareRepositorySet({ dir, fileId, offline, allowedUris: this.#allowedUris });
   }
 
   /**
@@ -160,14 +205,26 @@ export class PackageResolver {
    *   attributes that are not derivations (all named at once, in `details.packages`).
    * @throws FnixError PACKAGE_BUILD_FAILED when a package fails to evaluate (broken, removed…) or to build,
    *   or the build times out; `details.log` has the end of Nix's output.
-   * @throws FnixError PACKAGE_SET_INVALID when the package set itself does not evaluate.
+   * @throws FnixError PACKAGE_SET_INVALID when the package set itself does not evaluate, or PACKAGES_NIX_INVALID
+   *   when it is a repository's.
    */
-  async resolve(attrs: readonly string[]): Promise<Resolution> {
-    const unique = validateAttributePaths(attrs, this.packageSet);
-    const rootKey = rootKeyOf(this.packageSet, unique);
+  async resolve(attrs: readonly string[], options: ResolveOptions = {}): Promise<Resolution> {
+    const set = options.packageSet ?? this.packageSet;
+    const unique = validateAttributePaths(attrs, set);
+    const rootKey = rootKeyOf(set, unique);
     if (unique.length === 0) return { packages: [], binPath: '', closure: [], builtNewPaths: false, rootKey };
+    if (options.recorded) {
+      const run = (command: string, args: string[], timeoutMs: number) => this.#runNix(command, args, timeoutMs);
+      const reused = await reuseRecorded({ attrs: unique, recorded: options.recorded, gcRootsDir: this.gcRootsDir, run, timeoutMs: this.#evalTimeoutMs });
+      if (reused) {
+        this.#stats.reused += 1;
+        const packages = unique.map((attr, i) => ({ attr, storePath: reused.storePaths[i]! }));
+        const binPath = packages.map((p) => `${p.storePath}/bin`).join(':');
+        return { packages, binPath, closure: reused.closure, builtNewPaths: false, rootKey: options.recorded.rootKey, reused: true };
+      }
+    }
     const wasCached = this.#hasLiveCacheEntry(rootKey);
-    const cached = await this.#cache.fetch(rootKey, { context: unique });
+    const cached = await this.#cache.fetch(rootKey, { context: { attrs: unique, set } });
     if (cached === undefined) throw new Error(`package resolution for ${unique.join(', ')} returned nothing`);
     const packages = unique.map((attr) => ({ attr, storePath: cached.storePaths.get(attr) ?? '' }));
     return {
@@ -211,16 +268,16 @@ export class PackageResolver {
   }
 
   /** The cache's fetchMethod: evaluates, builds, roots and measures one package list (in the first caller's order). */
-  async #resolveUncached(rootKey: string, attrs: string[]): Promise<CachedResolution> {
+  async #resolveUncached(rootKey: string, attrs: string[], set: PackageSet): Promise<CachedResolution> {
     this.#inFlight.add(rootKey);
     this.#stats.resolutions += 1;
     try {
-      const infos = await this.#evaluateInfo(attrs);
-      throwForUnknownPackages(infos, this.packageSet);
-      await this.#throwForEvalErrors(infos);
+      const infos = await this.#evaluateInfo(attrs, set);
+      throwForUnknownPackages(infos, set);
+      await this.#throwForEvalErrors(infos, set);
       const ok = infos.filter((i): i is Extract<AttrInfo, { status: 'ok' }> => i.status === 'ok');
       const builtNewPaths = ok.some((i) => !existsSync(i.path));
-      await this.#build(rootKey, attrs, ok); // a no-op build when nothing is new, but it (re)registers the roots
+      await this.#build(rootKey, attrs, ok, set); // a no-op build when nothing is new, but it (re)registers the roots
       const storePaths = new Map(ok.map((i) => [i.attr, i.path]));
       const closure = await this.#queryClosure([...new Set(storePaths.values())]);
       return { storePaths, closure, builtNewPaths, rootKey };
@@ -229,67 +286,106 @@ export class PackageResolver {
     }
   }
 
-  /** Runs resolve.nix's `info` for the attributes. */
-  async #evaluateInfo(attrs: string[]): Promise<AttrInfo[]> {
-    const run = await this.#runNix('nix-instantiate', ['--eval', '--strict', '--json', ...this.#resolveNixArgs(attrs), '-A', 'info'], this.#evalTimeoutMs);
+  /**
+   * Runs resolve.nix's `info` for the attributes. For a pushed set, in read-write mode, which writes the .drv
+   * files as it goes: what is built is then exactly what this evaluation made (its builds do not evaluate again).
+   */
+  async #evaluateInfo(attrs: string[], set: PackageSet): Promise<AttrInfo[]> {
+    const writeDrvs = set.untrusted ? ['--read-write-mode'] : [];
+    const run = await this.#runNix(
+      'nix-instantiate',
+      ['--eval', '--strict', '--json', ...writeDrvs, ...this.#resolveNixArgs(attrs, set), '-A', 'info'],
+      this.#evalTimeoutMs,
+    );
     if (run.ok) return JSON.parse(run.stdout) as AttrInfo[];
     // Either the set itself is broken (checkPackageSet throws PACKAGE_SET_INVALID) or one attribute fails in
-    // a way tryEval cannot catch (a type error, infinite recursion…).
+    // a way tryEval cannot catch (a type error, infinite recursion, a path restricted evaluation refuses…).
     this.#stats.nixProcesses += 1;
-    await checkPackageSet(this.packageSet, { timeoutMs: this.#evalTimeoutMs });
-    const why = run.timedOut ? 'timed out' : firstErrorLine(run.stderrTail);
-    throw new FnixError('PACKAGE_BUILD_FAILED', `evaluating ${quoteList(attrs)} in ${this.packageSet.description} failed: ${why}`, {
-      details: { packages: attrs, packageSet: this.packageSet.description, log: run.stderrTail },
+    await checkPackageSet(set, { timeoutMs: this.#evalTimeoutMs });
+    const why = run.timedOut ? 'timed out' : nixErrorLine(set, run.stderrTail);
+    throw new FnixError('PACKAGE_BUILD_FAILED', `evaluating ${quoteList(attrs)} in ${set.description} failed: ${why}`, {
+      details: { packages: attrs, packageSet: set.description, log: nixLog(set, run.stderrTail) },
     });
   }
 
   /** Throws PACKAGE_BUILD_FAILED with Nix's own message when an attribute threw during evaluation. */
-  async #throwForEvalErrors(infos: AttrInfo[]): Promise<void> {
+  async #throwForEvalErrors(infos: AttrInfo[], set: PackageSet): Promise<void> {
     const failed = infos.filter((i) => i.status === 'evalError').map((i) => i.attr);
     if (failed.length === 0) return;
-    const run = await this.#runNix('nix-instantiate', ['--eval', '--strict', '--json', ...this.#resolveNixArgs(failed), '-A', 'strict'], this.#evalTimeoutMs);
-    const why = run.ok ? 'it threw during evaluation' : firstErrorLine(run.stderrTail);
+    const run = await this.#runNix(
+      'nix-instantiate',
+      ['--eval', '--strict', '--json', ...this.#resolveNixArgs(failed, set), '-A', 'strict'],
+      this.#evalTimeoutMs,
+    );
+    const why = run.ok ? 'it threw during evaluation' : nixErrorLine(set, run.stderrTail);
     throw new FnixError(
       'PACKAGE_BUILD_FAILED',
-      `${plural(failed, 'package')} ${quoteList(failed)} cannot be evaluated in ${this.packageSet.description} ` +
-        `(broken, unfree, insecure or removed?): ${why}`,
-      { details: { packages: failed, packageSet: this.packageSet.description, log: run.stderrTail } },
+      `${plural(failed, 'package')} ${quoteList(failed)} cannot be evaluated in ${set.description} (broken, unfree, insecure or removed?): ${why}`,
+      { details: { packages: failed, packageSet: set.description, log: nixLog(set, run.stderrTail) } },
     );
   }
 
   /**
-   * Realises the chosen outputs with nix-build, which registers `<gcRootsDir>/<rootKey>/result*` as indirect
-   * GC roots (Nix 2.8 names them result, result-2, result-bin, result-2-bin… by position and output), then
-   * deletes links there that no longer point at one of the outputs.
+   * Realises the chosen outputs in Nix's sandbox, registering `<gcRootsDir>/<rootKey>/result*` as indirect GC roots
+   * (Nix 2.8 names them result, result-2, result-bin, result-2-bin… by position and output), then deletes links
+   * there that no longer point at one of the outputs. nix-build evaluates the set again; a pushed set's outputs
+   * are realised from the .drv files its `info` evaluation wrote, once sandbox.ts has checked the plan.
    */
-  async #build(rootKey: string, attrs: string[], ok: Extract<AttrInfo, { status: 'ok' }>[]): Promise<void> {
+  async #build(rootKey: string, attrs: string[], ok: Extract<AttrInfo, { status: 'ok' }>[], set: PackageSet): Promise<void> {
     const rootDir = path.join(this.gcRootsDir, rootKey);
     await mkdir(rootDir, { recursive: true });
-    const offline = this.#offline ? ['--option', 'substituters', ''] : [];
-    const run = await this.#runNix(
-      'nix-build',
-      [...offline, '--keep-going', ...this.#resolveNixArgs(attrs), '-A', 'build', '--out-link', path.join(rootDir, 'result')],
-      this.#buildTimeoutMs,
+    const substitution = await this.#substituters.nixBuildOptions(
+      set,
+      ok.some((i) => !existsSync(i.path)),
     );
+    const rootLink = path.join(rootDir, 'result');
+    let run: NixRun;
+    try {
+      run = set.untrusted
+        ? await this.#realiseUntrusted(ok, rootLink, substitution, set)
+        : await this.#runNix(
+            'nix-build',
+            [...substitution, ...SANDBOX_OPTIONS, '--keep-going', ...this.#resolveNixArgs(attrs, set), '-A', 'build', '--out-link', rootLink],
+            this.#buildTimeoutMs,
+          );
+    } catch (error) {
+      await rmdir(rootDir).catch(() => undefined);
+      throw error;
+    }
     if (!run.ok) {
       await rmdir(rootDir).catch(() => undefined); // only when empty: a failed first build leaves no roots
-      throw this.#buildError(ok, run);
+      throw explainRefusedSubstitutes(this.#buildError(ok, run, set), run.stderrTail);
     }
     await reconcileRoots(rootDir, new Set(ok.map((i) => i.path)));
   }
 
+  /** Realises a pushed set's outputs as sandbox.ts checks them, once Nix is known to build as build users. */
+  async #realiseUntrusted(ok: Extract<AttrInfo, { status: 'ok' }>[], rootLink: string, substitution: string[], set: PackageSet): Promise<NixRun> {
+    this.#buildUsers ??= checkBuildUsers(this.#evalTimeoutMs).catch((error: unknown) => {
+      this.#buildUsers = undefined; // asked again next time
+      throw error;
+    });
+    await this.#buildUsers;
+    return realiseChecked({
+      targets: ok.map((i) => `${i.drvPath}!${i.output}`),
+      rootLink,
+      substitution,
+      setDescription: set.description,
+      run: (command, args, timeoutMs) => this.#runNix(command, args, timeoutMs),
+      timeoutMs: this.#buildTimeoutMs,
+    });
+  }
+
   /** The PACKAGE_BUILD_FAILED error for a failed nix-build, naming the packages whose builders failed. */
-  #buildError(ok: Extract<AttrInfo, { status: 'ok' }>[], run: NixRun): FnixError {
+  #buildError(ok: Extract<AttrInfo, { status: 'ok' }>[], run: NixRun, set: PackageSet): FnixError {
     const failedDrvs = new Set([...run.stderrTail.matchAll(/builder for '([^']+\.drv)' failed/g)].map((m) => m[1]));
     let failed = ok.filter((i) => failedDrvs.has(i.drvPath)).map((i) => i.attr);
     if (failed.length === 0) failed = ok.filter((i) => !existsSync(i.path)).map((i) => i.attr);
     if (failed.length === 0) failed = ok.map((i) => i.attr);
-    const why = run.timedOut ? `timed out after ${this.#buildTimeoutMs} ms` : firstErrorLine(run.stderrTail);
-    return new FnixError(
-      'PACKAGE_BUILD_FAILED',
-      `building ${plural(failed, 'package')} ${quoteList(failed)} from ${this.packageSet.description} failed: ${why}`,
-      { details: { packages: failed, packageSet: this.packageSet.description, log: run.stderrTail } },
-    );
+    const why = run.timedOut ? `timed out after ${this.#buildTimeoutMs} ms` : nixErrorLine(set, run.stderrTail);
+    return new FnixError('PACKAGE_BUILD_FAILED', `building ${plural(failed, 'package')} ${quoteList(failed)} from ${set.description} failed: ${why}`, {
+      details: { packages: failed, packageSet: set.description, log: nixLog(set, run.stderrTail) },
+    });
   }
 
   /** `nix-store -qR` of the paths, sorted. */
@@ -307,8 +403,8 @@ export class PackageResolver {
   }
 
   /** The file and arguments that select resolve.nix for this set and these attributes. */
-  #resolveNixArgs(attrs: string[]): string[] {
-    return [RESOLVE_NIX_FILE, '--arg', 'pkgs', this.packageSet.expression, '--argstr', 'attrsJson', JSON.stringify(attrs)];
+  #resolveNixArgs(attrs: string[], set: PackageSet): string[] {
+    return [...evaluationArgs(set), '--argstr', 'attrsJson', JSON.stringify(attrs)];
   }
 
   /** Runs a Nix command without a shell, keeping stdout and the tail of stderr. */
@@ -390,9 +486,9 @@ async function reconcileRoots(rootDir: string, wanted: Set<string>): Promise<voi
   }
 }
 
-/** The root key of a (validated, deduplicated) package list in a set. */
+/** The root key of a (validated, deduplicated) package list in a set (named by its identity, when it has one). */
 function rootKeyOf(packageSet: PackageSet, attrs: readonly string[]): string {
-  const canonical = JSON.stringify([packageSet.expression, [...new Set(attrs)].sort()]);
+  const canonical = JSON.stringify([packageSet.identity ?? packageSet.expression, [...new Set(attrs)].sort()]);
   return createHash('sha256').update(canonical).digest('hex').slice(0, 32);
 }
 

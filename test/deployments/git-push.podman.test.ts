@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeClosure } from '../../runtime/nix/closure.ts';
 import { startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
 import { GIT_ENV } from '../helpers/git.ts';
 import { scrape } from '../helpers/metrics.ts';
@@ -90,11 +91,32 @@ describe('a push to main', () => {
     const pushed = await commitAndPush(dir, 'v2');
     expect(pushed.exitCode, pushed.all).toBe(0);
     expect(pushed.all).toContain('remote: functions/greet: building...');
-    expect(pushed.all).toMatch(/remote: functions\/greet: built in [\d.]+ s \(packages: busybox \/nix\/store\//);
+    expect(pushed.all).toMatch(/remote: functions\/greet: built in [\d.]+ s, closure 1 path, [\d.]+ MiB \(packages: busybox \/nix\/store\//);
     expect(pushed.all).toMatch(/remote: functions\/added: started in a container/);
     expect(pushed.all).toMatch(/remote: deployment d-[\w-]+ is live: added, greet/);
     expect(await invoke('greet')).toBe('v2\n');
     expect(await invoke('added')).toBe('new function\n');
+  });
+
+  it("prints each function's closure size, as the admin API measures it", async () => {
+    const dir = await clone();
+    await writeFunction(dir, 'tools', 'tools', { packages: ['busybox', 'bash', 'gojq'] });
+    await writeFunction(dir, 'multi', 'multi', { packages: ['multi'], command: ['multi'] }); // bash is in its closure
+    const pushed = await commitAndPush(dir, 'closures');
+    expect(pushed.exitCode, pushed.all).toBe(0);
+    for (const name of ['greet', 'tools', 'multi']) {
+      const { closure, storePaths } = (await api(`/functions/${name}`)).body;
+      expect(closure.count, name).toBeGreaterThan(0);
+      const line = pushed.all.split('\n').find((l: string) => l.startsWith(`remote: functions/${name}: built in`));
+      expect(line, name).toContain(`, closure ${describeClosure(closure)} (packages: `);
+      expect(line).toContain(storePaths[0]);
+    }
+    expect(pushed.all).toMatch(/remote: functions\/tools: built in [\d.]+ s, closure 3 paths, /);
+    expect(pushed.all).toMatch(/remote: functions\/multi: built in [\d.]+ s, closure 2 paths, /);
+    // Back to the functions the tests below expect.
+    await rm(join(dir, 'functions/tools'), { recursive: true });
+    await rm(join(dir, 'functions/multi'), { recursive: true });
+    expect((await commitAndPush(dir, 'no closures')).exitCode).toBe(0);
   });
 
   it('lets invocations in flight finish on the version they started with', async () => {
@@ -300,6 +322,8 @@ describe('the admin API', () => {
     expect(greet.deployment).toMatch(/^d-/);
     expect(greet.commit).toMatch(/^[0-9a-f]{40}$/);
     expect(greet.storePaths[0]).toMatch(/^\/nix\/store\/\w{32}-busybox/);
+    expect(greet.closure).toEqual({ count: 1, totalBytes: expect.any(Number) });
+    expect(body.closure.count).toBe(1); // every function there holds the same busybox
     expect((await api('/functions/greet')).body.name).toBe('greet');
     expect((await api('/functions/nope')).status).toBe(404);
   });

@@ -380,7 +380,7 @@ describe('invoking a function over HTTP', () => {
     expect(health['status']).toBe('ok');
     expect(health['podman'].version).toMatch(/^\d+\.\d+/);
     expect(health['nix'].version).toContain('Nix');
-    expect(health['packageSet'].kind).toBe('starter');
+    expect(health['packageSet'].kind).toBe('offline');
     expect(health['pool']).toMatchObject({ size: 2, max: 8 });
     expect(typeof health['pool'].warm).toBe('number');
     expect(typeof health['pool'].busy).toBe('number');

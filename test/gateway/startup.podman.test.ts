@@ -28,7 +28,7 @@ describe('gateway/main.ts', () => {
       child = main.child;
       const { url, output } = main;
       expect(await (await fetch(`${url}/fn/hello`)).text()).toBe('Hello, world! This is fnix.\n');
-      expect(output()).toMatch(/package set kind=starter/);
+      expect(output()).toMatch(/package set kind=offline/);
       const session = await openSession(url, '/sessions/shell?tty=1');
       await session.waitFor('$ ');
 
@@ -80,7 +80,7 @@ describe('a functions folder with broken functions', () => {
     expect(causes['unknown-field']!.code).toBe('MANIFEST_INVALID');
     expect(causes['unknown-field']!.message).toMatch(/unknown-field\/function\.json: field 'timeout' \(value 5\): unknown field/);
     expect(causes['no-such-package']!.code).toBe('PACKAGE_NOT_FOUND');
-    expect(causes['no-such-package']!.message).toContain("'no-such-package' is not in starter set");
+    expect(causes['no-such-package']!.message).toContain("'no-such-package' is not in offline set");
     expect(causes['command-missing']!.code).toBe('COMMAND_NOT_FOUND');
     expect(causes['command-missing']!.message).toContain("'gojq' is not in the bin/ folder of any declared package");
 

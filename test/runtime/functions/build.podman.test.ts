@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FnixError } from '../../../runtime/errors.ts';
 import { buildFunction } from '../../../runtime/functions/build.ts';
-import { starterPackageSet } from '../../../runtime/nix/package-set.ts';
+import { offlinePackageSet } from '../../../runtime/nix/package-set.ts';
 import { PackageResolver } from '../../../runtime/nix/resolve.ts';
 import { rejectionOf } from '../../helpers/errors.ts';
 
@@ -17,7 +17,7 @@ let resolver: PackageResolver;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'fnix-build-'));
-  resolver = new PackageResolver({ packageSet: starterPackageSet(), gcRootsDir: join(work, 'gcroots') });
+  resolver = new PackageResolver({ packageSet: offlinePackageSet(), gcRootsDir: join(work, 'gcroots') });
 });
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });

@@ -10,7 +10,15 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FnixError, isFnixError } from '../../../runtime/errors.ts';
 import { rejectionOf } from '../../helpers/errors.ts';
-import { STARTER_SET_DIR, checkPackageSet, choosePackageSet, nixPathExpression, nixString, starterPackageSet } from '../../../runtime/nix/package-set.ts';
+import {
+  OFFLINE_SET_DIR,
+  STARTER_SET_DIR,
+  checkPackageSet,
+  choosePackageSet,
+  nixPathExpression,
+  nixString,
+  offlinePackageSet,
+} from '../../../runtime/nix/package-set.ts';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures', import.meta.url));
 
@@ -23,13 +31,13 @@ describe('choosePackageSet', () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  it('defaults to <nixpkgs> when the search path has it, else the starter set (the starter set here)', async () => {
+  it('defaults to <nixpkgs> when the search path has it, else the offline set (the offline set here)', async () => {
     const found = await execa('nix-instantiate', ['--find-file', 'nixpkgs'], { reject: false });
     const set = await choosePackageSet(undefined);
-    expect(set.kind).toBe(found.exitCode === 0 ? 'nixpkgs' : 'starter');
-    if (set.kind === 'starter') {
-      expect(set.expression).toBe(STARTER_SET_DIR);
-      expect(set.description).toBe('starter set (runtime/nix/starter, offline)');
+    expect(set.kind).toBe(found.exitCode === 0 ? 'nixpkgs' : 'offline');
+    if (set.kind === 'offline') {
+      expect(set.expression).toBe(OFFLINE_SET_DIR);
+      expect(set.description).toBe('offline set (runtime/nix/offline, from Debian)');
       await checkPackageSet(set);
     }
     expect((await choosePackageSet('  ')).kind).toBe(set.kind);
@@ -69,7 +77,7 @@ describe('choosePackageSet', () => {
   it('writes plain absolute paths as path literals', () => {
     expect(nixPathExpression('/srv/pkgs/default.nix')).toBe('/srv/pkgs/default.nix');
     expect(nixPathExpression('/srv/my pkgs')).toBe('(/. + "/srv/my pkgs")');
-    expect(starterPackageSet().kind).toBe('starter');
+    expect(offlinePackageSet().kind).toBe('offline');
   });
 });
 

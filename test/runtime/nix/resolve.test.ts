@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FnixError, isFnixError } from '../../../runtime/errors.ts';
-import { choosePackageSet, nixPathExpression, starterPackageSet, type PackageSet } from '../../../runtime/nix/package-set.ts';
+import { choosePackageSet, nixPathExpression, offlinePackageSet, type PackageSet } from '../../../runtime/nix/package-set.ts';
 import { PackageResolver } from '../../../runtime/nix/resolve.ts';
 import { rejectionOf } from '../../helpers/errors.ts';
 
@@ -36,7 +36,7 @@ describe('PackageResolver', () => {
   });
 
   it('resolves starter packages to store paths, PATH and closure', async () => {
-    const resolver = resolverIn(starterPackageSet());
+    const resolver = resolverIn(offlinePackageSet());
     const resolution = await resolver.resolve(['gojq', 'busybox', 'gojq']);
     expect(resolution.packages.map((p) => p.attr)).toEqual(['gojq', 'busybox']);
     for (const p of resolution.packages) expect(p.storePath).toMatch(STORE_PATH);
@@ -52,7 +52,7 @@ describe('PackageResolver', () => {
   }, 120_000);
 
   it('serves a repeated list from the cache without running Nix, in the new order', async () => {
-    const resolver = resolverIn(starterPackageSet());
+    const resolver = resolverIn(offlinePackageSet());
     const first = await resolver.resolve(['bash', 'gojq']);
     const before = resolver.stats;
     const second = await resolver.resolve(['gojq', 'bash', 'bash']);
@@ -65,7 +65,7 @@ describe('PackageResolver', () => {
   }, 120_000);
 
   it('shares one Nix run between concurrent requests for the same list', async () => {
-    const resolver = resolverIn(starterPackageSet());
+    const resolver = resolverIn(offlinePackageSet());
     const [a, b, c] = await Promise.all([resolver.resolve(['busybox', 'bash']), resolver.resolve(['bash', 'busybox']), resolver.resolve(['busybox', 'bash'])]);
     expect(resolver.stats.resolutions).toBe(1);
     expect(b.packages).toEqual([...a.packages].reverse());
@@ -85,14 +85,14 @@ describe('PackageResolver', () => {
   }, 120_000);
 
   it('names every missing package, with the package set, as PACKAGE_NOT_FOUND (not cached)', async () => {
-    const resolver = resolverIn(starterPackageSet());
-    const error = await fnixErrorOf(resolver.resolve(['gojq', 'nope', 'python3Packages.requests']));
+    const resolver = resolverIn(offlinePackageSet());
+    const error = await fnixErrorOf(resolver.resolve(['gojq', 'nope', 'python3Packages.no-such-library']));
     expect(error.code).toBe('PACKAGE_NOT_FOUND');
     expect(error.message).toContain("'nope'");
-    expect(error.message).toContain("'python3Packages.requests'");
-    expect(error.message).toContain('starter set');
-    expect(error.details).toMatchObject({ packages: ['nope', 'python3Packages.requests'], packageSet: starterPackageSet().description });
-    await fnixErrorOf(resolver.resolve(['gojq', 'nope', 'python3Packages.requests']));
+    expect(error.message).toContain("'python3Packages.no-such-library'");
+    expect(error.message).toContain('offline set');
+    expect(error.details).toMatchObject({ packages: ['nope', 'python3Packages.no-such-library'], packageSet: offlinePackageSet().description });
+    await fnixErrorOf(resolver.resolve(['gojq', 'nope', 'python3Packages.no-such-library']));
     expect(resolver.stats.resolutions).toBe(2);
   }, 120_000);
 
@@ -107,7 +107,7 @@ describe('PackageResolver', () => {
   }, 120_000);
 
   it('rejects invalid attribute paths before running Nix', async () => {
-    const resolver = resolverIn(starterPackageSet());
+    const resolver = resolverIn(offlinePackageSet());
     const error = await fnixErrorOf(resolver.resolve(['gojq', 'rm -rf /', '../etc', 'a..b', '"quoted"', '']));
     expect(error.code).toBe('PACKAGE_NOT_FOUND');
     expect(error.message).toContain('not valid Nix attribute paths');
@@ -182,7 +182,7 @@ describe('PackageResolver', () => {
   }, 240_000);
 
   it('resolves an empty list without Nix', async () => {
-    const resolver = resolverIn(starterPackageSet());
+    const resolver = resolverIn(offlinePackageSet());
     expect(await resolver.resolve([])).toMatchObject({ packages: [], binPath: '', closure: [], builtNewPaths: false });
     expect(resolver.stats.nixProcesses).toBe(0);
   });
