@@ -67,12 +67,15 @@ fi
 # The offline package set (runtime/nix/offline): Debian's archives fetched and imported into the store
 # (only what is missing), then every package built by Nix, offline and sandboxed. The outputs are GC
 # roots, so nix-collect-garbage leaves them. A second run finds everything built and builds nothing.
-mkdir -p /nix/store
+mkdir -p /nix/store /nix/var/nix/gcroots/fnix
+# One set-up at a time on a host: the GC roots below are the host's.
+exec 8>/nix/var/nix/gcroots/fnix/.setup.lock
+flock 8
 node --import tsx scripts/fetch-debs.ts
 roots=/nix/var/nix/gcroots/fnix/offline-set
 started=$SECONDS
 if ! out=$(nix-build --option sandbox true --option sandbox-fallback false --option substituters '' --max-jobs 2 \
-    -E "let set = import $PWD/runtime/nix/offline {}; in [ set.busybox set.bash set.gojq set.patchelf ] ++ builtins.attrValues set.debian" \
+    -E "let set = import (/. + \"$PWD/runtime/nix/offline\") {}; in [ set.busybox set.bash set.gojq set.patchelf set.cacert ] ++ builtins.attrValues set.debian" \
     --out-link "$roots.new/package" 2>&1); then
   log "building the offline package set failed:"
   printf '%s\n' "$out" | tail -40 >&2
@@ -81,6 +84,7 @@ fi
 # The new roots replace the old ones (a package Debian updated leaves its old path to deployments' roots).
 rm -rf "$roots" && mv "$roots.new" "$roots"
 if grep -q '^building ' <<<"$out"; then log "offline package set built in $((SECONDS - started)) s"; fi
+exec 8>&-
 
 # The JavaScript that `npm start` runs.
 bash scripts/build.sh

@@ -2,10 +2,11 @@
  * @module
  * The environment a function's packages need beyond PATH, derived from its closure as nixpkgs' setup hooks
  * derive it in a nix-shell: every `lib/python3.X/site-packages` folder in the closure goes on PYTHONPATH,
- * so a function that declares `python3` and `python3Packages.requests` imports requests. Computed once per
- * build, never per invocation.
+ * so a function that declares `python3` and `python3Packages.requests` imports requests; and a closure with
+ * nixpkgs' `cacert` layout (`etc/ssl/certs/ca-bundle.crt`) sets SSL_CERT_FILE, as nixpkgs' cacert hook does.
+ * Computed once per build, never per invocation.
  */
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 /** `python3.11` and the like: the folders under lib/ that hold a site-packages. */
@@ -24,7 +25,27 @@ export async function packageEnvironment(closure: readonly string[]): Promise<Re
       if ((await entriesOf(dir)).length > 0) sitePackages.push(dir);
     }
   }
-  return sitePackages.length > 0 ? { PYTHONPATH: sitePackages.join(':') } : {};
+  const env: Record<string, string> = {};
+  if (sitePackages.length > 0) env['PYTHONPATH'] = sitePackages.join(':');
+  for (const storePath of closure) {
+    const bundle = path.join(storePath, CA_BUNDLE);
+    if (await isFile(bundle)) {
+      env['SSL_CERT_FILE'] = bundle;
+      break;
+    }
+  }
+  return env;
+}
+
+/** Where nixpkgs' cacert (and the offline set's) keeps the CA certificates. */
+const CA_BUNDLE = 'etc/ssl/certs/ca-bundle.crt';
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** The names in a folder; none when it is missing or not a folder. */

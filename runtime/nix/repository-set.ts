@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, realpath, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -113,7 +113,10 @@ export interface RepositorySetSource {
  * with its set.json), and returns the package set, restricted to that folder.
  */
 export async function prepareRepositorySet(source: RepositorySetSource): Promise<PackageSet> {
-  const { dir, offline } = source;
+  const { offline } = source;
+  // Nix checks the canonical path against the search path: a state folder reached through a symbolic link
+  // would otherwise make every read of the folder "forbidden in restricted mode".
+  const dir = await realpath(source.dir);
   const viewDir = path.join(dir, OFFLINE_SEARCH_PATH_NAME);
   await mkdir(viewDir);
   await copyFile(OFFLINE_VIEW_FILE, path.join(viewDir, 'default.nix'));

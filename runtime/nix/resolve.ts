@@ -177,8 +177,8 @@ export class PackageResolver {
   }
 
   /**
-   * The root key of a package list: the same for any order or duplicates of the same attributes,
-   * different for another package set.
+   * The cache key of a package list: the same for any order or duplicates of the same attributes,
+   * different for another package set. (Its GC roots are named by what it resolved to: {@link Resolution.rootKey}.)
    * @throws FnixError PACKAGE_NOT_FOUND when an entry is not a valid attribute path.
    */
   keyOf(attrs: readonly string[], packageSet: PackageSet = this.packageSet): string {
@@ -211,8 +211,8 @@ export class PackageResolver {
   async resolve(attrs: readonly string[], options: ResolveOptions = {}): Promise<Resolution> {
     const set = options.packageSet ?? this.packageSet;
     const unique = validateAttributePaths(attrs, set);
-    const rootKey = rootKeyOf(set, unique);
-    if (unique.length === 0) return { packages: [], binPath: '', closure: [], builtNewPaths: false, rootKey };
+    const cacheKey = rootKeyOf(set, unique);
+    if (unique.length === 0) return { packages: [], binPath: '', closure: [], builtNewPaths: false, rootKey: cacheKey };
     if (options.recorded) {
       const run = (command: string, args: string[], timeoutMs: number) => this.#runNix(command, args, timeoutMs);
       const reused = await reuseRecorded({ attrs: unique, recorded: options.recorded, gcRootsDir: this.gcRootsDir, run, timeoutMs: this.#evalTimeoutMs });
@@ -223,8 +223,8 @@ export class PackageResolver {
         return { packages, binPath, closure: reused.closure, builtNewPaths: false, rootKey: options.recorded.rootKey, reused: true };
       }
     }
-    const wasCached = this.#hasLiveCacheEntry(rootKey);
-    const cached = await this.#cache.fetch(rootKey, { context: { attrs: unique, set } });
+    const wasCached = this.#hasLiveCacheEntry(cacheKey);
+    const cached = await this.#cache.fetch(cacheKey, { context: { attrs: unique, set } });
     if (cached === undefined) throw new Error(`package resolution for ${unique.join(', ')} returned nothing`);
     const packages = unique.map((attr) => ({ attr, storePath: cached.storePaths.get(attr) ?? '' }));
     return {
@@ -232,7 +232,7 @@ export class PackageResolver {
       binPath: packages.map((p) => `${p.storePath}/bin`).join(':'),
       closure: [...cached.closure],
       builtNewPaths: wasCached ? false : cached.builtNewPaths,
-      rootKey,
+      rootKey: cached.rootKey,
     };
   }
 
@@ -240,14 +240,13 @@ export class PackageResolver {
    * Deletes the GC roots (and cache entries) of every package list whose root key is not in `keep`, so a later
    * nix-collect-garbage can free their paths. Lists being resolved right now are never pruned, and nothing
    * under gcRootsDir that is not named like a root key is touched.
-   * @param keep root keys still in use: {@link Resolution.rootKey} or {@link PackageResolver.keyOf} of each
-   *   deployed function's package list.
+   * @param keep root keys still in use: the {@link Resolution.rootKey} of each kept deployment's functions.
    * @returns the root keys removed.
    */
   async pruneRoots(keep: Iterable<string>): Promise<string[]> {
     const kept = new Set(keep);
-    for (const key of [...this.#cache.keys()]) {
-      if (!kept.has(key) && !this.#inFlight.has(key)) this.#cache.delete(key);
+    for (const [key, entry] of [...this.#cache.entries()]) {
+      if (!kept.has(entry.rootKey) && !this.#inFlight.has(key)) this.#cache.delete(key);
     }
     const removed: string[] = [];
     for (const entry of await listDirectory(this.gcRootsDir)) {
@@ -268,21 +267,28 @@ export class PackageResolver {
   }
 
   /** The cache's fetchMethod: evaluates, builds, roots and measures one package list (in the first caller's order). */
-  async #resolveUncached(rootKey: string, attrs: string[], set: PackageSet): Promise<CachedResolution> {
-    this.#inFlight.add(rootKey);
+  async #resolveUncached(cacheKey: string, attrs: string[], set: PackageSet): Promise<CachedResolution> {
+    this.#inFlight.add(cacheKey);
     this.#stats.resolutions += 1;
+    let rootKey: string | undefined;
     try {
       const infos = await this.#evaluateInfo(attrs, set);
       throwForUnknownPackages(infos, set);
       await this.#throwForEvalErrors(infos, set);
       const ok = infos.filter((i): i is Extract<AttrInfo, { status: 'ok' }> => i.status === 'ok');
+      // The roots are named by what the list resolved to, not by the list: when the set changes (an updated
+      // offline set, a nixpkgs channel), the same list resolves to new paths in a folder of its own, and the
+      // roots of a deployment built on the old ones stay.
+      rootKey = rootKeyOfOutputs(cacheKey, ok.map((i) => i.path));
+      this.#inFlight.add(rootKey);
       const builtNewPaths = ok.some((i) => !existsSync(i.path));
       await this.#build(rootKey, attrs, ok, set); // a no-op build when nothing is new, but it (re)registers the roots
       const storePaths = new Map(ok.map((i) => [i.attr, i.path]));
       const closure = await this.#queryClosure([...new Set(storePaths.values())]);
       return { storePaths, closure, builtNewPaths, rootKey };
     } finally {
-      this.#inFlight.delete(rootKey);
+      this.#inFlight.delete(cacheKey);
+      if (rootKey) this.#inFlight.delete(rootKey);
     }
   }
 
@@ -490,6 +496,14 @@ async function reconcileRoots(rootDir: string, wanted: Set<string>): Promise<voi
 function rootKeyOf(packageSet: PackageSet, attrs: readonly string[]): string {
   const canonical = JSON.stringify([packageSet.identity ?? packageSet.expression, [...new Set(attrs)].sort()]);
   return createHash('sha256').update(canonical).digest('hex').slice(0, 32);
+}
+
+/** The name of the GC roots of a list's resolution: its cache key and the store paths it resolved to. */
+function rootKeyOfOutputs(cacheKey: string, outputs: readonly string[]): string {
+  return createHash('sha256')
+    .update(JSON.stringify([cacheKey, [...outputs].sort()]))
+    .digest('hex')
+    .slice(0, 32);
 }
 
 /** An execa line transform that keeps the last `max` lines in `tail` and passes nothing on. */

@@ -16,7 +16,8 @@
 # glibc, one for libssl, one for zlib, shared by every package that needs them. The builders are the
 # starter set's static bash and busybox and a patchelf bootstrapped from Debian's; nothing is read from
 # the host but the archives.
-{ lock ? builtins.fromJSON (builtins.readFile ./lock.json)
+{ lock ? if builtins.pathExists ./lock.json then builtins.fromJSON (builtins.readFile ./lock.json)
+    else throw "runtime/nix/offline/lock.json is missing: run `npm run setup` (scripts/setup.sh), whose scripts/fetch-debs.ts fetches Debian's archives and writes it"
 , system ? builtins.currentSystem
 , ...
 }:
@@ -105,6 +106,13 @@ let
 
   # Extra steps for some groups, run after unpacking and patching.
   fixups = {
+    # Debian's certifi answers /etc/ssl/certs/ca-certificates.crt, which no container has; its own bundle is here.
+    python3-certifi = out: ''
+      core="$out/lib/python${pythonVersion}/site-packages/certifi/core.py"
+      bb chmod u+w "$core"
+      bb sed -i "s|'/etc/ssl/certs/ca-certificates.crt'|'$out/lib/python${pythonVersion}/site-packages/certifi/cacert.pem'|" "$core"
+      bb grep -q "$out" "$core"
+    '';
     # nixpkgs' layout beside Debian's: a venv made from bin/python3 looks for lib/python3.X under the
     # store path (its `home`), where Debian has usr/lib/python3.X.
     python3 = out: ''
@@ -172,13 +180,13 @@ let
             # nixpkgs' layout, which fnix puts on PYTHONPATH (Debian's dist-packages is found only beside its python)
             bb mkdir -p "$out/lib/python${pythonVersion}"
             bb mv "$out/usr/lib/python3/dist-packages" "$out/lib/python${pythonVersion}/site-packages"
-            compile_python ${groups.python3}/bin/python3 "$out/lib"
           '' else ""}
           fix_symlinks
           patch_elf_files
-          patch_shebangs
           link_bin
           ${if hasAttr group.name fixups then fixups.${group.name} "$out" else ""}
+          patch_shebangs
+          ${if isPythonLibrary then ''compile_python ${groups.python3}/bin/python3 "$out/lib"'' else ""}
           record_deps
         '') ];
         fnixDepsPaths = map (d: "${d}") all;
@@ -209,6 +217,18 @@ in
   sqlite = groups.sqlite3;
   imagemagick = groups.imagemagick;
   imagemagick6 = groups.imagemagick;
+
+  # Mozilla's CA certificates (certifi's bundle) where nixpkgs' cacert has them; fnix points SSL_CERT_FILE
+  # at it for a function that declares it (runtime/nix/environment.ts).
+  cacert = derivation {
+    name = "cacert-${version (lockedGroup "python3-certifi")}";
+    inherit system;
+    builder = bash;
+    args = [ "-c" (prelude + ''
+      bb mkdir -p "$out/etc/ssl/certs"
+      bb cp ${groups.python3-certifi}/lib/python${pythonVersion}/site-packages/certifi/cacert.pem "$out/etc/ssl/certs/ca-bundle.crt"
+    '') ];
+  };
 
   # Libraries, under nixpkgs' names.
   zlib = groups.zlib1g;

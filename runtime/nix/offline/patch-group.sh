@@ -66,12 +66,21 @@ patch_shebangs() {
     bb test -f "$file" && ! bb test -L "$file" || continue
     first=""
     IFS= read -r first < "$file" 2>/dev/null || true
-    case "$first" in '#!/'*) ;; *) continue ;; esac
-    interp=${first#\#!}; interp=${interp%% *}; rest=${first#"#!$interp"}
+    case "$first" in '#!/'* | '#! /'*) ;; *) continue ;; esac
+    interp=${first#\#!}; interp=${interp# }; interp=${interp%% *}; rest=${first#*"$interp"}
     found=""
     case "$interp" in
       /bin/sh|/bin/bash|/usr/bin/sh|/usr/bin/bash) found="$bash" ;;
-      *) for root in "$out" $fnixDepsPaths; do if bb test -e "$root$interp"; then found="$root$interp"; break; fi; done ;;
+      /nix/store/*) continue ;;
+      /usr/bin/env) continue ;; # containers have /usr/bin/env, which finds the program on PATH
+      *)
+        # bin/<name> first: a wrapper there (perl's) is what the program needs.
+        for root in "$out" $fnixDepsPaths; do
+          if bb test -e "$root/bin/${interp##*/}"; then found="$root/bin/${interp##*/}"; break; fi
+          if bb test -e "$root$interp"; then found="$root$interp"; break; fi
+        done
+        [ -n "$found" ] || echo "${file#"$out"}: #!$interp" >> "$out/nix-support/unresolved-interpreters"
+        ;;
     esac
     [ -n "$found" ] || continue
     bb chmod u+w "$file"
@@ -100,7 +109,8 @@ wrap() {
   bb rm -f "$wrapper"
   {
     echo "#!$bash"
-    while [ $# -ge 2 ]; do echo "export $1='$2'"; shift 2; done
+    # The store's folders first, then whatever the function set.
+    while [ $# -ge 2 ]; do echo "export $1='$2'\"\${$1:+:\$$1}\""; shift 2; done
     echo "exec -a \"\$0\" '$program' \"\$@\""
   } > "$wrapper"
   bb chmod 0555 "$wrapper"

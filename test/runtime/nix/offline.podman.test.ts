@@ -91,6 +91,11 @@ describe('languages from the offline set, in containers', () => {
     expect(report['requests']).toMatch(/^2\./);
     expect(report['urllib3']).toMatch(/^1\./);
     expect(report['file']).toMatch(/^\/nix\/store\/[0-9a-z]{32}-python3-requests-[^/]+\/lib\/python3\.11\/site-packages\/requests\/__init__\.py$/);
+    // HTTPS would verify against CA certificates in the store: certifi's own bundle, and cacert's as SSL_CERT_FILE.
+    expect(report['certifi']).toMatch(/^\/nix\/store\/[0-9a-z]{32}-python3-certifi-[^/]+\/.*\/cacert\.pem$/);
+    expect(report['certifi_cas']).toBeGreaterThan(100);
+    expect(report['ssl_cert_file']).toMatch(/^\/nix\/store\/[0-9a-z]{32}-cacert-[^/]+\/etc\/ssl\/certs\/ca-bundle\.crt$/);
+    expect(report['default_cas']).toBe(report['certifi_cas']);
   });
 
   it('runs node, with the modules Debian keeps in files, and a node started by node', async () => {
@@ -106,6 +111,9 @@ describe('languages from the offline set, in containers', () => {
       floor: 2,
       sha1: '86f7e437faa5a7fce15d1ddcb9eaeaea377667b8',
     });
+    // A perl program of the package, through its #! line: the wrapper that gives perl its modules.
+    const pretty = await fetch(`${gw.url}/fn/perl-tool`, { method: 'POST', body: '{"b":[1,2],"a":"x"}' });
+    expect(await pretty.text()).toBe('{\n   "a" : "x",\n   "b" : [\n      1,\n      2\n   ]\n}\n');
     const rows = (await invokeJson('sqlite-cli')) as unknown as { version: string; answer: number }[];
     expect(rows).toEqual([{ version: expect.stringMatching(/^3\./), answer: 42 }]);
   });

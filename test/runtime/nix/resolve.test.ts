@@ -61,7 +61,7 @@ describe('PackageResolver', () => {
     expect(second.closure).toEqual(first.closure);
     expect(second.rootKey).toBe(first.rootKey);
     expect(second.builtNewPaths).toBe(false);
-    expect(resolver.keyOf(['gojq', 'bash'])).toBe(first.rootKey);
+    expect(resolver.keyOf(['gojq', 'bash'])).toBe(resolver.keyOf(['bash', 'gojq', 'gojq']));
   }, 120_000);
 
   it('shares one Nix run between concurrent requests for the same list', async () => {
@@ -169,7 +169,8 @@ describe('PackageResolver', () => {
     expect(again.builtNewPaths).toBe(false);
     expect(again.rootKey).toBe(first.rootKey);
 
-    expect(await resolver.pruneRoots([resolver.keyOf(['busybox'])])).toEqual([first.rootKey]);
+    const busybox = await resolver.resolve(['busybox']);
+    expect(await resolver.pruneRoots([busybox.rootKey])).toEqual([first.rootKey]);
     expect(existsSync(rootDir)).toBe(false);
     await execa('nix-collect-garbage', []);
     expect(existsSync(fresh)).toBe(false);
@@ -180,6 +181,34 @@ describe('PackageResolver', () => {
     expect(existsSync(fresh)).toBe(true);
     expect(existsSync(rootDir)).toBe(true);
   }, 240_000);
+
+  it('roots a list that resolves to new paths (the set changed) apart, keeping the roots of the old ones', async () => {
+    const nonce = `${process.pid}-${Date.now()}`;
+    const setFile = path.join(tmp, 'changing-set.nix');
+    const write = (text: string) =>
+      writeFile(
+        setFile,
+        `let s = import ${nixPathExpression(EXTRA_SET)} {}; in s // {
+        note = derivation {
+          name = "fnix-test-note-${nonce}"; system = builtins.currentSystem; builder = "\${s.bash}/bin/bash";
+          args = [ "-c" "\${s.busybox}/bin/mkdir -p $out/bin; echo ${text} > $out/bin/note" ];
+        };
+      }`,
+      );
+    await write('v1');
+    const set = await choosePackageSet(setFile);
+    const before = await resolverIn(set, 'changing').resolve(['note']);
+    await write('v2'); // as an updated offline set or nixpkgs channel would: same expression, new paths
+    const after = await resolverIn(set, 'changing').resolve(['note']);
+    expect(after.packages[0]!.storePath).not.toBe(before.packages[0]!.storePath);
+    expect(after.rootKey).not.toBe(before.rootKey);
+    for (const resolution of [before, after]) {
+      const { stdout } = await execa('nix-store', ['--query', '--roots', resolution.packages[0]!.storePath]);
+      expect(stdout).toContain(path.join(tmp, 'changing', resolution.rootKey));
+    }
+    await rm(path.join(tmp, 'changing'), { recursive: true, force: true });
+    await execa('nix-store', ['--delete', before.packages[0]!.storePath, after.packages[0]!.storePath], { reject: false });
+  }, 120_000);
 
   it('resolves an empty list without Nix', async () => {
     const resolver = resolverIn(offlinePackageSet());
