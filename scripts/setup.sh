@@ -26,6 +26,7 @@ declare -A PACKAGES=(
 # generator.
 if [ "${1:-}" = "--test" ]; then
   PACKAGES[chromium]=/usr/bin/chromium
+  PACKAGES[file]=/usr/bin/file  # the thumbnailer's test asks `file` what a PNG is
 fi
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   PACKAGES[wrk]=/usr/bin/wrk
