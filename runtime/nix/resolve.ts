@@ -279,7 +279,10 @@ export class PackageResolver {
       // The roots are named by what the list resolved to, not by the list: when the set changes (an updated
       // offline set, a nixpkgs channel), the same list resolves to new paths in a folder of its own, and the
       // roots of a deployment built on the old ones stay.
-      rootKey = rootKeyOfOutputs(cacheKey, ok.map((i) => i.path));
+      rootKey = rootKeyOfOutputs(
+        cacheKey,
+        ok.map((i) => i.path),
+      );
       this.#inFlight.add(rootKey);
       const builtNewPaths = ok.some((i) => !existsSync(i.path));
       await this.#build(rootKey, attrs, ok, set); // a no-op build when nothing is new, but it (re)registers the roots
