@@ -32,9 +32,11 @@ export interface BenchHost {
   containerArgs: string[];
   /** fnix's seccomp profile, as fnix writes it. */
   seccompProfile: string;
+  /** Resolves package lists in the set the gateway uses, as a function's build does (bench/closure.ts). */
+  resolver: PackageResolver;
 }
 
-/** Builds the agent and rootfs under `stateDir` and resolves busybox in the configured package set. */
+/** Builds the agent and rootfs under `stateDir` and resolves busybox and gojq in the configured package set. */
 export async function prepareHost(stateDir: string): Promise<BenchHost> {
   await mkdir(stateDir, { recursive: true });
   const podman = await Podman.create({ cwd: stateDir });
@@ -48,7 +50,7 @@ export async function prepareHost(stateDir: string): Promise<BenchHost> {
   const seccompProfile = await writeSeccompProfile(join(stateDir, 'seccomp.json'));
   // Exactly the confinement of an fnix container (runtime/podman/run.ts), with fnix's default limits.
   const containerArgs = ['--label', `${BENCH_LABEL}=1`, ...isolationArgs({ uid: 65534, network: false, seccompProfile, ...loadConfig({}).limits })];
-  return { podman, rootfs, busybox, gojq, containerArgs, seccompProfile };
+  return { podman, rootfs, busybox, gojq, containerArgs, seccompProfile, resolver };
 }
 
 /** Removes containers an earlier, interrupted benchmark left. */

@@ -2,9 +2,12 @@
  * @module
  * The benchmark's report: its JSON shape, the targets it is judged against, and the printed table.
  */
+import type { ClosureWarmResult } from './closure.ts';
 import type { RefillRound } from './refill.ts';
 import type { SideBySideResult } from './side-by-side.ts';
 import type { Summary } from './stats.ts';
+import type { StoreMounts } from './store-mounts.ts';
+import type { WrkResult } from './wrk.ts';
 
 /** One workload's scenarios. */
 export interface WorkloadResults {
@@ -36,6 +39,14 @@ export interface SoakResult {
   rssEndBytes: number;
 }
 
+/** A large closure on the warm path and at a cold start (bench/closure.ts, bench/store-mounts.ts). */
+export interface ClosureReport extends ClosureWarmResult {
+  /** Every warm container's store mounts, read after the closure's rows. */
+  storeMounts: StoreMounts;
+  /** (e) in turns: the busybox function (`echo hello`) and the python3 + imagemagick one (`python3 -c 'print(1)'`). */
+  cold: { busybox: Summary; large: Summary };
+}
+
 /** A target of the warm-path issue, and whether this run met it. */
 export interface TargetResult {
   name: string;
@@ -52,6 +63,7 @@ export interface BenchReport {
   workloads: Record<string, WorkloadResults>;
   /** fnix against the floor server (a fork per request, in C) on the host and in a container, by wrk. */
   sideBySide: Record<string, SideBySideResult>;
+  closure: ClosureReport;
   refill: { rounds: RefillRound[]; medianPerSecond: number };
   /** `soak` runs with npm start's Node flags; `soakWithNodeDefaults` the same, with Node's own heap settings. */
   gateway: { rssIdleBytes: number; rssPeakBytes: number; soak: SoakResult; soakWithNodeDefaults: SoakResult };
@@ -70,6 +82,7 @@ export function judgeTargets(report: BenchReport): TargetResult[] {
   const sideBySide = sideBySideTargets(report);
   return [
     ...sideBySide,
+    ...closureTargets(report.closure),
     { name: 'warm p50, concurrency 1', target: '<= 3 ms', observed: `${ms(t.warm1.p50)} ms`, met: t.warm1.p50 <= 3 },
     { name: 'warm p99, concurrency 1', target: '<= 15 ms', observed: `${ms(t.warm1.p99)} ms`, met: t.warm1.p99 <= 15 },
     {
@@ -131,6 +144,48 @@ function sideBySideTargets(report: BenchReport): TargetResult[] {
   ];
 }
 
+/**
+ * How much slower `echo` may be with python3's and imagemagick's closure than with busybox's alone: a
+ * fifth of what the lightest work done per store path would add (a stat of each of the closure's 69 from
+ * Node takes about 1 ms here), and several times the rounds' noise.
+ */
+const CLOSURE_GROWTH_MS = 0.2;
+
+/** The large closure's targets: python3 warm against its own start on the host, no growth with the closure, the cold start. */
+function closureTargets(closure: ClosureReport): TargetResult[] {
+  const { python, echo, cold, storeMounts } = closure;
+  const coldRatio = cold.large.p50 / cold.busybox.p50;
+  const mounts = [...new Set(storeMounts.storeMounts)].join(', ') || 'none';
+  return [
+    marginTarget('python3 warm p50 c1 - spawned on the host', python.fnix, python.spawnHost, 1.5),
+    marginTarget('echo p50 c1, large closure - busybox only', echo.large, echo.busybox, CLOSURE_GROWTH_MS),
+    {
+      name: 'store mounts of every warm container',
+      target: '1 each, 0 copied',
+      observed: `${storeMounts.containers} containers, ${mounts} each, ${storeMounts.upperEntries} entries copied up`,
+      met: storeMounts.containers > 0 && storeMounts.storeMounts.every((n) => n === 1) && storeMounts.upperEntries === 0,
+    },
+    {
+      name: 'cold p50, python3 + imagemagick / busybox',
+      target: '<= 1.5x',
+      observed: `${coldRatio.toFixed(2)}x (${ms(cold.large.p50)} / ${ms(cold.busybox.p50)} ms)`,
+      met: coldRatio <= 1.5 && cold.large.errors === 0 && cold.busybox.errors === 0,
+    },
+  ];
+}
+
+/** An additive target: `measured`'s p50 at most `limitMs` above `base`'s, neither with an error. */
+function marginTarget(name: string, measured: Pick<Summary, 'p50' | 'errors'>, base: Pick<Summary, 'p50' | 'errors'>, limitMs: number): TargetResult {
+  const margin = measured.p50 - base.p50;
+  const errors = measured.errors + base.errors;
+  return {
+    name,
+    target: `<= +${limitMs} ms`,
+    observed: `${margin < 0 ? '-' : '+'}${Math.abs(margin).toFixed(2)} ms (${ms(measured.p50)} - ${ms(base.p50)} ms)${errors ? `, ${errors} errors` : ''}`,
+    met: margin <= limitMs && errors === 0,
+  };
+}
+
 const SIDE_BY_SIDE_ROWS: Array<[keyof SideBySideResult, string]> = [
   ['floorHost', 'floor server, on the host'],
   ['floorContainer', 'floor server, in a container'],
@@ -182,6 +237,7 @@ export function formatReport(report: BenchReport): string {
       `  ${workload.padEnd(8)} floor on the host ${cost('floorHost').machine.toFixed(0)} µs, in a container ${cost('floorContainer').machine.toFixed(0)} µs; fnix ${fnix.machine.toFixed(0)} µs, of which the gateway ${(fnix.gateway ?? 0).toFixed(0)} µs`,
     );
   }
+  lines.push(...closureLines(report.closure));
   lines.push('', 'p50 ratios at concurrency 1:');
   for (const [workload, r] of Object.entries(report.ratios)) {
     lines.push(
@@ -196,11 +252,38 @@ export function formatReport(report: BenchReport): string {
     soakLine("soak, npm start's flags", report.gateway.soak),
     soakLine("soak, Node's defaults", report.gateway.soakWithNodeDefaults),
     '',
-    'targets (trivial function):',
+    'targets (the trivial function; the large closure):',
   );
   for (const t of report.targets) lines.push(`  ${t.met ? 'met   ' : 'MISSED'} ${t.name.padEnd(42)} ${t.target.padEnd(20)} ${t.observed}`);
   lines.push('', `finished in ${(report.wallMs / 1000).toFixed(0)} s`);
   return `${lines.join('\n')}\n`;
+}
+
+/** The large closure's rows: one request at a time, by wrk for fnix, by spawn-floor for the spawns. */
+function closureLines(closure: ClosureReport): string[] {
+  const size = (c: ClosureReport['closures']['busybox']) =>
+    `${c.packages.join(' + ')}: ${c.paths} store path${c.paths === 1 ? '' : 's'}, ${(c.bytes / MB).toFixed(0)} MB`;
+  const { python } = closure;
+  const rows: Array<[string, string, WrkResult | Summary]> = [
+    ['python3', 'spawned on the host (the floor)', python.spawnHost],
+    ['python3', 'fnix warm, in turns with it', python.fnix],
+    ['python3', 'spawned in a container', python.spawnContainer],
+    ['echo', "fnix warm, busybox's closure", closure.echo.busybox],
+    ['echo', 'fnix warm, +python3 +imagemagick', closure.echo.large],
+    ['cold', 'busybox, echo hello', closure.cold.busybox],
+    ['cold', 'python3 + imagemagick, python3', closure.cold.large],
+  ];
+  const mounts = closure.storeMounts;
+  return [
+    '',
+    `a large closure, one request at a time (${size(closure.closures.large)}; ${size(closure.closures.busybox)}); python3 -c 'print(1)', cold is the first byte with no container:`,
+    sxsRow(['command', 'how', 'n', 'p50', 'p90', 'p99', 'max', 'errors']),
+    ...rows.map(([command, how, r]) =>
+      sxsRow([command, how, String('requests' in r ? r.requests : r.n), ms(r.p50), ms(r.p90), ms(r.p99), ms(r.max), String(r.errors)]),
+    ),
+    `python3's CPU time per run, median: ${ms(python.cpuMs.host)} ms on the host, ${ms(python.cpuMs.container)} ms in a container`,
+    `store: ${mounts.containers} warm containers, mounts at /nix/store per container: ${mounts.storeMounts.join(' ')}; entries in their overlays' upper layers: ${mounts.upperEntries}`,
+  ];
 }
 
 function soakLine(label: string, soak: SoakResult): string {

@@ -7,6 +7,10 @@
  *   concurrency 1 and 8; (e) fnix cold, time to first byte with no warm container; (f) the pool's refill
  *   rate; and the gateway's memory over a long soak of the trivial function at concurrency 8, with npm
  *   start's Node flags and, to show what they bound, with Node's defaults.
+ * Beside them, a large closure on the warm path (bench/closure.ts): python3 through fnix warm against the
+ * same interpreter spawned on the host, `echo hello` with busybox's closure against the same with python3's
+ * and imagemagick's, the store mounts of every warm container (bench/store-mounts.ts), and the cold start
+ * of the python3 + imagemagick function in turns with the busybox function's.
  * Prints a table and the targets, and writes the same as JSON under bench-results/.
  * `--quick` runs a few requests of each, to check that the benchmark works (the test suite does).
  */
@@ -18,14 +22,16 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { BUG_PREFIX } from '../gateway/process-guards.ts';
 import { removeContainers } from '../runtime/podman/remove.ts';
+import { measureClosure, PYTHON_OUTPUT, type ClosureWarmResult } from './closure.ts';
 import { startGatewayProcess, sampleRss, type GatewayProcess } from './gateway-process.ts';
 import { prepareHost, removeBenchContainers, removeInstanceContainers, startExecTarget, type BenchHost } from './host.ts';
-import { createClient } from './http.ts';
+import { createClient, type Exchange } from './http.ts';
 import { measureRefill, type RefillRound } from './refill.ts';
 import { measureSideBySide, type SideBySideResult, type SideBySideWorkload } from './side-by-side.ts';
-import { formatReport, judgeTargets, type BenchReport, type SoakResult, type WorkloadResults } from './report.ts';
+import { formatReport, judgeTargets, type BenchReport, type ClosureReport, type SoakResult, type WorkloadResults } from './report.ts';
 import { runToEnd } from './spawn.ts';
 import { measure, summarize, type Summary } from './stats.ts';
+import { inspectStoreMounts, type StoreMounts } from './store-mounts.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH_FUNCTIONS = join(ROOT, 'bench/functions');
@@ -40,6 +46,8 @@ const PLAN = quick
   : { floor: 300, naive: 12, exec: 20, warm1: 2000, warm8Ms: 10_000, cold: 15, warmup: 300, refillRounds: 3, soakMs: 120_000 };
 /** The side-by-side rows: rounds of wrk at concurrency 1 and 8 against the floor server and fnix, in turns. */
 const SIDE_BY_SIDE_PLAN = quick ? { rounds: 1, c1Ms: 1000, c8Ms: 1000, warmupMs: 1000 } : { rounds: 3, c1Ms: 5000, c8Ms: 10_000, warmupMs: 2000 };
+/** The large closure's rows (bench/closure.ts): one request at a time, in many short rounds taken in turns. */
+const CLOSURE_PLAN = quick ? { rounds: 1, c1Ms: 1000, warmupMs: 1000 } : { rounds: 12, c1Ms: 1000, warmupMs: 2000 };
 const REFILL_SIZE = 8;
 
 interface Workload {
@@ -115,6 +123,8 @@ async function main(): Promise<void> {
     let rssPeak = 0;
     let soaks: { flags: SoakResult; defaults: SoakResult } | undefined;
     let sideBySide: Record<string, SideBySideResult> = {};
+    let closure: ClosureWarmResult | undefined;
+    let storeMounts: StoreMounts | undefined;
     try {
       rssIdle = await warm.rss();
       const rss = sampleRss(warm.pid);
@@ -124,6 +134,10 @@ async function main(): Promise<void> {
       rssPeak = await rss.stop();
       say('side by side with the floor server, on the host and in a container, by wrk');
       sideBySide = await measureSideBySide(host, join(stateRoot, 'host'), warm, SIDE_BY_SIDE, SIDE_BY_SIDE_PLAN, say);
+      say('a large closure on the warm path: python3 against its own start on the host, echo with and without python3 + imagemagick');
+      closure = await measureClosure(host, join(stateRoot, 'host'), warm.url, CLOSURE_PLAN, say);
+      // Right after those rows, while the containers that served them are warm.
+      storeMounts = await inspectStoreMounts(host.podman, join(stateRoot, 'warm'));
       say(`trivial: the gateway's memory over a soak of ${PLAN.soakMs / 1000} s at concurrency 8, against one with Node's default heap settings, in turns`);
       const defaults = await startGatewayProcess(
         { FNIX_STATE_DIR: join(stateRoot, 'defaults'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS },
@@ -145,11 +159,14 @@ async function main(): Promise<void> {
       { FNIX_STATE_DIR: join(stateRoot, 'cold'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS, FNIX_POOL_SIZE: '0', FNIX_IDLE_TTL_MS: '1000' },
       logFile,
     );
+    let coldLarge: Summary | undefined;
     try {
-      for (const w of WORKLOADS) {
-        say(`${w.key}: (e) fnix cold, time to first byte`);
-        results[w.key].cold = await measureCold(cold, w);
-      }
+      say('trivial: (e) fnix cold, time to first byte, in turns with the python3 + imagemagick function');
+      const [trivial, echo64k] = WORKLOADS as [Workload, Workload];
+      const python: Exchange = { url: `${cold.url}/fn/python`, expected: PYTHON_OUTPUT };
+      [results.trivial.cold, coldLarge] = (await measureCold(cold, [exchangeOf(cold, trivial), python])) as [Summary, Summary];
+      say('echo64k: (e) fnix cold, time to first byte');
+      [results.echo64k.cold] = (await measureCold(cold, [exchangeOf(cold, echo64k)])) as [Summary];
     } finally {
       await cold.stop();
     }
@@ -176,6 +193,7 @@ async function main(): Promise<void> {
     const report = await buildReport(
       results,
       sideBySide,
+      { ...closure!, storeMounts: storeMounts!, cold: { busybox: results.trivial.cold, large: coldLarge! } },
       refill,
       { rssIdle, rssPeak, soak: soaks!.flags, soakDefaults: soaks!.defaults },
       host,
@@ -254,26 +272,34 @@ async function soakInTurns(first: GatewayProcess, second: GatewayProcess, w: Wor
   return { flags: await result(0, first), defaults: await result(1, second) };
 }
 
-/** (e): each sample waits until the gateway has no container at all, then times the first byte. */
-async function measureCold(gateway: GatewayProcess, w: Workload): Promise<Summary> {
-  const exchange = { url: `${gateway.url}/fn/${w.fn}`, body: w.input, expected: w.expected };
-  const samples: number[] = [];
-  let errors = 0;
-  let wall = 0;
+/** What a request for workload `w` to `gateway` sends and must get back. */
+function exchangeOf(gateway: GatewayProcess, w: Workload): Exchange {
+  return { url: `${gateway.url}/fn/${w.fn}`, body: w.input, expected: w.expected };
+}
+
+/**
+ * (e): PLAN.cold samples of each exchange, taken in turns (so that the machine's noise weighs on each
+ * alike). Each sample waits until the gateway has no container at all, then times the first byte.
+ */
+async function measureCold(gateway: GatewayProcess, exchanges: Exchange[]): Promise<Summary[]> {
+  const taken = exchanges.map(() => ({ samples: [] as number[], errors: 0, wall: 0 }));
   for (let i = 0; i < PLAN.cold; i += 1) {
-    await waitForEmptyPool(gateway);
-    const client = createClient(1);
-    const begin = performance.now();
-    try {
-      samples.push((await client.send(exchange)).firstByteMs);
-    } catch {
-      errors += 1;
-    } finally {
-      wall += performance.now() - begin;
-      client.close();
+    for (const [k, exchange] of exchanges.entries()) {
+      const into = taken[k]!;
+      await waitForEmptyPool(gateway);
+      const client = createClient(1);
+      const begin = performance.now();
+      try {
+        into.samples.push((await client.send(exchange)).firstByteMs);
+      } catch {
+        into.errors += 1;
+      } finally {
+        into.wall += performance.now() - begin;
+        client.close();
+      }
     }
   }
-  return summarize(samples, wall, errors);
+  return taken.map(({ samples, wall, errors }) => summarize(samples, wall, errors));
 }
 
 async function waitForEmptyPool(gateway: GatewayProcess): Promise<void> {
@@ -295,6 +321,7 @@ function podmanArgv(host: BenchHost): string[] {
 async function buildReport(
   results: Record<Workload['key'], WorkloadResults>,
   sideBySide: Record<string, SideBySideResult>,
+  closure: ClosureReport,
   refill: RefillRound[],
   rss: { rssIdle: number; rssPeak: number; soak: SoakResult; soakDefaults: SoakResult },
   host: BenchHost,
@@ -315,6 +342,7 @@ async function buildReport(
     },
     workloads: results,
     sideBySide,
+    closure,
     refill: { rounds: refill, medianPerSecond: rates[Math.floor(rates.length / 2)] ?? 0 },
     gateway: { rssIdleBytes: rss.rssIdle, rssPeakBytes: rss.rssPeak, soak: rss.soak, soakWithNodeDefaults: rss.soakDefaults },
     ratios: Object.fromEntries(
