@@ -6,7 +6,8 @@
 import { resolve } from 'node:path';
 import { MAX_STATE_DIR_BYTES } from '../runtime/container/launcher.ts';
 import { invalidAllowedUriReason } from '../runtime/nix/repository-set.ts';
-import { type BinaryCacheSettings, invalidSubstituterReason, invalidTrustedKeyReason, redactKey, splitList } from '../runtime/nix/substituters.ts';
+import { type BinaryCacheSettings, invalidSubstituterReason, invalidTrustedKeyReason, redactKey } from '../runtime/nix/substituters.ts';
+import { splitList } from '../runtime/nix/url-list.ts';
 import type { ContainerLimits } from '../runtime/podman/run.ts';
 import { ALLOWED_HOST_PATTERN } from './host-check.ts';
 

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { FnixError } from '../errors.ts';
 import { firstErrorLine, nixPathExpression, RESOLVE_NIX_FILE, offlinePackageSet, type PackageSet } from './package-set.ts';
+import { parseListedUrl } from './url-list.ts';
 
 /** The file at a repository's root whose value is the package set of its functions. */
 export const REPOSITORY_SET_FILE = 'packages.nix';
@@ -157,13 +158,8 @@ export function restrictedEvalOptions(dir: string, allowedUris: readonly string[
  * is refused: it would let pushed code read the host's files.
  */
 export function invalidAllowedUriReason(uri: string): string | undefined {
-  if (/[\s,]/.test(uri)) return 'it holds a space or a comma, which separate URLs';
-  let parsed: URL;
-  try {
-    parsed = new URL(uri);
-  } catch {
-    return 'it is not a URL';
-  }
+  const parsed = parseListedUrl(uri);
+  if (typeof parsed === 'string') return parsed;
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return 'only http:// and https:// URLs may be allowed (file: would expose the host)';
   if (!parsed.hostname) return 'it names no host';
   if (parsed.username || parsed.password) return 'it holds credentials';

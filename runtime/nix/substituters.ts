@@ -16,6 +16,7 @@ import { execa } from 'execa';
 import { FnixError } from '../errors.ts';
 import { type Logger, silentLogger } from '../log.ts';
 import type { PackageSet } from './package-set.ts';
+import { parseListedUrl } from './url-list.ts';
 
 /** The operator's binary cache settings (gateway/config.ts reads them from the environment). */
 export interface BinaryCacheSettings {
@@ -71,13 +72,8 @@ export function isOfflinePackageSet(packageSet: PackageSet): boolean {
  * (a `?trusted=1` would switch signature checks off behind FNIX_REQUIRE_SIGS's back), spaces or commas.
  */
 export function invalidSubstituterReason(url: string): string | undefined {
-  if (/[\s,]/.test(url)) return 'it holds a space or a comma, which separate URLs';
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return 'it is not a URL';
-  }
+  const parsed = parseListedUrl(url);
+  if (typeof parsed === 'string') return parsed;
   if (!PROBED_SCHEMES.includes(parsed.protocol)) return `${parsed.protocol.slice(0, -1)}:// caches are not supported; use file://, http:// or https://`;
   if (parsed.search !== '' || parsed.hash !== '' || url.includes('?') || url.includes('#')) {
     return 'store parameters (?…) and fragments are not accepted; to accept unsigned paths, set FNIX_REQUIRE_SIGS=false';
@@ -108,14 +104,6 @@ export function redactKey(key: string): string {
   const colon = key.indexOf(':');
   if (colon !== -1) return `${key.slice(0, colon)}:…`;
   return key.length <= 32 ? key : `${key.slice(0, 8)}…`;
-}
-
-/**
- * Splits a space- or comma-separated list (FNIX_SUBSTITUTERS, FNIX_TRUSTED_PUBLIC_KEYS), dropping empty entries
- * and repeats.
- */
-export function splitList(text: string): string[] {
-  return [...new Set(text.split(/[\s,]+/).filter((entry) => entry !== ''))];
 }
 
 /**

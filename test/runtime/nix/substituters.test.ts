@@ -18,7 +18,8 @@ import { FnixError } from '../../../runtime/errors.ts';
 import { createLogger, type Logger } from '../../../runtime/log.ts';
 import { nixPathExpression, type PackageSet, offlinePackageSet } from '../../../runtime/nix/package-set.ts';
 import { PackageResolver } from '../../../runtime/nix/resolve.ts';
-import { invalidSubstituterReason, invalidTrustedKeyReason, isOfflinePackageSet, splitList, Substituters } from '../../../runtime/nix/substituters.ts';
+import { invalidSubstituterReason, invalidTrustedKeyReason, isOfflinePackageSet, Substituters } from '../../../runtime/nix/substituters.ts';
+import { splitList } from '../../../runtime/nix/url-list.ts';
 import { rejectionOf, thrownBy } from '../../helpers/errors.ts';
 
 const CANARIES_NIX = fileURLToPath(new URL('../../fixtures/substituters/canaries.nix', import.meta.url));
