@@ -18,22 +18,19 @@ const PYTHON_DIR = /^python3\.\d+$/;
  */
 export async function packageEnvironment(closure: readonly string[]): Promise<Record<string, string>> {
   const sitePackages: string[] = [];
+  let caBundle: string | undefined;
   for (const storePath of closure) {
     for (const entry of await entriesOf(path.join(storePath, 'lib'))) {
       if (!PYTHON_DIR.test(entry)) continue;
       const dir = path.join(storePath, 'lib', entry, 'site-packages');
       if ((await entriesOf(dir)).length > 0) sitePackages.push(dir);
     }
+    const bundle = path.join(storePath, CA_BUNDLE);
+    if (caBundle === undefined && (await isFile(bundle))) caBundle = bundle;
   }
   const env: Record<string, string> = {};
   if (sitePackages.length > 0) env['PYTHONPATH'] = sitePackages.join(':');
-  for (const storePath of closure) {
-    const bundle = path.join(storePath, CA_BUNDLE);
-    if (await isFile(bundle)) {
-      env['SSL_CERT_FILE'] = bundle;
-      break;
-    }
-  }
+  if (caBundle !== undefined) env['SSL_CERT_FILE'] = caBundle;
   return env;
 }
 

@@ -17,6 +17,22 @@ import { rejectionOf } from '../../helpers/errors.ts';
 const EXTRA_SET = fileURLToPath(new URL('./fixtures/extra-set', import.meta.url));
 const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-[^/]+$/;
 
+/**
+ * Writes a package set: the extra set plus `attr`, a derivation named `name` whose builder makes $out/bin and
+ * then runs `script` (with busybox's applets by full path only: the builder's PATH is empty).
+ */
+async function writeSetWith(file: string, attr: string, name: string, script: string): Promise<void> {
+  await writeFile(
+    file,
+    `let s = import ${nixPathExpression(EXTRA_SET)} {}; in s // {
+    ${attr} = derivation {
+      name = "${name}"; system = builtins.currentSystem; builder = "\${s.bash}/bin/bash";
+      args = [ "-c" "\${s.busybox}/bin/mkdir -p $out/bin; ${script}" ];
+    };
+  }`,
+  );
+}
+
 /** The FnixError a promise rejects with. */
 function fnixErrorOf(promise: Promise<unknown>): Promise<FnixError> {
   return rejectionOf(promise, FnixError);
@@ -143,15 +159,7 @@ describe('PackageResolver', () => {
     // A package set with a derivation no other run has built, so building it is observable.
     const nonce = `${process.pid}-${Date.now()}`;
     const setFile = path.join(tmp, 'fresh-set.nix');
-    await writeFile(
-      setFile,
-      `let s = import ${nixPathExpression(EXTRA_SET)} {}; in s // {
-      fresh = derivation {
-        name = "fnix-test-fresh-${nonce}"; system = builtins.currentSystem; builder = "\${s.bash}/bin/bash";
-        args = [ "-c" "\${s.busybox}/bin/mkdir -p $out/bin; echo ${nonce} > $out/bin/nonce" ];
-      };
-    }`,
-    );
+    await writeSetWith(setFile, 'fresh', `fnix-test-fresh-${nonce}`, `echo ${nonce} > $out/bin/nonce`);
     const freshSet = await choosePackageSet(setFile);
     const resolver = resolverIn(freshSet, 'gc-roots');
 
@@ -185,16 +193,7 @@ describe('PackageResolver', () => {
   it('roots a list that resolves to new paths (the set changed) apart, keeping the roots of the old ones', async () => {
     const nonce = `${process.pid}-${Date.now()}`;
     const setFile = path.join(tmp, 'changing-set.nix');
-    const write = (text: string) =>
-      writeFile(
-        setFile,
-        `let s = import ${nixPathExpression(EXTRA_SET)} {}; in s // {
-        note = derivation {
-          name = "fnix-test-note-${nonce}"; system = builtins.currentSystem; builder = "\${s.bash}/bin/bash";
-          args = [ "-c" "\${s.busybox}/bin/mkdir -p $out/bin; echo ${text} > $out/bin/note" ];
-        };
-      }`,
-      );
+    const write = (text: string) => writeSetWith(setFile, 'note', `fnix-test-note-${nonce}`, `echo ${text} > $out/bin/note`);
     await write('v1');
     const set = await choosePackageSet(setFile);
     const before = await resolverIn(set, 'changing').resolve(['note']);
