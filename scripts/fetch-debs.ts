@@ -293,11 +293,6 @@ async function download(debs: Deb[], cache: string): Promise<void> {
   }
 }
 
-/** Adds each archive to the store (a no-op for one already there), as a fixed-output path. */
-async function importIntoStore(debs: Deb[], cache: string): Promise<void> {
-  await importFiles(debs.map((d) => path.join(cache, cacheFileOf(d))));
-}
-
 /**
  * Adds the files to the store (a no-op for one already there) and makes each a GC root, in
  * /nix/var/nix/gcroots/fnix/debs: a package rebuilt after a garbage collection still finds its archives.
@@ -351,7 +346,7 @@ async function main(): Promise<void> {
   const debs = await resolveClosure(spec);
   const sorted = [...debs.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   await download(sorted, cache);
-  await importIntoStore(sorted, cache);
+  await importFiles(sorted.map((d) => path.join(cache, cacheFileOf(d))));
   const lock: Lock = {
     comment: "Written by scripts/fetch-debs.ts from apt's lists and runtime/nix/offline/debian.json; read by default.nix.",
     source,
