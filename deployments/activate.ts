@@ -53,6 +53,9 @@ export async function activateDeployment(ctx: DeployContext, held: Held, id: str
   const pinned = await ctx.repository.git(['update-ref', `${DEPLOYMENT_REFS}${id}`, record.commit], { reject: false });
   if (pinned.exitCode !== 0) log.warn("the deployment's commit could not be kept by a ref of its own", { id, error: String(pinned.stderr).trim() });
   if (!(await store.activate(record, new Date()))) log.warn('the deployment is active, but its record could not be updated with the time', { id });
+  await warm(ctx, prepared).catch((error: unknown) => {
+    throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} was not activated: ${(error as Error).message}`, { details: { deployment: id }, cause: error });
+  });
   serve(ctx, prepared);
   // Live by now: tidying the history must not make the activation look failed.
   await pruneHistory(ctx, held, id).catch((error: unknown) => log.warn('pruning the deployment history failed', { error: String(error) }));
@@ -62,10 +65,23 @@ export async function activateDeployment(ctx: DeployContext, held: Held, id: str
   return record;
 }
 
-/** Serves `prepared`'s versions from now on (the registry in one swap; the pool keeps only their containers). */
+/**
+ * Starts the serve functions' minInstances of `prepared` and waits until they are ready, so that
+ * the switch leaves no request waiting for a server to start. Throws the first start's error.
+ */
+export function warm(ctx: DeployContext, prepared: Prepared): Promise<void> {
+  return ctx.instances.warm(prepared.versions);
+}
+
+/**
+ * Serves `prepared`'s versions from now on (the registry in one swap; the pool keeps only their
+ * containers; other versions' serve instances finish what they hold, then stop). {@link warm} first.
+ */
 export function serve(ctx: DeployContext, prepared: Prepared): void {
   ctx.registry.replaceAll(prepared.versions, prepared.broken);
-  ctx.pool.serve(prepared.versions.map((v) => v.key));
+  const keys = prepared.versions.map((v) => v.key);
+  ctx.pool.serve(keys);
+  ctx.instances.serve(keys);
   for (const [name, error] of prepared.broken) ctx.log.error('function not served', { function: name, code: error.code, error: error.message });
 }
 

@@ -72,7 +72,7 @@ export async function checkCommit(ctx: DeployContext, _held: Held, commit: strin
   let versions = built.versions;
   if (problems.length === 0 || (partial && !wholeTree)) {
     replaceStaleContainers(ctx, versions);
-    for (const [name, problem] of await smokeCheckAll(ctx.runner, versions, progress)) {
+    for (const [name, problem] of await smokeCheckAll(ctx, versions, progress)) {
       problems.push(problem);
       broken.set(name, new FnixError('FUNCTION_BUILD_FAILED', problem));
     }

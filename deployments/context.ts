@@ -11,6 +11,7 @@ import type { Logger } from '../runtime/log.ts';
 import type { PackageResolver } from '../runtime/nix/resolve.ts';
 import type { Pool } from '../runtime/pool/pool.ts';
 import type { Runner } from '../runtime/runner.ts';
+import type { ServeInstances } from '../runtime/serve/instances.ts';
 import type { DeployLock } from './lock.ts';
 import type { DeploymentStore } from './records.ts';
 import type { Repository } from './repository.ts';
@@ -29,6 +30,8 @@ export interface DeployContext {
   runner: Runner;
   registry: FunctionRegistry;
   pool: Pool;
+  /** Serve functions' instances: a check starts one, an activation warms the new ones and drains the old. */
+  instances: ServeInstances;
   /** `<state>/builds`, where function builds are kept. */
   buildsDir: string;
   /** Where a commit's files are written while it is checked. */

@@ -13,6 +13,7 @@ import type { Logger } from '../runtime/log.ts';
 import type { PackageResolver } from '../runtime/nix/resolve.ts';
 import type { Pool } from '../runtime/pool/pool.ts';
 import type { Runner } from '../runtime/runner.ts';
+import type { ServeInstances } from '../runtime/serve/instances.ts';
 import { type DeployContext, type DeploymentOutcome, PreparedDeployments } from './context.ts';
 import { startHookServer } from './hooks/socket.ts';
 import { deployLayout } from './layout.ts';
@@ -27,7 +28,7 @@ import { serveAtStart } from './start.ts';
 /** Options of {@link startDeployments}. */
 export interface DeploymentsOptions {
   /** What deployments build, start and serve through. */
-  runtime: { resolver: PackageResolver; runner: Runner; registry: FunctionRegistry; pool: Pool };
+  runtime: { resolver: PackageResolver; runner: Runner; registry: FunctionRegistry; pool: Pool; instances: ServeInstances };
   stateDir: string;
   /** Imported as the first deployment when the repository is empty. */
   functionsDir?: string | undefined;

@@ -7,6 +7,7 @@ import { nanoid } from 'nanoid';
 import { FnixError } from '../runtime/errors.ts';
 import type { FunctionVersion } from '../runtime/functions/version.ts';
 import type { Runner, StartedInvocation } from '../runtime/runner.ts';
+import type { ServeInstances } from '../runtime/serve/instances.ts';
 import { seconds } from './build.ts';
 import type { Progress } from './context.ts';
 import { FUNCTIONS_FOLDER } from './tree.ts';
@@ -14,8 +15,18 @@ import { FUNCTIONS_FOLDER } from './tree.ts';
 /** How long a function may run in its smoke check; one still running then has started, which is all that is asked. */
 export const SMOKE_CHECK_MS = 2000;
 
-/** Starts `version` once with no input; resolves with a problem, or undefined when it started. */
-export async function smokeCheck(runner: Runner, version: FunctionVersion): Promise<string | undefined> {
+/** What a smoke check runs functions with: the runner, and serve functions' instances. */
+export interface SmokeRunners {
+  runner: Runner;
+  instances: Pick<ServeInstances, 'check'>;
+}
+
+/**
+ * Starts `version` once with no input; resolves with a problem, or undefined when it started. A
+ * serve function must become ready: its server started, and answering its readyPath.
+ */
+export async function smokeCheck({ runner, instances }: SmokeRunners, version: FunctionVersion): Promise<string | undefined> {
+  if (version.manifest.serve) return instances.check(version);
   let started: StartedInvocation;
   try {
     started = await runner.invoke({
@@ -45,12 +56,14 @@ export async function smokeCheck(runner: Runner, version: FunctionVersion): Prom
  * Smoke-checks each version in turn, saying in `progress` which started; returns the problem of each
  * one that did not, by function name, as the pusher reads it (`functions/<name>: ...`).
  */
-export async function smokeCheckAll(runner: Runner, versions: FunctionVersion[], progress: Progress): Promise<Map<string, string>> {
+export async function smokeCheckAll(runners: SmokeRunners, versions: FunctionVersion[], progress: Progress): Promise<Map<string, string>> {
   const problems = new Map<string, string>();
   for (const version of versions) {
     const started = performance.now();
-    const problem = await smokeCheck(runner, version);
+    const problem = await smokeCheck(runners, version);
     if (problem) problems.set(version.name, `${FUNCTIONS_FOLDER}/${version.name}: ${problem}`);
+    else if (version.manifest.serve)
+      progress(`${FUNCTIONS_FOLDER}/${version.name}: its server started and answered ${version.manifest.serve.readyPath} (${seconds(started)})`);
     else progress(`${FUNCTIONS_FOLDER}/${version.name}: started in a container (${seconds(started)})`);
   }
   return problems;

@@ -10,6 +10,7 @@ import { FnixError } from '../runtime/errors.ts';
 import type { FunctionRegistry } from '../runtime/functions/registry.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Runner } from '../runtime/runner.ts';
+import type { ServeInstances } from '../runtime/serve/instances.ts';
 import type { RuntimeHealth } from '../runtime/runtime.ts';
 import { errorResponse, toFnixError } from './errors.ts';
 import { checkHost, type HostAllowlist } from './host-check.ts';
@@ -20,6 +21,8 @@ import type { TokenGuard } from './auth/guard.ts';
 import { createGitHandler, GIT_PATH } from './git/http-backend.ts';
 import { createAdminApi } from './routes/admin.ts';
 import { createHealthHandler } from './routes/health.ts';
+import { createServeProxy } from './proxy/http.ts';
+import { createServeUpgrade } from './proxy/upgrade.ts';
 import { createInvokeHandler, INVOCATION_ID_HEADER, type GatewayEnv } from './routes/invoke.ts';
 import { createMetricsHandler } from './routes/metrics.ts';
 import { createTerminalHandlers, TERMINAL_ASSETS_PATH } from './routes/terminal.ts';
@@ -30,8 +33,12 @@ import { refuseUpgrades, takeUpgrades, upgradeOf } from './upgrade.ts';
 export interface AppOptions {
   registry: FunctionRegistry;
   runner: Runner;
+  /** Serve functions' instances, which their requests and WebSockets go to. */
+  instances: ServeInstances;
   health: () => RuntimeHealth;
   maxBody: number;
+  /** FNIX_MAX_OUTPUT: a serve function's response body bytes at most. */
+  maxOutput: number;
   /** The Host names requests may carry (gateway/host-check.ts). */
   hosts: HostAllowlist;
   log: Logger;
@@ -64,23 +71,25 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   app.use('*', checkHost(options.hosts));
   // The one place that decides which routes take WebSocket upgrades: those registered here, before
-  // refuseUpgrades answers any other upgrade with ROUTE_NOT_FOUND. (A function's own server, at
-  // /fn/<name>/..., would take its upgrades here too.)
+  // refuseUpgrades answers any other upgrade with ROUTE_NOT_FOUND.
   app.use(SESSION_ROUTE, takeUpgrades(options.sessions.open));
-  app.use('*', refuseUpgrades());
   app.use('/fn/*', function assignInvocationId(c, next) {
     c.set('invocationId', nanoid());
     return next();
   });
-  const { metrics } = options;
-  const invoke = createInvokeHandler({ ...options, runner: instrumentRunner(options.runner, metrics, 'http') });
+  const { metrics, registry, instances, log } = options;
+  // A serve function's own server takes the upgrades of its /fn/<name>/... URLs (a WebSocket server).
+  app.use('/fn/*', takeUpgrades(createServeUpgrade({ registry, instances, log })));
+  app.use('*', refuseUpgrades());
+  const serve = createServeProxy({ registry, instances, maxBody: options.maxBody, maxOutput: options.maxOutput, log, metrics });
+  const invoke = createInvokeHandler({ ...options, serve, runner: instrumentRunner(options.runner, metrics, 'http') });
   app.all('/fn/:name', invoke);
   app.all('/fn/:name/*', invoke);
-  app.get('/healthz', createHealthHandler({ health: options.health, registry: options.registry, isShuttingDown: options.isShuttingDown ?? (() => false) }));
+  app.get('/healthz', createHealthHandler({ health: options.health, registry, instances, isShuttingDown: options.isShuttingDown ?? (() => false) }));
   app.get('/metrics', createMetricsHandler(metrics));
   const { deployments, token, gitRoot, maxPushBytes } = options.deploys;
   app.all(`${GIT_PATH}/*`, createGitHandler({ gitRoot, token, deployments, log: options.log, maxBodyBytes: maxPushBytes + 1024 * 1024 }));
-  app.route('/api', createAdminApi({ deployments, registry: options.registry, token }));
+  app.route('/api', createAdminApi({ deployments, registry, instances, token }));
   // The browser terminal; the WebSocket upgrade of the same URL was taken above.
   const terminal = createTerminalHandlers({ registry: options.registry });
   app.get('/sessions/:name', terminal.servePage);

@@ -11,6 +11,23 @@ import type { Lease, Pool } from './pool/pool.ts';
 /** Where a function's processes run: its files are at /fn, which is also the working directory. */
 export const FUNCTION_DIR = '/fn';
 
+/**
+ * The environment a function's command runs with: its packages' variables, its manifest's, the
+ * request's (`env`), then what fnix sets itself (`own`), which nothing before may override.
+ */
+export function functionEnv(fn: FunctionVersion, env: Readonly<Record<string, string>>, own: Readonly<Record<string, string>>): Record<string, string> {
+  return {
+    ...fn.packageEnv,
+    ...fn.manifest.env,
+    ...env,
+    PATH: fn.resolution.binPath,
+    HOME: '/tmp',
+    TMPDIR: '/tmp',
+    FNIX_FUNCTION: fn.name,
+    ...own,
+  };
+}
+
 /** One request to run a function. */
 export interface InvokeRequest {
   fn: FunctionVersion;
@@ -57,16 +74,7 @@ export class PoolRunner implements Runner {
   async invoke(request: InvokeRequest): Promise<StartedInvocation> {
     const { fn } = request;
     const lease = await this.#pool.acquire(fn, { signal: request.signal });
-    const env = {
-      ...fn.packageEnv,
-      ...fn.manifest.env,
-      ...request.env,
-      PATH: fn.resolution.binPath,
-      HOME: '/tmp',
-      TMPDIR: '/tmp',
-      FNIX_FUNCTION: fn.name,
-      FNIX_INVOCATION_ID: request.id,
-    };
+    const env = functionEnv(fn, request.env, { FNIX_INVOCATION_ID: request.id });
     let started: ReturnType<typeof lease.container.invoke>;
     try {
       started = lease.container.invoke({

@@ -21,6 +21,7 @@ import type { ContainerLimits } from './podman/run.ts';
 import { writeSeccompProfile } from './podman/seccomp.ts';
 import { Pool, type PoolStats } from './pool/pool.ts';
 import { PoolRunner } from './runner.ts';
+import { ServeInstances } from './serve/instances.ts';
 import { guardSpawn } from './spawn-guard.ts';
 import { lockStateDir, type StateLock } from './state-lock.ts';
 
@@ -65,9 +66,11 @@ export interface Runtime {
   registry: FunctionRegistry;
   runner: PoolRunner;
   pool: Pool;
+  /** Serve functions' instances (runtime/serve/). */
+  instances: ServeInstances;
   resolver: PackageResolver;
   health(): RuntimeHealth;
-  /** Stops the pool (waiting up to `graceMs` for running invocations) and removes every container. */
+  /** Stops the serve instances, then the pool (waiting up to `graceMs` for running invocations), and removes every container. */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -136,11 +139,13 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
     throw new FnixError('RUNTIME_UNAVAILABLE', `no container could be started (${describe(error)}); see \`podman info\``, { cause: error });
   }
   log.info('pool ready', { ...pool.stats() });
+  const instances = new ServeInstances({ pool, log, queueTimeoutMs: options.queueTimeoutMs });
 
   return {
     registry,
     runner: new PoolRunner({ pool, maxOutputBytes: options.maxOutputBytes }),
     pool,
+    instances,
     resolver,
     health: () => ({
       podman: podmanInfo,
@@ -149,6 +154,7 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
       pool: pool.stats(),
     }),
     close: async (graceMs) => {
+      await instances.close(graceMs);
       await pool.close(graceMs);
       await lock.release();
     },

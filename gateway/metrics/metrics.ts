@@ -9,6 +9,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Invocation, InvocationResult } from '../../runtime/invocation/invocation.ts';
 import type { PoolStats } from '../../runtime/pool/pool.ts';
 import type { Runtime } from '../../runtime/runtime.ts';
+import type { ServeInstances } from '../../runtime/serve/instances.ts';
 import type { UnhandledCounts } from '../process-guards.ts';
 import type { ConnectionStats } from '../server.ts';
 
@@ -207,8 +208,52 @@ export class GatewayMetrics {
   }
 
   /** Metrics for a started runtime: its pool's gauges, and `edge`'s. */
-  static forRuntime(runtime: Pick<Runtime, 'pool'>, edge?: EdgeStats): GatewayMetrics {
-    return new GatewayMetrics(() => runtime.pool.stats(), edge);
+  static forRuntime(runtime: Pick<Runtime, 'pool' | 'instances'>, edge?: EdgeStats): GatewayMetrics {
+    const metrics = new GatewayMetrics(() => runtime.pool.stats(), edge);
+    metrics.#instanceMetrics(runtime.instances);
+    return metrics;
+  }
+
+  /** Serve instances: counts by function and state at each scrape, and each start and end as it happens. */
+  #instanceMetrics(instances: ServeInstances): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: 'fnix_serve_instances',
+      help: 'Serve function instances by function and state (starting, ready, stopping)',
+      labelNames: ['function', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { function: name, state, count } of instances.counts()) this.set({ function: name, state }, count);
+      },
+    });
+    const starts = new Counter({
+      name: 'fnix_serve_instance_starts_total',
+      help: 'Serve instance starts by function and outcome (ready, or failed: did not become ready)',
+      labelNames: ['function', 'outcome'],
+      registers,
+    });
+    const startDuration = new Histogram({
+      name: 'fnix_serve_instance_start_seconds',
+      help: 'From asking for a container to the server answering its readyPath, by function',
+      labelNames: ['function'],
+      buckets: COLD_BUCKETS,
+      registers,
+    });
+    const requests = new Histogram({
+      name: 'fnix_serve_instance_requests',
+      help: 'Requests one instance took in its life, observed when it ends, by function',
+      labelNames: ['function'],
+      buckets: [0, 1, 10, 100, 1000, 10_000, 100_000, 1_000_000],
+      registers,
+    });
+    instances.observe({
+      started: (fn, ms, ok) => {
+        starts.inc({ function: fn.name, outcome: ok ? 'ready' : 'failed' });
+        if (ok) startDuration.observe({ function: fn.name }, ms / 1000);
+      },
+      ended: (fn, count) => requests.observe({ function: fn.name }, count),
+    });
   }
 
   /**

@@ -11,6 +11,7 @@ import type { Deployments } from '../../deployments/deployments.ts';
 import type { DeploymentRecord } from '../../deployments/records.ts';
 import { FnixError } from '../../runtime/errors.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
+import type { ServeInstances } from '../../runtime/serve/instances.ts';
 import { HOST_STORE_SIZES, type MeasuredClosure, type StorePathSizes } from '../../runtime/nix/closure.ts';
 import type { TokenGuard } from '../auth/guard.ts';
 
@@ -18,6 +19,8 @@ import type { TokenGuard } from '../auth/guard.ts';
 export interface AdminOptions {
   deployments: Pick<Deployments, 'records' | 'rollback'>;
   registry: FunctionRegistry;
+  /** Serve functions' instances, shown with their function. */
+  instances: Pick<ServeInstances, 'list'>;
   token: TokenGuard;
   /** Measures the functions' closures. @default HOST_STORE_SIZES, the cache of the host's store */
   sizes?: StorePathSizes;
@@ -28,7 +31,7 @@ type DeploymentView = Omit<DeploymentRecord, 'result'> & { status: 'active' | 's
 
 /** The admin routes, to mount at /api. */
 export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBindings }> {
-  const { deployments, registry, token, sizes = HOST_STORE_SIZES } = options;
+  const { deployments, registry, instances, token, sizes = HOST_STORE_SIZES } = options;
   const { records } = deployments;
   const api = new Hono<{ Bindings: HttpBindings }>();
   api.use('*', async function requireToken(c, next) {
@@ -85,7 +88,9 @@ export function createAdminApi(options: AdminOptions): Hono<{ Bindings: HttpBind
         details: { function: name.slice(0, 80) },
       });
     const closure = (await measureClosures([found])).byName.get(name);
-    return c.json(closure ? { ...found, closure: { ...totals(closure), paths: closure.paths } } : found);
+    const serving = registry.versions().find((v) => v.name === name)?.manifest.serve;
+    const withInstances = serving ? { ...found, serve: serving, instances: instances.list(name) } : found;
+    return c.json(closure ? { ...withInstances, closure: { ...totals(closure), paths: closure.paths } } : withInstances);
   });
   api.get('/deployments', async (c) => {
     const currentId = await records.current();

@@ -1,16 +1,19 @@
 /**
  * @module
- * `GET /healthz`: Podman, Nix, the package set, the pool and the functions. 200 while serving, 503 once
- * shutdown has begun.
+ * `GET /healthz`: Podman, Nix, the package set, the pool and the functions (a serve function's with its
+ * instances). 200 while serving, 503 once shutdown has begun.
  */
 import type { Context } from 'hono';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { RuntimeHealth } from '../../runtime/runtime.ts';
+import type { ServeInstances } from '../../runtime/serve/instances.ts';
 
 /** What the route needs. */
 export interface HealthRouteOptions {
   health: () => RuntimeHealth;
   registry: FunctionRegistry;
+  /** Serve functions' instances: each serve function's entry lists them. */
+  instances: Pick<ServeInstances, 'list'>;
   /** True once the gateway is shutting down. */
   isShuttingDown: () => boolean;
 }
@@ -27,7 +30,9 @@ export function createHealthHandler(options: HealthRouteOptions) {
         nix: health.nix,
         packageSet: health.packageSet,
         pool: health.pool,
-        functions: options.registry.list(),
+        functions: options.registry
+          .list()
+          .map((entry) => (entry.status === 'ready' && entry.serve ? { ...entry, instances: options.instances.list(entry.name) } : entry)),
       },
       shuttingDown ? 503 : 200,
     );

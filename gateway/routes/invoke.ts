@@ -1,11 +1,13 @@
 /**
  * @module
  * `ANY /fn/<name>` and `ANY /fn/<name>/<rest>`: runs the function with the request body on stdin and
- * the CGI variables in its environment, and streams its stdout back.
+ * the CGI variables in its environment, and streams its stdout back. A serve function's requests go
+ * to its own server instead (gateway/proxy/http.ts).
  */
 import type { HttpBindings } from '@hono/node-server';
 import type { Context } from 'hono';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
+import type { FunctionVersion } from '../../runtime/functions/version.ts';
 import type { Invocation } from '../../runtime/invocation/invocation.ts';
 import type { Logger } from '../../runtime/log.ts';
 import type { Runner } from '../../runtime/runner.ts';
@@ -28,6 +30,8 @@ export interface InvokeRouteOptions {
   log: Logger;
   /** Told the outcome when the gateway itself answers with an error (a 413, a bad CGI response). */
   metrics: GatewayMetrics;
+  /** Answers the requests of serve functions, which go to their own server (gateway/proxy/http.ts). */
+  serve: (c: Context<GatewayEnv>, fn: FunctionVersion) => Promise<Response>;
 }
 
 /** The header that carries the invocation id on every /fn response. */
@@ -40,6 +44,7 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
     const id = c.get('invocationId');
     const name = c.req.param('name') ?? '';
     const fn = registry.get(name);
+    if (fn.manifest.serve) return options.serve(c, fn);
     const incoming = c.env.incoming;
     // Node's own view of the request throughout: the fetch Request (and its Headers, URL and body
     // stream) is never made on this path.

@@ -20,6 +20,13 @@
  * then the child's pipes are left unread (so the child blocks, which is the backpressure), and stdin is
  * bounded by a credit window that the host must respect.
  *
+ * Relays: a function that serves HTTP (a "serve" function) listens on the container's own loopback,
+ * which nothing outside the container can reach (--network none). For each OPEN frame the agent
+ * connects to 127.0.0.1:<port>, then to the host's relay socket (/run/fnix/relay.sock), writes the
+ * OPEN's id there as 4 bytes, and copies bytes both ways until both directions have ended (each end's
+ * EOF is passed on as a half-close). A connection that cannot be made is reported as OPEN_FAILED with
+ * its errno. Relays exist only while an invocation runs, and all of them close when it ends.
+ *
  * When invoked as "env" (the rootfs links /usr/bin/env here) it behaves as a minimal env(1), so that
  * "#!/usr/bin/env bash" finds bash on the function's PATH.
  */
@@ -35,6 +42,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -50,6 +59,7 @@
 
 #define AGENT_VERSION "fnix-agent 1"
 #define SOCKET_PATH "/run/fnix/agent.sock"
+#define RELAY_SOCKET_PATH "/run/fnix/relay.sock"
 
 /* host -> agent */
 #define F_SPAWN 0x01
@@ -57,6 +67,7 @@
 #define F_SIGNAL 0x03
 #define F_RESIZE 0x04
 #define F_KILL 0x05
+#define F_OPEN 0x06
 /* agent -> host */
 #define F_HELLO 0x81
 #define F_STDOUT 0x82
@@ -65,12 +76,15 @@
 #define F_EXIT 0x85
 #define F_READY 0x86
 #define F_CREDIT 0x87
+#define F_OPEN_FAILED 0x88
 
 #define HEADER_SIZE 5
 #define MAX_FRAME (1u << 20)
 #define STDIN_WINDOW (256u * 1024u)
 #define OUT_HIGH (256u * 1024u)
 #define READ_CHUNK 65536
+#define MAX_RELAYS 256
+#define RELAY_BUF 32768
 
 extern char **environ;
 
@@ -277,6 +291,141 @@ static void reap_all_blocking(void) {
   }
 }
 
+/* One relayed connection: the function's server (tcp) on one side, the host (host) on the other. */
+typedef struct {
+  int used;
+  int connecting;           /* the tcp connect is under way */
+  uint32_t id;
+  int tcp, host;
+  unsigned char *to_host, *to_tcp; /* RELAY_BUF each */
+  size_t to_host_len, to_host_off, to_tcp_len, to_tcp_off;
+  int tcp_eof, host_eof;    /* that side has sent everything */
+  int tcp_shut, host_shut;  /* the EOF was passed on to that side */
+} relay_t;
+
+static relay_t relays[MAX_RELAYS];
+static int relay_count = 0;
+
+static void open_failed(uint32_t id, int err) {
+  unsigned char p[8];
+  put_u32(p, id);
+  put_u32(p + 4, (uint32_t)err);
+  send_frame(F_OPEN_FAILED, p, 8);
+  urgent = 1;
+}
+
+static void relay_close(relay_t *r) {
+  if (!r->used) return;
+  if (r->connecting) open_failed(r->id, ECONNABORTED);
+  if (r->tcp >= 0) close(r->tcp);
+  if (r->host >= 0) close(r->host);
+  free(r->to_host);
+  free(r->to_tcp);
+  memset(r, 0, sizeof *r);
+  r->tcp = r->host = -1;
+  relay_count--;
+}
+
+static void close_all_relays(void) {
+  for (int i = 0; i < MAX_RELAYS; i++) relay_close(&relays[i]);
+}
+
+/* OPEN: [id:u32][port:u16]. Starts a non-blocking connect to the server on the container's loopback. */
+static void relay_open(const unsigned char *p, uint32_t len) {
+  if (len != 6) _exit(112);
+  uint32_t id = get_u32(p);
+  uint16_t port = get_u16(p + 4);
+  if (!running) { open_failed(id, ENOTCONN); return; }
+  relay_t *r = NULL;
+  for (int i = 0; i < MAX_RELAYS && !r; i++) if (!relays[i].used) r = &relays[i];
+  if (!r) { open_failed(id, EMFILE); return; }
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) { open_failed(id, errno); return; }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+  if (rc != 0 && errno != EINPROGRESS) { int e = errno; close(fd); open_failed(id, e); return; }
+  memset(r, 0, sizeof *r);
+  r->used = 1;
+  r->connecting = 1;
+  r->id = id;
+  r->tcp = fd;
+  r->host = -1;
+  relay_count++;
+}
+
+/* The tcp connect finished: on success, connects to the host and says which OPEN this is. */
+static void relay_connected(relay_t *r) {
+  int err = 0;
+  socklen_t l = sizeof err;
+  if (getsockopt(r->tcp, SOL_SOCKET, SO_ERROR, &err, &l) != 0) err = errno;
+  if (err == EINPROGRESS || err == EALREADY) return;
+  r->connecting = 0;
+  if (err) { open_failed(r->id, err); r->connecting = 0; relay_close(r); return; }
+  int h = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  strncpy(addr.sun_path, RELAY_SOCKET_PATH, sizeof addr.sun_path - 1);
+  unsigned char id[4];
+  put_u32(id, r->id);
+  if (h < 0 || connect(h, (struct sockaddr *)&addr, sizeof addr) != 0 || write(h, id, 4) != 4) {
+    int e = errno ? errno : EIO;
+    if (h >= 0) close(h);
+    open_failed(r->id, e);
+    relay_close(r);
+    return;
+  }
+  r->host = h;
+  r->to_host = malloc(RELAY_BUF);
+  r->to_tcp = malloc(RELAY_BUF);
+  if (!r->to_host || !r->to_tcp) die("malloc");
+}
+
+/* Moves what `src` has into `buf` (when it is empty), and what `buf` holds into `dst`. 0 on an error. */
+static int relay_pump(int src, int dst, unsigned char *buf, size_t *len, size_t *off, int *src_eof, int *dst_shut) {
+  if (*len == *off && !*src_eof) {
+    *len = *off = 0;
+    ssize_t n = read(src, buf, RELAY_BUF);
+    if (n > 0) *len = (size_t)n;
+    else if (n == 0) *src_eof = 1;
+    else if (errno != EAGAIN && errno != EINTR) return 0;
+  }
+  while (*off < *len) {
+    ssize_t n = write(dst, buf + *off, *len - *off);
+    if (n > 0) { *off += (size_t)n; continue; }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    return 0;
+  }
+  if (*off == *len && *src_eof && !*dst_shut) {
+    shutdown(dst, SHUT_WR);
+    *dst_shut = 1;
+  }
+  return 1;
+}
+
+static void relay_step(relay_t *r) {
+  if (r->connecting) { relay_connected(r); return; }
+  int ok = relay_pump(r->tcp, r->host, r->to_host, &r->to_host_len, &r->to_host_off, &r->tcp_eof, &r->host_shut) &&
+           relay_pump(r->host, r->tcp, r->to_tcp, &r->to_tcp_len, &r->to_tcp_off, &r->host_eof, &r->tcp_shut);
+  if (!ok || (r->host_shut && r->tcp_shut)) relay_close(r);
+}
+
+/* The poll events a relay waits for, on its tcp side and its host side. */
+static short relay_events_tcp(const relay_t *r) {
+  if (r->connecting) return POLLOUT;
+  short e = 0;
+  if (!r->tcp_eof && r->to_host_len == r->to_host_off) e |= POLLIN;
+  if (r->to_tcp_off < r->to_tcp_len) e |= POLLOUT;
+  return e;
+}
+
+static short relay_events_host(const relay_t *r) {
+  short e = 0;
+  if (!r->host_eof && r->to_tcp_len == r->to_tcp_off) e |= POLLIN;
+  if (r->to_host_off < r->to_host_len) e |= POLLOUT;
+  return e;
+}
+
 /* Ends the invocation: everything is reaped and drained. Reports EXIT, cleans up, reports READY. */
 static void finish_invocation(void) {
   unsigned char p[6];
@@ -288,6 +437,7 @@ static void finish_invocation(void) {
     put_u32(p + 1, WEXITSTATUS(child_status));
   }
   p[5] = killed ? 1 : 0;
+  close_all_relays();
   send_frame(F_EXIT, p, 6);
   flush_out_blocking();
   close_fd(&fd_stdin);
@@ -443,6 +593,9 @@ static void handle_frame(unsigned char type, const unsigned char *p, uint32_t le
       ioctl(fd_master, TIOCSWINSZ, &ws);
     }
     break;
+  case F_OPEN:
+    relay_open(p, len);
+    break;
   case F_KILL:
     if (running) {
       killed = 1;
@@ -573,7 +726,8 @@ int main(int argc, char **argv) {
   send_frame(F_HELLO, hello, (uint32_t)n);
 
   for (;;) {
-    struct pollfd fds[5];
+    static struct pollfd fds[5 + 2 * MAX_RELAYS];
+    static int relay_tcp_at[MAX_RELAYS], relay_host_at[MAX_RELAYS];
     int nfds = 0;
     int out_open = buf_pending(&out_buf) < OUT_HIGH;
     /* held frames need no POLLOUT: the socket being writable would only wake the loop at once */
@@ -588,6 +742,16 @@ int main(int argc, char **argv) {
     if (in_fd >= 0 && (buf_pending(&stdin_buf) || (stdin_eof && !tty))) {
       i_in = nfds;
       fds[nfds++] = (struct pollfd){.fd = in_fd, .events = POLLOUT};
+    }
+    for (int i = 0; i < MAX_RELAYS; i++) {
+      relay_tcp_at[i] = relay_host_at[i] = -1;
+      if (!relays[i].used) continue;
+      relay_tcp_at[i] = nfds;
+      fds[nfds++] = (struct pollfd){.fd = relays[i].tcp, .events = relay_events_tcp(&relays[i])};
+      if (relays[i].host >= 0) {
+        relay_host_at[i] = nfds;
+        fds[nfds++] = (struct pollfd){.fd = relays[i].host, .events = relay_events_host(&relays[i])};
+      }
     }
     struct timespec wait, *timeout = NULL;
     if (linger_until) {
@@ -613,6 +777,11 @@ int main(int argc, char **argv) {
       else pump_output(&fd_stdout, F_STDOUT);
     }
     if (i_err >= 0 && fds[i_err].revents) pump_output(&fd_stderr, F_STDERR);
+    for (int i = 0; i < MAX_RELAYS; i++) {
+      if (!relays[i].used) continue;
+      int woke = (relay_tcp_at[i] >= 0 && fds[relay_tcp_at[i]].revents) || (relay_host_at[i] >= 0 && fds[relay_host_at[i]].revents);
+      if (woke) relay_step(&relays[i]);
+    }
     if (running && child_reaped && fd_stdout < 0 && fd_stderr < 0 && fd_master < 0) finish_invocation();
     if (should_flush()) {
       linger_until = 0;

@@ -18,6 +18,11 @@ export interface FrameSink {
   handleLost(): void;
 }
 
+/** Told when the agent could not open a relay (runtime/container/relay.ts implements it). */
+export interface RelaySink {
+  handleOpenFailed(id: number, errno: number): void;
+}
+
 /** One agent connection; at most one invocation uses it at a time. */
 export class AgentConnection {
   readonly hello: Promise<AgentHello>;
@@ -28,6 +33,8 @@ export class AgentConnection {
   readonly #socket: Socket;
   readonly #decoder = new FrameDecoder();
   #sink: FrameSink | undefined;
+  /** Where OPEN_FAILED frames go, while relays are used. */
+  relays: RelaySink | undefined;
   #readyWaiter: ((clean: boolean) => void) | undefined;
   #isClosed = false;
   #closeReason = '';
@@ -51,6 +58,8 @@ export class AgentConnection {
             this.stdinWindow = Number(window);
             if (name !== 'fnix-agent' || !(this.stdinWindow > 0)) throw new Error(`unexpected agent hello: ${frame.payload}`);
             resolveHello({ version: `${name} ${version}`, stdinWindow: this.stdinWindow });
+          } else if (frame.type === FRAME.OPEN_FAILED) {
+            this.relays?.handleOpenFailed(frame.payload.readUInt32BE(0), frame.payload.readUInt32BE(4));
           } else if (frame.type === FRAME.READY) {
             const waiter = this.#readyWaiter;
             this.#readyWaiter = undefined;

@@ -10,6 +10,9 @@
  * - SIGNAL: one byte, a signal number, sent to the child's process group (tty: the foreground group).
  * - RESIZE: `[cols:u16][rows:u16]`, for tty invocations.
  * - KILL: kill every process of the invocation.
+ * - OPEN: `[id:u32][port:u16]`, open a relay to 127.0.0.1:port inside the container: the agent connects
+ *   there, then to the host's relay socket, and writes `id` (u32) as that connection's first bytes.
+ *   Only while an invocation runs; every relay closes when it ends.
  *
  * Agent to host:
  * - HELLO: `"fnix-agent <version> <stdin window>"`, once, when the agent connects.
@@ -18,6 +21,7 @@
  * - EXIT: `[signaled:u8][code or signal:u32][killed:u8]`, after every process is gone and output is drained.
  * - READY: `[clean:u8]`, after /tmp and /dev/shm were emptied; clean is 0 when they could not be.
  * - CREDIT: `[bytes:u32]`, stdin bytes written to the child (or discarded because it closed stdin).
+ * - OPEN_FAILED: `[id:u32][errno:u32]`, the relay OPEN `id` asked for could not be made.
  */
 
 export const FRAME = {
@@ -26,6 +30,7 @@ export const FRAME = {
   SIGNAL: 0x03,
   RESIZE: 0x04,
   KILL: 0x05,
+  OPEN: 0x06,
   HELLO: 0x81,
   STDOUT: 0x82,
   STDERR: 0x83,
@@ -33,6 +38,7 @@ export const FRAME = {
   EXIT: 0x85,
   READY: 0x86,
   CREDIT: 0x87,
+  OPEN_FAILED: 0x88,
 } as const;
 
 export const HEADER_SIZE = 5;
@@ -98,6 +104,14 @@ export function encodeResize(cols: number, rows: number): Buffer {
   payload.writeUInt16BE(cols, 0);
   payload.writeUInt16BE(rows, 2);
   return encodeFrame(FRAME.RESIZE, payload);
+}
+
+/** Encodes an OPEN frame: relay connection `id` to port `port` on the container's loopback. */
+export function encodeOpen(id: number, port: number): Buffer {
+  const payload = Buffer.alloc(6);
+  payload.writeUInt32BE(id, 0);
+  payload.writeUInt16BE(port, 4);
+  return encodeFrame(FRAME.OPEN, payload);
 }
 
 /** One decoded frame. The payload is a view into the decoder's buffer: copy it to keep it. */

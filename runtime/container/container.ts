@@ -5,11 +5,13 @@
  * time until it is retired.
  */
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { AgentConnection } from '../agent/connection.ts';
 import { findMemoryCgroup, LimitCounters, setMemoryLimit, type MemoryCgroup } from '../podman/cgroup.ts';
 import type { FunctionVersion } from '../functions/version.ts';
 import { Invocation, type AgentChannel, type InvocationOptions, type KillReason } from '../invocation/invocation.ts';
 import { linkTree } from './link-tree.ts';
+import { RELAY_SOCKET, RelayHub } from './relay.ts';
 
 /** How long the agent may take to clean up after an invocation before its container is removed. */
 export const READY_DEADLINE_MS = 5_000;
@@ -24,6 +26,8 @@ export interface ContainerInit {
   storeGeneration: number;
   /** Host folder holding this container's control socket and /fn; removed with it. */
   runDir: string;
+  /** Host folder mounted read-only at /run/fnix (the agent's socket, and the relay socket). */
+  controlDir: string;
   /** Host folder mounted at /fn. */
   functionDir: string;
   memoryMb: number;
@@ -51,6 +55,8 @@ export class Container {
   lastUsedAt: number;
 
   readonly #functionDir: string;
+  readonly #controlDir: string;
+  #relays: Promise<RelayHub> | undefined;
   readonly #connection: AgentConnection;
   #memoryMb: number;
   readonly #pidsLimit: number | undefined;
@@ -70,6 +76,7 @@ export class Container {
     this.lastUsedAt = init.startedAt;
     this.startTimings = init.startTimings;
     this.#functionDir = init.functionDir;
+    this.#controlDir = init.controlDir;
     this.#connection = init.connection;
     this.#memoryMb = init.memoryMb;
     this.#pidsLimit = init.pidsLimit;
@@ -146,6 +153,20 @@ export class Container {
       return clean && this.isAlive && !result.pidsLimitHit && !result.oomKilled;
     });
     return { invocation, released };
+  }
+
+  /**
+   * The relays into this container, to reach a server on its loopback (runtime/container/relay.ts);
+   * made on first use. They work while an invocation runs, and close with the container.
+   */
+  openRelays(): Promise<RelayHub> {
+    this.#relays ??= RelayHub.listen(join(this.#controlDir, RELAY_SOCKET), this.uid, (frame) => this.#connection.send(frame)).then((hub) => {
+      this.#connection.relays = hub;
+      if (this.#connection.isClosed) hub.close();
+      else void this.#connection.closed.then(() => hub.close());
+      return hub;
+    });
+    return this.#relays;
   }
 
   /** Stops the invocation under way, if any, reporting `reason`. */

@@ -144,6 +144,7 @@ export class ContainerLauncher {
         network: request.network,
         storeGeneration: request.storeGeneration,
         runDir,
+        controlDir,
         functionDir,
         memoryMb: this.#options.limits.memoryMb,
         pidsLimit: this.#options.limits.pidsLimit,

@@ -72,6 +72,47 @@ function isInsideFunctionFolder(program: string): boolean {
   return segments.every((segment) => segment !== '' && segment !== '..');
 }
 
+/** Defaults of a serve function's settings (docs/serve.md). */
+export const SERVE_DEFAULTS = {
+  readyPath: '/',
+  concurrency: 1,
+  minInstances: 1,
+  maxInstances: 4,
+  idleTimeoutMs: 300_000,
+  startTimeoutMs: 10_000,
+} as const;
+
+/** `serve`: the command is a long-lived HTTP server on the container's loopback (docs/serve.md). */
+const serveSchema = z
+  .strictObject({
+    /** The port it listens on, on 127.0.0.1 inside the container; given to it as PORT. */
+    port: z.number().int().min(1).max(65_535),
+    /** Polled with GET until it answers with a status below 500: the server is ready. */
+    readyPath: z
+      .string()
+      .max(1024)
+      .regex(/^\/[\x21-\x7e]*$/, 'must be a path starting with "/", printable ASCII without spaces')
+      .default(SERVE_DEFAULTS.readyPath),
+    /** Requests one instance takes at once. */
+    concurrency: z.number().int().min(1).max(256).default(SERVE_DEFAULTS.concurrency),
+    /** Instances kept running however idle (0: the first request after a quiet spell pays a start). */
+    minInstances: z.number().int().min(0).max(64).default(SERVE_DEFAULTS.minInstances),
+    /** Instances at most (within FNIX_MAX_CONTAINERS); requests queue beyond. */
+    maxInstances: z.number().int().min(1).max(256).default(SERVE_DEFAULTS.maxInstances),
+    /** An instance above minInstances idle this long is stopped. */
+    idleTimeoutMs: z.number().int().min(1000).max(86_400_000).default(SERVE_DEFAULTS.idleTimeoutMs),
+    /** How long the server has to become ready after its start. */
+    startTimeoutMs: z.number().int().min(100).max(300_000).default(SERVE_DEFAULTS.startTimeoutMs),
+  })
+  .superRefine((serve, ctx) => {
+    if (serve.minInstances > serve.maxInstances) {
+      ctx.addIssue({ code: 'custom', path: ['minInstances'], message: `must not exceed maxInstances (${serve.maxInstances})` });
+    }
+  });
+
+/** A serve function's settings, every default filled in. */
+export type ServeSettings = z.infer<typeof serveSchema>;
+
 const manifestSchema = z.strictObject({
   packages: z.array(z.string().regex(ATTR_PATH_PATTERN, 'must be a Nix attribute path such as "gojq" or "python3Packages.requests"')).max(64).default([]),
   command: commandSchema,
@@ -99,7 +140,19 @@ const manifestSchema = z.strictObject({
   sessionTimeoutMs: z.number().int().min(1000).max(86_400_000).default(MANIFEST_DEFAULTS.sessionTimeoutMs),
   /** How long a session may pass with no traffic either way. */
   idleTimeoutMs: z.number().int().min(1000).max(86_400_000).default(MANIFEST_DEFAULTS.idleTimeoutMs),
+  /** Present: the command is a long-lived HTTP server, started once per instance (docs/serve.md). */
+  serve: serveSchema.optional(),
 });
+
+/** What no schema field alone can say: combinations that cannot work. */
+function checkCombinations(manifest: z.infer<typeof manifestSchema>): ManifestIssue[] {
+  if (!manifest.serve) return [];
+  const issues: ManifestIssue[] = [];
+  if (manifest.cgi)
+    issues.push({ field: 'cgi', message: 'a serve function answers HTTP itself; cgi is for a command that writes a response on stdout', value: true });
+  if ('PORT' in manifest.env) issues.push({ field: 'env.PORT', message: 'PORT is set by fnix to serve.port', value: manifest.env['PORT'] });
+  return issues;
+}
 
 /** A validated manifest, every default filled in. */
 export type Manifest = z.infer<typeof manifestSchema>;
@@ -107,7 +160,11 @@ export type Manifest = z.infer<typeof manifestSchema>;
 /** Validates a parsed manifest; `file` is used in error messages. Throws {@link ManifestError}. */
 export function parseManifest(input: unknown, file: string): Manifest {
   const result = manifestSchema.safeParse(input);
-  if (result.success) return result.data;
+  if (result.success) {
+    const issues = checkCombinations(result.data);
+    if (issues.length === 0) return result.data;
+    throw new ManifestError(file, issues);
+  }
   throw new ManifestError(
     file,
     result.error.issues.flatMap((issue) => describeIssue(issue, input)),

@@ -10,7 +10,7 @@ import type { FunctionVersion } from './version.ts';
 
 /** A function's state as reported by {@link FunctionRegistry.list}. */
 export type FunctionStatus =
-  | { name: string; status: 'ready'; version: string; packages: string[] }
+  | { name: string; status: 'ready'; version: string; packages: string[]; serve: boolean }
   | { name: string; status: 'broken'; error: { code: string; message: string } };
 
 type Entry = { status: 'ready'; version: FunctionVersion } | { status: 'broken'; error: FnixError };
@@ -68,7 +68,13 @@ export class FunctionRegistry {
       .sort(([a], [b]) => (a < b ? -1 : 1))
       .map(([name, entry]) =>
         entry.status === 'ready'
-          ? { name, status: 'ready', version: entry.version.version, packages: entry.version.manifest.packages }
+          ? {
+              name,
+              status: 'ready',
+              version: entry.version.version,
+              packages: entry.version.manifest.packages,
+              serve: entry.version.manifest.serve !== undefined,
+            }
           : { name, status: 'broken', error: { code: entry.error.code, message: entry.error.message } },
       );
   }

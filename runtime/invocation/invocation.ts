@@ -58,8 +58,8 @@ export interface InvocationOptions {
   functionName: string;
   containerId?: string | undefined;
   spawn: SpawnRequest;
-  /** Wall-clock limit from the spawn; the command is killed when it passes. */
-  timeoutMs: number;
+  /** Wall-clock limit from the spawn; the command is killed when it passes. Undefined: none (a server). */
+  timeoutMs: number | undefined;
   /** stdout plus stderr bytes beyond which the command is killed. */
   maxOutputBytes: number;
   /** Aborting it kills the invocation (reason `aborted`), as a client disconnect should. */
@@ -143,7 +143,8 @@ export class Invocation {
   start(): void {
     this.#startedAt = performance.now();
     this.#channel.send(encodeSpawn(this.#options.spawn));
-    this.#timers.push(setTimeout(() => this.kill('timeout'), this.#options.timeoutMs));
+    const { timeoutMs } = this.#options;
+    if (timeoutMs !== undefined) this.#timers.push(setTimeout(() => this.kill('timeout'), timeoutMs));
     const signal = this.#options.signal;
     if (signal?.aborted) this.kill('aborted');
     else signal?.addEventListener('abort', this.#onAbort, { once: true });

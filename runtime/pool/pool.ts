@@ -83,7 +83,8 @@ export class Pool {
     const [remove, isClosed, pump] = [this.#remove, () => this.#closed, () => this.#pump()];
     const onExit = (container: Container) => this.#forget(container);
     this.#served = new ServedVersions({ idle, remove });
-    this.#queue = new WaitQueue({ timeoutMs: queueTimeoutMs, maxQueue, maxContainers });
+    const capacity = { what: `all ${maxContainers} containers`, unit: 'container', details: { maxContainers } };
+    this.#queue = new WaitQueue({ timeoutMs: queueTimeoutMs, maxQueue, capacity: () => capacity });
     const generation = this.#generation;
     this.#refill = new Refill({ source, size, maxContainers, inventory, generation, isClosed, onError, onStarted: pump, onExit, remove });
     const launch = (network: boolean, claimed: boolean) => this.#refill.launch(network, claimed);

@@ -13,8 +13,8 @@ export interface WaitQueueOptions {
   timeoutMs: number;
   /** Requests that may wait at once. */
   maxQueue: number;
-  /** The pool's bound, quoted in NO_CAPACITY errors. */
-  maxContainers: number;
+  /** What is busy, for NO_CAPACITY errors: `what` ("all 16 containers"), `unit` ("container") and details. */
+  capacity: () => { what: string; unit: string; details: Record<string, unknown> };
 }
 
 interface Waiter<T> {
@@ -41,10 +41,11 @@ export class WaitQueue<T> {
    * @throws FnixError NO_CAPACITY, at once (not as a rejection), when `maxQueue` requests are waiting already.
    */
   wait(fn: FunctionVersion, signal: AbortSignal | undefined): Promise<T> {
-    const { timeoutMs, maxQueue, maxContainers } = this.#options;
+    const { timeoutMs, maxQueue, capacity } = this.#options;
     if (this.#waiters.length >= maxQueue) {
-      throw new FnixError('NO_CAPACITY', `all ${maxContainers} containers are busy and ${this.#waiters.length} requests are waiting`, {
-        details: { maxContainers, queued: this.#waiters.length },
+      const { what, details } = capacity();
+      throw new FnixError('NO_CAPACITY', `${what} are busy and ${this.#waiters.length} requests are waiting`, {
+        details: { ...details, queued: this.#waiters.length },
       });
     }
     return new Promise<T>((resolve, reject) => {
@@ -61,9 +62,10 @@ export class WaitQueue<T> {
       };
       const timer = setTimeout(() => {
         this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        const { what, unit, details } = capacity();
         waiter.reject(
-          new FnixError('NO_CAPACITY', `no container became free within ${timeoutMs} ms (all ${maxContainers} are busy)`, {
-            details: { maxContainers, queueTimeoutMs: timeoutMs },
+          new FnixError('NO_CAPACITY', `no ${unit} became free within ${timeoutMs} ms (${what} are busy)`, {
+            details: { ...details, queueTimeoutMs: timeoutMs },
           }),
         );
       }, timeoutMs);
@@ -71,8 +73,9 @@ export class WaitQueue<T> {
         this.#waiters = this.#waiters.filter((w) => w !== waiter);
         // The client went away while it waited: not a failure of fnix's (a string reason would be one).
         const reason: unknown = signal?.reason;
+        const { unit } = capacity();
         waiter.reject(
-          reason instanceof FnixError ? reason : new FnixError('INVOCATION_ABORTED', 'the client went away while its request waited for a container'),
+          reason instanceof FnixError ? reason : new FnixError('INVOCATION_ABORTED', `the client went away while its request waited for a ${unit}`),
         );
       };
       const cleanup = () => {
@@ -96,7 +99,7 @@ export class WaitQueue<T> {
     }
   }
 
-  /** Ends every wait with `makeError()`'s error (the pool is closing). */
+  /** Ends every wait with `makeError()`'s error (the pool is closing, or nothing can start). */
   rejectAll(makeError: () => unknown): void {
     for (const waiter of this.#waiters.splice(0)) waiter.reject(makeError());
   }

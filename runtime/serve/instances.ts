@@ -1,0 +1,211 @@
+/**
+ * @module
+ * Every serve function's instances, by version (runtime/serve/group.ts does one version's). A
+ * deployment warms the versions it is about to serve (their minInstances ready before the switch),
+ * then says which are served: the others drain, finishing what they hold and then stopping. A push's
+ * check starts one instance on its own, to see the server become ready, and stops it.
+ */
+import { customAlphabet } from 'nanoid';
+import { FnixError } from '../errors.ts';
+import type { FunctionVersion } from '../functions/version.ts';
+import type { Logger } from '../log.ts';
+import type { Pool } from '../pool/pool.ts';
+import { MAX_QUEUE } from '../pool/options.ts';
+import { InstanceGroup, type Slot } from './group.ts';
+import { type InstanceState, ServeInstance } from './instance.ts';
+
+export type { Slot };
+
+/** Instance ids: `i-` and 8 characters. */
+const instanceSuffix = customAlphabet('0123456789abcdefghijkmnopqrstuvwxyz', 8);
+
+/** One instance, as the API and /healthz show it. */
+export interface InstanceInfo {
+  id: string;
+  version: string;
+  state: InstanceState;
+  inFlight: number;
+  requests: number;
+  startedAt: string;
+  startMs: number;
+  container: string;
+}
+
+/** What the metrics are told. */
+export interface InstanceEvents {
+  /** An instance became ready (`ok`) or failed to, after `ms`. */
+  started(fn: FunctionVersion, ms: number, ok: boolean): void;
+  /** An instance ended, having taken `requests` requests. */
+  ended(fn: FunctionVersion, requests: number): void;
+}
+
+/** Options for {@link ServeInstances}. */
+export interface ServeInstancesOptions {
+  pool: Pool;
+  log: Logger;
+  /** How long a request may wait for a free instance (FNIX_QUEUE_TIMEOUT_MS). */
+  queueTimeoutMs: number;
+  /** Requests that may wait per version. @default MAX_QUEUE */
+  maxQueue?: number;
+}
+
+/** The serve functions' instances. */
+export class ServeInstances {
+  readonly #options: ServeInstancesOptions;
+  readonly #groups = new Map<string, InstanceGroup>();
+  readonly #draining = new Set<InstanceGroup>();
+  /** Instances of checks, which belong to no group. */
+  readonly #checking = new Set<ServeInstance>();
+  #events: InstanceEvents | undefined;
+  #closed = false;
+
+  constructor(options: ServeInstancesOptions) {
+    this.#options = options;
+  }
+
+  /** Says where instance starts and ends are reported (the gateway's metrics). */
+  observe(events: InstanceEvents): void {
+    this.#events = events;
+  }
+
+  /** A slot in an instance of `fn` (see InstanceGroup.acquire). */
+  acquire(fn: FunctionVersion, signal?: AbortSignal): Promise<Slot> {
+    if (this.#closed) return Promise.reject(new FnixError('SHUTTING_DOWN', 'fnix is shutting down'));
+    return this.#group(fn).acquire(signal);
+  }
+
+  /** Starts the serve versions among `versions` up to their minInstances, and waits until they are ready. */
+  async warm(versions: readonly FunctionVersion[]): Promise<void> {
+    await Promise.all(versions.filter((fn) => fn.manifest.serve).map((fn) => this.#group(fn).warm()));
+  }
+
+  /** Serves exactly the versions `keys` from now on: every other version's instances drain and stop. */
+  serve(keys: Iterable<string>): void {
+    const served = new Set(keys);
+    for (const [key, group] of this.#groups) {
+      if (served.has(key)) continue;
+      this.#groups.delete(key);
+      this.#draining.add(group);
+      void group.drain().then(() => this.#draining.delete(group));
+    }
+  }
+
+  /**
+   * Starts one instance of `fn` on its own and stops it once it is ready: a push's check. Resolves
+   * with what went wrong (SERVER_NOT_READY's message, with the server's stderr), or undefined.
+   */
+  async check(fn: FunctionVersion): Promise<string | undefined> {
+    let instance: ServeInstance | undefined;
+    try {
+      instance = await this.#startInstance(fn, (started) => this.#checking.add(started));
+      return undefined;
+    } catch (error) {
+      return error instanceof FnixError ? error.message : String(error);
+    } finally {
+      if (instance) {
+        instance.stop('its check is over');
+        await instance.ended;
+        this.#checking.delete(instance);
+      }
+    }
+  }
+
+  /** The instances of function `name` (every version: the served one, and any still draining). */
+  list(name: string): InstanceInfo[] {
+    return this.#allGroups()
+      .filter((group) => group.fn.name === name)
+      .flatMap((group) => [...group.instances].map((instance) => describe(instance)));
+  }
+
+  /** Instance counts by function and state, for the metrics and /healthz. */
+  counts(): Array<{ function: string; state: InstanceState; count: number }> {
+    const counts = new Map<string, { function: string; state: InstanceState; count: number }>();
+    const add = (name: string, state: InstanceState) => {
+      const key = `${name}\0${state}`;
+      const entry = counts.get(key) ?? { function: name, state, count: 0 };
+      entry.count += 1;
+      counts.set(key, entry);
+    };
+    for (const group of this.#allGroups()) {
+      for (const instance of group.instances) add(group.fn.name, instance.state);
+      for (let i = 0; i < group.starting; i += 1) add(group.fn.name, 'starting');
+    }
+    return [...counts.values()];
+  }
+
+  /**
+   * Refuses new requests, lets those under way finish for up to `graceMs`, then stops every instance
+   * and waits until they are gone.
+   */
+  async close(graceMs = 0): Promise<void> {
+    this.#closed = true;
+    const error = new FnixError('SHUTTING_DOWN', 'fnix is shutting down');
+    const groups = this.#allGroups();
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, graceMs);
+    });
+    await Promise.race([Promise.all(groups.map((group) => group.drain())), grace]);
+    clearTimeout(timer);
+    const ended = groups.flatMap((group) => [...group.instances].map((instance) => instance.ended));
+    for (const group of groups) group.stopAll('fnix is shutting down', error);
+    for (const instance of this.#checking) instance.stop('fnix is shutting down');
+    await Promise.all([...ended, ...[...this.#checking].map((instance) => instance.ended)]);
+  }
+
+  #allGroups(): InstanceGroup[] {
+    return [...this.#groups.values(), ...this.#draining];
+  }
+
+  #group(fn: FunctionVersion): InstanceGroup {
+    let group = this.#groups.get(fn.key);
+    if (!group) {
+      group = new InstanceGroup({
+        fn,
+        start: (version) => this.#startInstance(version),
+        queueTimeoutMs: this.#options.queueTimeoutMs,
+        maxQueue: this.#options.maxQueue ?? MAX_QUEUE,
+        onEnded: (instance) => this.#ended(instance),
+        onStartFailed: (error) => this.#options.log.error('an instance did not start', { function: fn.name, code: error.code, error: error.message }),
+      });
+      this.#groups.set(fn.key, group);
+    }
+    return group;
+  }
+
+  async #startInstance(fn: FunctionVersion, onStarted?: (instance: ServeInstance) => void): Promise<ServeInstance> {
+    const id = `i-${instanceSuffix()}`;
+    const begin = performance.now();
+    try {
+      const instance = await ServeInstance.start({ pool: this.#options.pool, fn, id, log: this.#options.log });
+      onStarted?.(instance);
+      this.#events?.started(fn, instance.startMs, true);
+      this.#options.log.info('instance ready', { function: fn.name, instance: id, container: instance.containerName, ms: instance.startMs.toFixed(1) });
+      return instance;
+    } catch (error) {
+      this.#events?.started(fn, performance.now() - begin, false);
+      throw error;
+    }
+  }
+
+  #ended(instance: ServeInstance): void {
+    this.#events?.ended(instance.fn, instance.requests);
+    const error = instance.endError;
+    const fields = { function: instance.fn.name, instance: instance.id, requests: instance.requests };
+    if (instance.stopReason) this.#options.log.info('instance stopped', { ...fields, reason: instance.stopReason });
+    else this.#options.log.warn('instance ended', { ...fields, code: error?.code, error: error?.message });
+  }
+}
+
+function describe(instance: ServeInstance): InstanceInfo {
+  return {
+    id: instance.id,
+    version: instance.fn.version,
+    state: instance.state,
+    inFlight: instance.inFlight,
+    requests: instance.requests,
+    startedAt: instance.startedAt.toISOString(),
+    startMs: Math.round(instance.startMs),
+    container: instance.containerName,
+  };
+}
