@@ -12,8 +12,9 @@
  */
 import type { Context } from 'hono';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Dispatcher } from 'undici';
 import { FnixError } from '../../runtime/errors.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { FunctionVersion } from '../../runtime/functions/version.ts';
@@ -64,96 +65,158 @@ export function createServeProxy(options: ServeProxyOptions) {
       metrics.invocationRefused(fn.name, 'http', 'BODY_TOO_LARGE', 0);
       throw bodyTooLarge(maxBody);
     }
-    const abort = new AbortController();
-    // Why the request was stopped, when the gateway stopped it: that, not undici's view of it, is the outcome.
-    let stopped: FnixError | undefined;
-    const stop = (error: FnixError) => {
-      stopped ??= error;
-      abort.abort(stopped);
-    };
+    // A free slot is taken at once; only a request that must wait needs a signal for its client leaving.
+    let slot = instances.tryAcquire(fn);
+    if (!slot) {
+      const waiting = new AbortController();
+      const onClientGone = () => waiting.abort(new FnixError('INVOCATION_ABORTED', 'the client went away while its request waited for an instance'));
+      outgoing.once('close', onClientGone);
+      try {
+        slot = await acquireServed(instances, registry, fn, waiting.signal);
+      } catch (error) {
+        metrics.invocationRefused(fn.name, 'http', (error as FnixError).code ?? 'INTERNAL_ERROR', performance.now() - begin);
+        throw error;
+      } finally {
+        outgoing.off('close', onClientGone);
+      }
+    }
+    const taken = slot;
+    const { instance } = taken;
+    const served = instance.fn;
+    const exchange = new Exchange({ outgoing, id, maxOutput, fn: served });
     const onClientGone = () => {
-      if (!outgoing.writableFinished) stop(new FnixError('INVOCATION_ABORTED', `function '${fn.name}' was asked for by a client that went away`));
+      if (!outgoing.writableFinished) exchange.stop(new FnixError('INVOCATION_ABORTED', `function '${served.name}' was asked for by a client that went away`));
     };
     outgoing.once('close', onClientGone);
-
-    let slot: Slot;
-    try {
-      slot = await acquireServed(instances, registry, fn, abort.signal);
-    } catch (error) {
-      outgoing.off('close', onClientGone);
-      metrics.invocationRefused(fn.name, 'http', (error as FnixError).code ?? 'INTERNAL_ERROR', performance.now() - begin);
-      throw error;
-    }
-    const { instance } = slot;
-    const served = instance.fn;
     const timer = setTimeout(
       () =>
-        stop(
+        exchange.stop(
           new FnixError('FUNCTION_TIMEOUT', `function '${served.name}' did not answer within its timeoutMs of ${served.manifest.timeoutMs} ms`, {
             details: { function: served.name, invocationId: id, instance: instance.id },
           }),
         ),
       served.manifest.timeoutMs,
     );
-    let headMs: number | undefined;
-    let status = 0;
-    const finish = (error: FnixError | undefined) => {
+    void exchange.ended.then(async (failure) => {
+      const error = failure && (exchange.stopped ?? (await explain(failure, taken, served)));
       clearTimeout(timer);
       outgoing.off('close', onClientGone);
+      // The head is out: a broken body can only be told by a connection that does not end cleanly.
+      if (error && exchange.headSent) outgoing.destroy();
       const outcome = error?.code ?? 'OK';
       // At concurrency 1, a server that did not answer in time would make the next request wait too.
-      slot.release({ replace: outcome === 'FUNCTION_TIMEOUT' && instance.settings.concurrency === 1 });
+      taken.release({ replace: outcome === 'FUNCTION_TIMEOUT' && instance.settings.concurrency === 1 });
       const totalMs = performance.now() - begin;
-      metrics.invocationEnded({ function: served.name, kind: 'http', outcome, totalMs, firstByteMs: headMs, cold: false });
-      log.info('invocation', { function: served.name, id, outcome, status, ms: totalMs.toFixed(1), instance: instance.id });
-    };
-
-    const body = requestBody(c, maxBody, stop);
-    let response: Awaited<ReturnType<ReturnType<typeof upstreamOf>['request']>>;
-    try {
-      response = await upstreamOf(instance).request({
+      metrics.invocationEnded({ function: served.name, kind: 'http', outcome, totalMs, firstByteMs: exchange.headMs && exchange.headMs - begin, cold: false });
+      log.info('invocation', { function: served.name, id, outcome, status: exchange.status, ms: totalMs.toFixed(1), instance: instance.id });
+    });
+    upstreamOf(instance).dispatch(
+      {
         method: incoming.method as 'GET',
         path: upstreamPath(incoming.url ?? '/'),
         headers: requestHeaders({ incoming, invocationId: id }),
-        body,
-        signal: abort.signal,
-      });
-    } catch (error) {
-      const failure = stopped ?? (await explain(error, slot, served));
-      finish(failure);
-      throw failure;
-    }
-    headMs = performance.now() - begin;
-    status = response.statusCode;
-    const headers = responseHeaders(response.headers);
-    headers[INVOCATION_ID_HEADER] = id;
-    outgoing.writeHead(response.statusCode, headers);
-    // A response whose body is slow to come still shows its head at once (a stream, say).
-    const flush = setImmediate(() => outgoing.flushHeaders());
-    let written = 0;
-    const limit = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        clearImmediate(flush);
-        written += chunk.length;
-        if (written > maxOutput) {
-          stop(new FnixError('OUTPUT_LIMIT', `function '${served.name}' answered with more than ${maxOutput} bytes`));
-          callback(stopped);
-          return;
-        }
-        callback(null, chunk);
+        body: requestBody(c, maxBody, (error) => exchange.stop(error)),
       },
-    });
-    void pipeline(response.body, limit, outgoing).then(
-      () => finish(undefined),
-      async (error: unknown) => {
-        clearImmediate(flush);
-        // The head is out: a broken body can only be told by a connection that does not end cleanly.
-        outgoing.destroy();
-        finish(stopped ?? (await explain(error, slot, served)));
-      },
+      exchange,
     );
+    // Resolves once the head is written (the body follows by itself); rejects with what went wrong before.
+    const failure = await exchange.headOrFailure;
+    if (failure) throw exchange.stopped ?? (await explain(failure, taken, served));
     return RESPONSE_ALREADY_SENT;
   };
+}
+
+/** What an {@link Exchange} writes to, and within which limit. */
+interface ExchangeOptions {
+  outgoing: ServerResponse;
+  id: string;
+  maxOutput: number;
+  fn: FunctionVersion;
+}
+
+/**
+ * One request to a server, as undici's dispatcher drives it: the server's head and body are written to
+ * the client as they come, with backpressure both ways (a slow client pauses the server's connection).
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  /** Why the gateway stopped the request, when it did. */
+  stopped: FnixError | undefined;
+  headSent = false;
+  headMs: number | undefined;
+  status = 0;
+  /** Settles once the head is written (undefined) or the request failed before it (the error). */
+  readonly headOrFailure: Promise<Error | undefined>;
+  /** Settles once the response has ended (undefined) or failed (the error). */
+  readonly ended: Promise<Error | undefined>;
+  readonly #options: ExchangeOptions;
+  #controller: Dispatcher.DispatchController | undefined;
+  #written = 0;
+  #settleHead!: (failure: Error | undefined) => void;
+  #settleEnd!: (failure: Error | undefined) => void;
+  #flush: NodeJS.Immediate | undefined;
+  #done = false;
+
+  constructor(options: ExchangeOptions) {
+    this.#options = options;
+    this.headOrFailure = new Promise((resolve) => (this.#settleHead = resolve));
+    this.ended = new Promise((resolve) => (this.#settleEnd = resolve));
+  }
+
+  /** Stops the request with `error` (the first given is the one reported). */
+  stop(error: FnixError): void {
+    this.stopped ??= error;
+    if (this.#controller) this.#controller.abort(error);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.stopped) controller.abort(this.stopped);
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    const { outgoing, id } = this.#options;
+    this.status = statusCode;
+    this.headMs = performance.now();
+    const out = responseHeaders(headers);
+    out[INVOCATION_ID_HEADER] = id;
+    outgoing.writeHead(statusCode, out);
+    this.headSent = true;
+    // A body that is slow to come still lets the client see the head at once (a stream, say).
+    this.#flush = setImmediate(() => outgoing.flushHeaders());
+    this.#settleHead(undefined);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const { outgoing, maxOutput, fn } = this.#options;
+    this.#written += chunk.length;
+    if (this.#written > maxOutput) {
+      this.stop(new FnixError('OUTPUT_LIMIT', `function '${fn.name}' answered with more than ${maxOutput} bytes`));
+      return;
+    }
+    if (this.#flush) clearImmediate(this.#flush);
+    if (!outgoing.write(chunk)) {
+      controller.pause();
+      outgoing.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.#flush) clearImmediate(this.#flush);
+    this.#options.outgoing.end();
+    this.#finish(undefined);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.#flush) clearImmediate(this.#flush);
+    this.#finish(error);
+  }
+
+  #finish(failure: Error | undefined): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#settleHead(failure);
+    this.#settleEnd(failure);
+  }
 }
 
 /**
@@ -193,7 +256,7 @@ async function explain(error: unknown, slot: Slot, fn: FunctionVersion): Promise
   const ended = await slot.instance.endWithin(code.startsWith('HPE_') ? 0 : CRASH_WAIT_MS);
   if (ended) return ended;
   const what = code.startsWith('HPE_') ? `answered with something that is not HTTP (${message})` : `closed the connection without an answer (${message})`;
-  return new FnixError('FUNCTION_BAD_RESPONSE', `function '${fn.name}'s server ${what}`, {
+  return new FnixError('FUNCTION_BAD_RESPONSE', `function '${fn.name}': its server ${what}`, {
     details: { function: fn.name, instance: slot.instance.id },
     cause: error,
   });

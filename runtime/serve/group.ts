@@ -107,6 +107,15 @@ export class InstanceGroup {
   acquire(signal?: AbortSignal): Promise<Slot> {
     const slot = this.#take();
     if (slot) return Promise.resolve(slot);
+    return this.#wait(signal);
+  }
+
+  /** A slot in a ready instance if one is free now; undefined when the request would have to wait. */
+  tryAcquire(): Slot | undefined {
+    return this.#take();
+  }
+
+  #wait(signal: AbortSignal | undefined): Promise<Slot> {
     // A version no longer served keeps its instances for the requests that chose it just before the
     // switch; with none left, the request is told so and takes the version served now (RETIRED).
     if (this.#closed && this.#live() === 0) return Promise.reject(retired(this.fn));

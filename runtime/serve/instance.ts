@@ -202,17 +202,17 @@ export class ServeInstance {
   #describeEnd(result: InvocationResult): FnixError {
     const name = `function '${this.fn.name}'`;
     const details = { function: this.fn.name, instance: this.id, ...exitDetails(result) };
-    if (this.#stopReason) return new FnixError('SHUTTING_DOWN', `${name}'s instance ${this.id} was stopped: ${this.#stopReason}`, { details });
+    if (this.#stopReason) return new FnixError('SHUTTING_DOWN', `${name}: instance ${this.id} was stopped: ${this.#stopReason}`, { details });
     if (result.oomKilled) {
       return new FnixError(
         'FUNCTION_OOM',
-        `${name}'s server ran out of memory: it used more than its memoryMb of ${this.fn.manifest.memoryMb} MiB and was killed`,
+        `${name}: its server ran out of memory: it used more than its memoryMb of ${this.fn.manifest.memoryMb} MiB and was killed`,
         {
           details,
         },
       );
     }
-    return new FnixError('SERVER_EXITED', `${name}'s server ${describeExit(result)}; the instance is replaced`, { details });
+    return new FnixError('SERVER_EXITED', `${name}: its server ${describeExit(result)}; the instance is replaced`, { details });
   }
 }
 

@@ -74,6 +74,12 @@ export class ServeInstances {
     return this.#group(fn).acquire(signal);
   }
 
+  /** A slot in an instance of `fn` if one is free now (no waiting, no start); undefined otherwise. */
+  tryAcquire(fn: FunctionVersion): Slot | undefined {
+    if (this.#closed) return undefined;
+    return this.#group(fn).tryAcquire();
+  }
+
   /** Starts the serve versions among `versions` up to their minInstances, and waits until they are ready. */
   async warm(versions: readonly FunctionVersion[]): Promise<void> {
     await Promise.all(versions.filter((fn) => fn.manifest.serve).map((fn) => this.#group(fn).warm()));
