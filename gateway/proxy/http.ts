@@ -83,7 +83,10 @@ export function createServeProxy(options: ServeProxyOptions) {
     const taken = slot;
     const { instance } = taken;
     const served = instance.fn;
-    const exchange = new Exchange({ outgoing, id, maxOutput, fn: served });
+    // Hono answers HEAD by running the GET route and making its response anew (hono-base's dispatch),
+    // which loses RESPONSE_ALREADY_SENT: a HEAD's head goes back through Hono instead.
+    const headOnly = incoming.method === 'HEAD';
+    const exchange = new Exchange({ outgoing, id, maxOutput, fn: served, headOnly });
     const onClientGone = () => {
       if (!outgoing.writableFinished) exchange.stop(new FnixError('INVOCATION_ABORTED', `function '${served.name}' was asked for by a client that went away`));
     };
@@ -120,8 +123,9 @@ export function createServeProxy(options: ServeProxyOptions) {
       exchange,
     );
     // Resolves once the head is written (the body follows by itself); rejects with what went wrong before.
-    const failure = await exchange.headOrFailure;
+    const failure = await (headOnly ? exchange.ended : exchange.headOrFailure);
     if (failure) throw exchange.stopped ?? (await explain(failure, taken, served));
+    if (headOnly) return new Response(null, { status: exchange.status, headers: fetchHeaders(exchange.head) });
     return RESPONSE_ALREADY_SENT;
   };
 }
@@ -132,6 +136,8 @@ interface ExchangeOptions {
   id: string;
   maxOutput: number;
   fn: FunctionVersion;
+  /** A HEAD: the head is kept in {@link Exchange.head} for the route to answer with, not written. */
+  headOnly: boolean;
 }
 
 /**
@@ -144,6 +150,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   headSent = false;
   headMs: number | undefined;
   status = 0;
+  /** The response headers for the client (those of a HEAD, which are not written here). */
+  head: Record<string, string | string[]> = {};
   /** Settles once the head is written (undefined) or the request failed before it (the error). */
   readonly headOrFailure: Promise<Error | undefined>;
   /** Settles once the response has ended (undefined) or failed (the error). */
@@ -179,6 +187,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.headMs = performance.now();
     const out = responseHeaders(headers);
     out[INVOCATION_ID_HEADER] = id;
+    this.head = out;
+    if (this.#options.headOnly) return;
     outgoing.writeHead(statusCode, out);
     this.headSent = true;
     // A body that is slow to come still lets the client see the head at once (a stream, say).
@@ -202,7 +212,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.#flush) clearImmediate(this.#flush);
-    this.#options.outgoing.end();
+    if (!this.#options.headOnly) this.#options.outgoing.end();
     this.#finish(undefined);
   }
 
@@ -217,6 +227,13 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#settleHead(failure);
     this.#settleEnd(failure);
   }
+}
+
+/** `record` (as writeHead takes it) as fetch Headers, repeated headers repeated. */
+function fetchHeaders(record: Record<string, string | string[]>): Headers {
+  const headers = new Headers();
+  for (const name in record) for (const value of ([] as string[]).concat(record[name]!)) headers.append(name, value);
+  return headers;
 }
 
 /**

@@ -138,6 +138,11 @@ export class RelayHub implements RelaySink {
       const head = socket.read(4) as Buffer | null;
       if (!head) return;
       done();
+      // At the stream's end read(4) returns what is left, which may be fewer than 4 bytes.
+      if (head.length < 4) {
+        socket.destroy();
+        return;
+      }
       const id = head.readUInt32BE(0);
       const pending = this.#pending.get(id);
       if (!pending) {

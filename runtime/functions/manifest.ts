@@ -201,9 +201,11 @@ export async function loadManifest(file: string): Promise<Manifest> {
 /** Turns a zod issue into issues that name the field (dotted path) and the value found there. */
 function describeIssue(issue: z.core.$ZodIssue, input: unknown): ManifestIssue[] {
   if (issue.code === 'unrecognized_keys') {
+    // The fields of the object that has the stray key: serve's own, or the manifest's.
+    const known = Object.keys(issue.path[0] === 'serve' ? serveSchema.shape : manifestSchema.shape);
     return issue.keys.map((key) => ({
       field: [...issue.path, key].join('.'),
-      message: `unknown field (known fields: ${Object.keys(manifestSchema.shape).join(', ')})`,
+      message: `unknown field (known fields: ${known.join(', ')})`,
       value: valueAt(input, [...issue.path, key]),
     }));
   }

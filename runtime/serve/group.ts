@@ -122,7 +122,12 @@ export class InstanceGroup {
     if (this.#backoffTimer && this.#instances.size === 0 && this.#starting === 0 && this.#lastStartError) {
       return Promise.reject(this.#lastStartError);
     }
-    const waiting = this.#queue.wait(this.fn, signal);
+    let waiting: Promise<Slot>;
+    try {
+      waiting = this.#queue.wait(this.fn, signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     this.#scale();
     return waiting;
   }

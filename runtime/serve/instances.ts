@@ -165,6 +165,8 @@ export class ServeInstances {
 
   #group(fn: FunctionVersion): InstanceGroup {
     let group = this.#groups.get(fn.key);
+    // A version no longer served keeps its draining group: its requests go there, never to a new one.
+    if (!group) group = [...this.#draining].find((draining) => draining.fn.key === fn.key);
     if (!group) {
       group = new InstanceGroup({
         fn,

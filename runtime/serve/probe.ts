@@ -13,6 +13,10 @@ export const PROBE_MAX_INTERVAL_MS = 100;
 const PROBE_TIMEOUT_MS = 2000;
 /** The most of an answer read for its status line. */
 const STATUS_LINE_MAX = 1024;
+const NOTHING_YET = 'no probe was answered';
+
+/** A probe that had no answer within its time. */
+class ProbeTimeout extends Error {}
 
 /** What {@link probeReady} needs. */
 export interface ProbeOptions {
@@ -28,7 +32,7 @@ export interface ProbeOptions {
 /** Resolves once the server answers `path` below 500; rejects with the last problem at the deadline or when it ends. */
 export async function probeReady(options: ProbeOptions): Promise<void> {
   let interval = PROBE_FIRST_INTERVAL_MS;
-  let lastProblem = 'no probe was answered';
+  let lastProblem = NOTHING_YET;
   let gone = false;
   void options.gone.then(() => {
     gone = true;
@@ -37,12 +41,15 @@ export async function probeReady(options: ProbeOptions): Promise<void> {
     const left = options.deadline - performance.now();
     if (gone) throw new Error(`the server ended (last probe: ${lastProblem})`);
     if (left <= 0) throw new Error(`last probe: ${lastProblem}`);
+    const budget = Math.min(left, PROBE_TIMEOUT_MS);
     try {
-      const status = await probeOnce(options, Math.min(left, PROBE_TIMEOUT_MS));
+      const status = await probeOnce(options, budget);
       if (status < 500) return;
       lastProblem = `GET ${options.path} answered ${status}`;
     } catch (error) {
-      lastProblem = (error as Error).message;
+      // A probe that the deadline cut short says less than the problem seen before it.
+      const cutShort = error instanceof ProbeTimeout && budget < PROBE_TIMEOUT_MS && lastProblem !== NOTHING_YET;
+      if (!cutShort) lastProblem = (error as Error).message;
     }
     await Promise.race([new Promise((resolve) => setTimeout(resolve, Math.min(interval, Math.max(0, options.deadline - performance.now())))), options.gone]);
     interval = Math.min(PROBE_MAX_INTERVAL_MS, interval * 1.5);
@@ -55,7 +62,7 @@ async function probeOnce(options: ProbeOptions, timeoutMs: number): Promise<numb
   try {
     return await new Promise<number>((resolve, reject) => {
       let head = '';
-      const timer = setTimeout(() => reject(new Error(`GET ${options.path} was not answered within ${Math.round(timeoutMs)} ms`)), timeoutMs);
+      const timer = setTimeout(() => reject(new ProbeTimeout(`GET ${options.path} was not answered within ${Math.round(timeoutMs)} ms`)), timeoutMs);
       const finish = (fn: () => void) => {
         clearTimeout(timer);
         fn();

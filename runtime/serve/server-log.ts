@@ -43,7 +43,10 @@ export class ServerLog {
   attach(stream: Readable): void {
     const lines = new LineSplitter({ onLine: (line) => this.line(line), maxBytes: Number.POSITIVE_INFINITY });
     stream.on('data', (chunk: Buffer) => lines.write(chunk));
-    stream.on('end', () => lines.end());
+    stream.on('end', () => {
+      lines.end();
+      this.#reportDropped();
+    });
   }
 
   /** Logs one line, within the budget. */
@@ -51,17 +54,25 @@ export class ServerLog {
     const { log, prefix } = this.#options;
     const now = this.#now();
     if (now - this.#windowStart >= (this.#options.windowMs ?? LOG_WINDOW_MS)) {
-      if (this.#dropped > 0) log.warn(`${prefix} ${this.#dropped} lines of output were not logged: over ${this.#budget} bytes a minute`);
+      this.#reportDropped();
       this.#windowStart = now;
       this.#used = 0;
-      this.#dropped = 0;
     }
-    this.#used += text.length + 1;
+    this.#used += Buffer.byteLength(text) + 1;
     if (this.#used > this.#budget) {
       this.#dropped += 1;
       return;
     }
     log.info(`${prefix} ${text}`);
+  }
+
+  /** Logs how many lines were dropped since the last report, if any. */
+  #reportDropped(): void {
+    if (this.#dropped === 0) return;
+    this.#options.log.warn(
+      `${this.#options.prefix} ${this.#dropped} lines of output were not logged: over ${this.#budget} bytes in ${(this.#options.windowMs ?? LOG_WINDOW_MS) / 1000} s`,
+    );
+    this.#dropped = 0;
   }
 
   get #budget(): number {
