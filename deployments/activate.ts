@@ -54,6 +54,12 @@ export async function activateDeployment(ctx: DeployContext, held: Held, id: str
   if (pinned.exitCode !== 0) log.warn("the deployment's commit could not be kept by a ref of its own", { id, error: String(pinned.stderr).trim() });
   if (!(await store.activate(record, new Date()))) log.warn('the deployment is active, but its record could not be updated with the time', { id });
   await warm(ctx, prepared).catch((error: unknown) => {
+    // With nothing served yet (a first start), serving what can start beats serving nothing: the
+    // instances keep being retried. Otherwise the version served stays, as for any failed check.
+    if (ctx.registry.versions().length === 0) {
+      log.error('serve instances did not start; serving anyway', { id, error: (error as Error).message });
+      return;
+    }
     throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} was not activated: ${(error as Error).message}`, { details: { deployment: id }, cause: error });
   });
   serve(ctx, prepared);

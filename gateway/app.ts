@@ -72,15 +72,15 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
   app.use('*', checkHost(options.hosts));
   // The one place that decides which routes take WebSocket upgrades: those registered here, before
   // refuseUpgrades answers any other upgrade with ROUTE_NOT_FOUND.
+  const { metrics, registry, instances, log } = options;
   app.use(SESSION_ROUTE, takeUpgrades(options.sessions.open));
+  // A serve function's own server takes the upgrades of its /fn/<name>/... URLs (a WebSocket server).
+  app.use('/fn/*', takeUpgrades(createServeUpgrade({ registry, instances, log })));
+  app.use('*', refuseUpgrades());
   app.use('/fn/*', function assignInvocationId(c, next) {
     c.set('invocationId', nanoid());
     return next();
   });
-  const { metrics, registry, instances, log } = options;
-  // A serve function's own server takes the upgrades of its /fn/<name>/... URLs (a WebSocket server).
-  app.use('/fn/*', takeUpgrades(createServeUpgrade({ registry, instances, log })));
-  app.use('*', refuseUpgrades());
   const serve = createServeProxy({ registry, instances, maxBody: options.maxBody, maxOutput: options.maxOutput, log, metrics });
   const invoke = createInvokeHandler({ ...options, serve, runner: instrumentRunner(options.runner, metrics, 'http') });
   app.all('/fn/:name', invoke);

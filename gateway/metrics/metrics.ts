@@ -139,12 +139,12 @@ export class GatewayMetrics {
     if (edge) this.#edgeMetrics(edge, registers);
     new Gauge({
       name: 'fnix_pool_containers',
-      help: 'Containers by state: warm (generic, ready), idle (specialised, free), busy, starting',
+      help: 'Containers by state: warm (generic, ready), idle (specialised, free), busy, serving (held by a serve instance), starting',
       labelNames: ['state'],
       registers,
       collect() {
         const stats = poolStats();
-        for (const state of ['warm', 'idle', 'busy', 'starting'] as const) this.set({ state }, stats[state]);
+        for (const state of ['warm', 'idle', 'busy', 'serving', 'starting'] as const) this.set({ state }, stats[state]);
       },
     });
     new Gauge({

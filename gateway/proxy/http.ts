@@ -268,13 +268,22 @@ function requestBody(c: Context<GatewayEnv>, maxBody: number, stop: (error: Fnix
 /** What a request that failed at the server gets: the server's end when it died, else what was wrong. */
 async function explain(error: unknown, slot: Slot, fn: FunctionVersion): Promise<FnixError> {
   if (error instanceof FnixError) return error;
-  const code = (error as { code?: string }).code ?? '';
   const message = (error as Error).message ?? String(error);
-  const ended = await slot.instance.endWithin(code.startsWith('HPE_') ? 0 : CRASH_WAIT_MS);
+  const notHttp = isNotHttp(error);
+  const ended = await slot.instance.endWithin(notHttp ? 0 : CRASH_WAIT_MS);
   if (ended) return ended;
-  const what = code.startsWith('HPE_') ? `answered with something that is not HTTP (${message})` : `closed the connection without an answer (${message})`;
+  const what = notHttp ? `answered with something that is not HTTP (${message})` : `closed the connection without an answer (${message})`;
   return new FnixError('FUNCTION_BAD_RESPONSE', `function '${fn.name}': its server ${what}`, {
     details: { function: fn.name, instance: slot.instance.id },
     cause: error,
   });
+}
+
+/**
+ * Whether undici failed on what the server sent rather than on the connection: its parser's errors
+ * (HTTPParserError, whose code undici 7 leaves undefined) and a head over maxHeaderSize.
+ */
+function isNotHttp(error: unknown): boolean {
+  const code = (error as { code?: string }).code ?? '';
+  return (error as Error).name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_HEADERS_OVERFLOW';
 }

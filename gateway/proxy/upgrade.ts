@@ -12,6 +12,7 @@
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { Context } from 'hono';
+import { nanoid } from 'nanoid';
 import { FnixError } from '../../runtime/errors.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { Logger } from '../../runtime/log.ts';
@@ -45,7 +46,8 @@ export function createServeUpgrade(options: ServeUpgradeOptions): UpgradeHandler
         `function '${fn.name}' takes no WebSocket at /fn/${fn.name}: it is not a serve function; its stdio session is at /sessions/${fn.name}`,
       );
     }
-    const id = c.get('invocationId') as string;
+    // Its own id, once it is passed on: a refused upgrade carries none, as every refused upgrade.
+    const id = nanoid();
     const abort = new AbortController();
     const client = upgrade.socket;
     const onClientGone = () => abort.abort(new FnixError('INVOCATION_ABORTED', 'the client went away while its WebSocket waited for an instance'));

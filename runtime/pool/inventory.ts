@@ -1,7 +1,7 @@
 /**
  * @module
- * Where each of the pool's containers is: warm (generic), starting, idle (specialised) or busy, and
- * how many there are in all, which maxContainers bounds.
+ * Where each of the pool's containers is: warm (generic), starting, idle (specialised), busy, or held
+ * by a serve function's instance, and how many there are in all, which maxContainers bounds.
  */
 import type { Container } from '../container/container.ts';
 import { BusySet } from './busy-set.ts';
@@ -18,6 +18,8 @@ export class Inventory {
   readonly idle: IdleSet;
   /** Containers lent to invocations (or handed from one to the next). */
   readonly busy = new BusySet();
+  /** Containers a serve function's instance holds for its whole life (runtime/serve/instance.ts). */
+  readonly held = new Set<Container>();
 
   constructor(idle: IdleSet) {
     this.idle = idle;
@@ -25,7 +27,7 @@ export class Inventory {
 
   /** Every container, counted against maxContainers. */
   get total(): number {
-    return this.generic.length + this.starting.size + this.idle.size + this.busy.size;
+    return this.generic.length + this.starting.size + this.idle.size + this.busy.size + this.held.size;
   }
 
   /** Takes a container that exited out of the warm or idle ones; false when it was in neither. */

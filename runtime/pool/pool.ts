@@ -32,6 +32,8 @@ export interface PoolStats {
   /** Idle containers specialised for a function. */
   idle: number;
   busy: number;
+  /** Containers held by serve functions' instances, one each, for the instance's life. */
+  serving: number;
   starting: number;
   queued: number;
   total: number;
@@ -125,8 +127,21 @@ export class Pool {
     if (this.#containers.busy.has(container)) this.#handoffs.expect(container);
   }
 
+  /**
+   * Says that a leased container is held by a serve function's instance for its whole life: it is
+   * counted as `serving`, not busy, and goes when released (never reused).
+   */
+  hold(container: Container): void {
+    if (this.#containers.busy.delete(container)) this.#containers.held.add(container);
+  }
+
   /** Gives a container back after its invocation; `reusable` is false when it must be retired. */
   release(container: Container, reusable: boolean): void {
+    if (this.#containers.held.delete(container)) {
+      this.#remove(container, 'its serve instance ended');
+      this.#pump();
+      return;
+    }
     // Handed to the request that waited for it, it stays busy.
     if (this.#handoffs.release(container, () => reusable && !this.#closed && container.isAlive)) return;
     if (!this.#containers.busy.delete(container)) return;
@@ -164,11 +179,12 @@ export class Pool {
 
   /** The pool's counts, now. */
   stats(): PoolStats {
-    const { generic, idle, busy, starting, total } = this.#containers;
+    const { generic, idle, busy, held, starting, total } = this.#containers;
     return {
       warm: generic.length,
       idle: idle.size,
       busy: busy.size,
+      serving: held.size,
       starting: starting.size,
       queued: this.#queue.length,
       total,

@@ -34,6 +34,9 @@ export async function shutDown({ inventory, queue, refill, source, graceMs, remo
   refill.stop();
   queue.rejectAll(shuttingDown);
   for (const container of [...inventory.generic.splice(0), ...inventory.idle.takeAll()]) remove(container, 'pool closed');
+  // Serve instances are stopped before the pool closes (runtime.ts); any still held goes now.
+  for (const container of inventory.held) remove(container, 'pool closed');
+  inventory.held.clear();
   const { busy } = inventory;
   await busy.whenEmpty(graceMs);
   // Past the grace period, invocations are stopped as such (SHUTTING_DOWN), then their containers go.

@@ -29,6 +29,9 @@ export function isRetired(error: unknown): boolean {
   return error instanceof FnixError && error.details[RETIRED] === true;
 }
 
+/** An instance whose server ends on its own within this long of becoming ready is replaced after a backoff. */
+export const CRASH_LOOP_MS = 10_000;
+
 /** A request's place in an instance; give it back with release() once the response has ended. */
 export interface Slot {
   instance: ServeInstance;
@@ -215,7 +218,6 @@ export class InstanceGroup {
     this.#options.start(this.fn).then(
       (instance) => {
         this.#starting -= 1;
-        this.#backoffMs = 0;
         this.#lastStartError = undefined;
         this.#instances.add(instance);
         void instance.ended.then(() => this.#ended(instance));
@@ -237,15 +239,20 @@ export class InstanceGroup {
           this.#checkDrained();
           return;
         }
-        this.#backoffMs = nextBackoff(this.#backoffMs);
-        clearTimeout(this.#backoffTimer);
-        this.#backoffTimer = setTimeout(() => {
-          this.#backoffTimer = undefined;
-          this.#pump();
-        }, this.#backoffMs);
-        this.#backoffTimer.unref();
+        this.#backOff();
       },
     );
+  }
+
+  /** Holds starts back for the next backoff (1 s, doubling to 30 s), then serves and scales again. */
+  #backOff(): void {
+    this.#backoffMs = nextBackoff(this.#backoffMs);
+    clearTimeout(this.#backoffTimer);
+    this.#backoffTimer = setTimeout(() => {
+      this.#backoffTimer = undefined;
+      this.#pump();
+    }, this.#backoffMs);
+    this.#backoffTimer.unref();
   }
 
   /** Serves the requests in line with the slots there are, then scales and keeps the minimum. */
@@ -277,6 +284,12 @@ export class InstanceGroup {
     clearTimeout(this.#idleTimers.get(instance));
     this.#idleTimers.delete(instance);
     this.#options.onEnded(instance);
+    // A server that dies soon after it became ready would otherwise be started again and again at once.
+    if (!instance.stopReason && !this.#closed) {
+      const upMs = Date.now() - instance.startedAt.getTime() - instance.startMs;
+      if (upMs < CRASH_LOOP_MS) this.#backOff();
+      else this.#backoffMs = 0;
+    }
     this.#pump();
     this.#checkDrained();
   }

@@ -94,6 +94,7 @@ export class ServeInstance {
     const begin = performance.now();
     const lease = await pool.acquire(fn, { signal: options.signal });
     const { container } = lease;
+    pool.hold(container);
     let hub: RelayHub;
     let started: ReturnType<Container['invoke']>;
     try {

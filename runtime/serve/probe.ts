@@ -48,7 +48,9 @@ export async function probeReady(options: ProbeOptions): Promise<void> {
       lastProblem = `GET ${options.path} answered ${status}`;
     } catch (error) {
       // A probe that the deadline cut short says less than the problem seen before it.
-      const cutShort = error instanceof ProbeTimeout && budget < PROBE_TIMEOUT_MS && lastProblem !== NOTHING_YET;
+      // The open's own timeout too (a RelayOpenError ETIMEDOUT): with a fraction of a ms left the agent cannot connect.
+      const timedOut = error instanceof ProbeTimeout || (error as { errno?: string }).errno === 'ETIMEDOUT';
+      const cutShort = timedOut && budget < PROBE_TIMEOUT_MS && lastProblem !== NOTHING_YET;
       if (!cutShort) lastProblem = (error as Error).message;
     }
     await Promise.race([new Promise((resolve) => setTimeout(resolve, Math.min(interval, Math.max(0, options.deadline - performance.now())))), options.gone]);

@@ -139,7 +139,11 @@ describe('sessions: refused before the upgrade', () => {
     for (const path of ['/fn/echo', '/healthz', '/sessions/echo/more']) {
       const { status, headers, body } = await refusedUpgrade(gateway.url, path);
       expect(status, path).toBe(404);
-      expect(body.error, path).toEqual({ code: 'ROUTE_NOT_FOUND', message: `no WebSocket route for ${path}; sessions are at /sessions/<name>` });
+      // A function's own URL says why it takes none: it is not a serve function (docs/serve.md).
+      const message = path.startsWith('/fn/')
+        ? "function 'echo' takes no WebSocket at /fn/echo: it is not a serve function; its stdio session is at /sessions/echo"
+        : `no WebSocket route for ${path}; sessions are at /sessions/<name>`;
+      expect(body.error, path).toEqual({ code: 'ROUTE_NOT_FOUND', message });
       expect(headers['x-fnix-invocation-id'], path).toBeUndefined();
     }
     // An empty name is a function that is not there, as any other.

@@ -154,4 +154,19 @@ describe('Pool.acquire', () => {
     expect(pool.stats()).toMatchObject({ idle: 1, total: 1 });
     expect(source.removed).toEqual([]);
   });
+
+  it('counts a container held by a serve instance as serving, within maxContainers, and removes it on release', async () => {
+    const { pool, source } = makePool({ size: 0, maxContainers: 1 });
+    const lease = await pool.acquire(a);
+    pool.hold(lease.container);
+    expect(pool.stats()).toMatchObject({ busy: 0, serving: 1, total: 1 });
+    // Held, it still takes its place under maxContainers: another request waits for it.
+    const waiting = pool.acquire(b);
+    await settle();
+    expect(source.launches).toHaveLength(1);
+    pool.release(lease.container, true);
+    expect(source.removed).toEqual([{ container: fake(lease.container), reason: 'its serve instance ended' }]);
+    expect(pool.stats()).toMatchObject({ serving: 0 });
+    await waiting;
+  });
 });

@@ -21,6 +21,8 @@ export class FakeInstance {
   inFlight = 0;
   requests = 0;
   lastActiveAt = performance.now();
+  readonly startedAt = new Date();
+  startMs = 0;
   stopReason: string | undefined;
   /** Whether stop() ends it at once (as a quick kill does), or waits for {@link FakeInstance.end}. */
   endOnStop: boolean;

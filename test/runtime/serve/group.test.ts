@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FnixError } from '../../../runtime/errors.ts';
 import { REFILL_BACKOFF_MIN_MS } from '../../../runtime/pool/refill.ts';
-import { isRetired, type Slot } from '../../../runtime/serve/group.ts';
+import { CRASH_LOOP_MS, isRetired, type Slot } from '../../../runtime/serve/group.ts';
 import { settle, useFakeClock, useRealClock } from '../pool/fakes.ts';
 import { type FakeInstance, fake, makeGroup, outcomeOf } from './fakes.ts';
 
@@ -371,6 +371,7 @@ describe('instances that end', () => {
     const { group, starter, onEnded } = makeGroup({ minInstances: 2, maxInstances: 4 });
     await group.warm();
     const [i0] = starter.instances;
+    vi.setSystemTime(Date.now() + CRASH_LOOP_MS);
     i0!.end();
     await settle();
     expect(onEnded).toHaveBeenCalledWith(i0);
@@ -383,6 +384,7 @@ describe('instances that end', () => {
     const { group, starter } = makeGroup({ minInstances: 1, maxInstances: 1 });
     const slot = await group.acquire();
     const waiting = group.acquire();
+    vi.setSystemTime(Date.now() + CRASH_LOOP_MS);
     of(slot).end();
     await settle();
     expect(starter.starts).toHaveLength(2);
@@ -390,6 +392,20 @@ describe('instances that end', () => {
     starter.instances[1]!.end();
     await settle();
     expect(starter.starts).toHaveLength(2);
+  });
+
+  it('holds back the replacement of a server that dies soon after it became ready (a crash loop)', async () => {
+    const { group, starter } = makeGroup({ minInstances: 1, maxInstances: 1 });
+    await group.warm();
+    starter.instances[0]!.end();
+    await settle();
+    const waiting = track(group.acquire());
+    await settle();
+    expect(starter.starts).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(REFILL_BACKOFF_MIN_MS);
+    expect(starter.starts).toHaveLength(2);
+    await settle();
+    expect(of(waiting.value!)).toBe(starter.instances[1]);
   });
 
   it('release({ replace: true }) stops the instance, and a new one serves the line', async () => {
