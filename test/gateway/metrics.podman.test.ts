@@ -4,7 +4,7 @@
  * start cold, fail and queue.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXAMPLES_DIR, FIXTURES_DIR, functionsFrom, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { perInvocationExamples, FIXTURES_DIR, functionsFrom, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { scrape } from '../helpers/metrics.ts';
 import { waitUntil } from '../helpers/processes.ts';
 
@@ -13,7 +13,7 @@ let gateway: TestGateway;
 beforeAll(async () => {
   // No warm pool and room for one container only: every start is cold, and a second request queues.
   gateway = await startTestGateway({
-    functionsDir: await functionsFrom(EXAMPLES_DIR, FIXTURES_DIR),
+    functionsDir: await functionsFrom(await perInvocationExamples(), FIXTURES_DIR),
     poolSize: 0,
     maxContainers: 1,
     queueTimeoutMs: 700,

@@ -6,7 +6,7 @@
  * production one (loadConfig's defaults) with a smaller pool and the test's own settings; log lines
  * are kept so tests can assert on them.
  */
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -125,6 +125,19 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
 export async function fixtures(...names: string[]): Promise<string> {
   const target = await mkdtemp(join(tmpdir(), 'fnix-functions-'));
   for (const name of names) await cp(join(FIXTURES_DIR, name), join(target, name), { recursive: true });
+  return target;
+}
+
+/**
+ * The examples without their serve functions (counter-py, counter-node), whose instances hold a
+ * container each for good: for a test that counts the pool's capacity in containers.
+ */
+export async function perInvocationExamples(): Promise<string> {
+  const target = await functionsFrom(EXAMPLES_DIR);
+  for (const name of await readdir(target)) {
+    const manifest = JSON.parse(await readFile(join(target, name, 'function.json'), 'utf8')) as { serve?: unknown };
+    if (manifest.serve) await rm(join(target, name), { recursive: true });
+  }
   return target;
 }
 

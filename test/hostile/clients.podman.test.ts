@@ -10,7 +10,7 @@ import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXAMPLES_DIR, functionsFrom, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { perInvocationExamples, functionsFrom, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 import { waitUntil } from '../helpers/processes.ts';
 import { openSession } from '../helpers/session-client.ts';
 import { alongside, HOSTILE_DIR, report } from './helpers.ts';
@@ -21,7 +21,7 @@ let gateway: TestGateway;
 
 beforeAll(async () => {
   gateway = await startTestGateway({
-    functionsDir: await functionsFrom(EXAMPLES_DIR, HOSTILE_DIR),
+    functionsDir: await functionsFrom(await perInvocationExamples(), HOSTILE_DIR),
     maxBody: MAX_BODY,
     poolSize: 2,
     maxContainers: 4,
