@@ -1,4 +1,5 @@
-// A serve function in Node.js's standard library: one process answers every request.
+// A serve function in Node.js's standard library: one process answers every request. (.cjs: CommonJS
+// wherever it is run from, even beside a package.json of "type": "module".)
 //
 //   curl -s localhost:8080/fn/counter-node/hits              # {"hits":1,"instance":"i-...",...}
 //   curl -s localhost:8080/fn/counter-node/hits              # {"hits":2,...}: the same process
