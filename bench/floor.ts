@@ -81,9 +81,18 @@ export function startFloorInContainer(host: BenchHost, binary: string, command: 
   return launch(argv, port, dirname(binary), () => removeContainers(host.podman, [name]));
 }
 
-/** Spawns `argv`, resolves once it answers a GET at `port`; stops it and rejects if it does not. */
-async function launch(argv: string[], port: number, cwd: string, cleanup: () => Promise<void>): Promise<FloorServer> {
-  const child = spawn(argv[0]!, argv.slice(1), { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * Runs a server program of one's own on the host (`argv`, in `cwd`, with exactly `env`), listening on
+ * 127.0.0.1:`port`; resolves once it answers a GET there (bench/serve.ts: a serve function's program
+ * run directly, the floor of fnix's serve mode).
+ */
+export function startProgramOnHost(argv: string[], port: number, options: { cwd: string; env: Record<string, string> }): Promise<FloorServer> {
+  return launch(argv, port, options.cwd, async () => {}, options.env);
+}
+
+/** Spawns `argv` (with `env`, else this process's), resolves once it answers a GET at `port`; stops it and rejects if it does not. */
+async function launch(argv: string[], port: number, cwd: string, cleanup: () => Promise<void>, env?: Record<string, string>): Promise<FloorServer> {
+  const child = spawn(argv[0]!, argv.slice(1), { cwd, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-STDERR_KEPT);

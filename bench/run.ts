@@ -11,8 +11,12 @@
  * same interpreter spawned on the host, `echo hello` with busybox's closure against the same with python3's
  * and imagemagick's, the store mounts of every warm container (bench/store-mounts.ts), and the cold start
  * of the python3 + imagemagick function in turns with the busybox function's.
+ * Then serve functions (bench/serve.ts), in a gateway of their own: a Python and a Node.js "hello" handler
+ * as a process per request, as a serve function through fnix, and as the same server on the host; the
+ * first request after a deploy; the gateway's memory under Node's handler at concurrency 8.
  * Prints a table and the targets, and writes the same as JSON under bench-results/.
  * `--quick` runs a few requests of each, to check that the benchmark works (the test suite does).
+ * `--only=serve` runs the serve functions' rows alone (their own report, JSON included).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -28,7 +32,20 @@ import { prepareHost, removeBenchContainers, removeInstanceContainers, startExec
 import { createClient, type Exchange } from './http.ts';
 import { measureRefill, type RefillRound } from './refill.ts';
 import { measureSideBySide, type SideBySideResult, type SideBySideWorkload } from './side-by-side.ts';
-import { formatReport, judgeTargets, type BenchReport, type ClosureReport, type SoakResult, type WorkloadResults } from './report.ts';
+import {
+  formatReport,
+  formatServeOnlyReport,
+  judgeServeTargets,
+  judgeTargets,
+  type BenchReport,
+  type ClosureReport,
+  type Machine,
+  type ServeOnlyReport,
+  type ServeReport,
+  type SoakResult,
+  type WorkloadResults,
+} from './report.ts';
+import { measureServe, SERVE_FUNCTIONS, SERVE_TOKEN, type ServePlan } from './serve.ts';
 import { runToEnd } from './spawn.ts';
 import { measure, summarize, type Summary } from './stats.ts';
 import { inspectStoreMounts, type StoreMounts } from './store-mounts.ts';
@@ -36,9 +53,15 @@ import { inspectStoreMounts, type StoreMounts } from './store-mounts.ts';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH_FUNCTIONS = join(ROOT, 'bench/functions');
 const quick = process.argv.includes('--quick');
-/** `--profile`: the warm gateway runs with --cpu-prof, its profile written to bench-results/profile/ (bench/profile-summary.ts reads it). */
+/** `--profile`: the warm gateway and the serve rows' gateway run with --cpu-prof, their profiles written to bench-results/profile/ (bench/profile-summary.ts reads them). */
 const profile = process.argv.includes('--profile');
 const outArg = process.argv.find((a) => a.startsWith('--out='));
+/** `--only=serve`: the serve functions' rows alone. */
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+if (only !== undefined && only !== 'serve') {
+  process.stderr.write(`bench: --only=${only}: the rows that run alone are serve (--only=serve)\n`);
+  process.exit(2);
+}
 
 /** How much of each scenario to run. */
 const PLAN = quick
@@ -49,6 +72,10 @@ const SIDE_BY_SIDE_PLAN = quick ? { rounds: 1, c1Ms: 1000, c8Ms: 1000, warmupMs:
 /** The large closure's rows (bench/closure.ts): one request at a time, in many short rounds taken in turns. */
 const CLOSURE_PLAN = quick ? { rounds: 1, c1Ms: 1000, warmupMs: 1000 } : { rounds: 12, c1Ms: 1000, warmupMs: 2000 };
 const REFILL_SIZE = 8;
+/** The serve functions' rows (bench/serve.ts): rounds of (ii) and (iii) in turns, at concurrency 1 and 8, (i) in each; pushes per language. */
+const SERVE_PLAN: ServePlan = quick
+  ? { rounds: 1, c1Ms: 1000, c8Ms: 1000, perProcessMs: 1000, warmupMs: 0, deploys: 1 }
+  : { rounds: 6, c1Ms: 2000, c8Ms: 3000, perProcessMs: 2000, warmupMs: 3000, deploys: 8 };
 
 interface Workload {
   key: 'trivial' | 'echo64k';
@@ -109,6 +136,20 @@ async function main(): Promise<void> {
     const host = await prepareHost(join(stateRoot, 'host'));
     prepared = host;
     await removeBenchContainers(host.podman);
+    const profileArgs = profile ? ['--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profile')}`] : [];
+    if (only === 'serve') {
+      const serve = await measureServeRows(host, stateRoot, logFile, profileArgs, say);
+      const report: ServeOnlyReport = {
+        date: new Date().toISOString(),
+        quick,
+        only: 'serve',
+        machine: await machineOf(host),
+        serve,
+        wallMs: Date.now() - began,
+      };
+      await writeReport(report, formatServeOnlyReport(report), resultsDir, logFile);
+      return;
+    }
     const results = Object.fromEntries(WORKLOADS.map((w) => [w.key, {} as WorkloadResults])) as Record<Workload['key'], WorkloadResults>;
 
     for (const w of WORKLOADS) {
@@ -117,7 +158,6 @@ async function main(): Promise<void> {
     }
 
     say('starting a gateway with a warm pool');
-    const profileArgs = profile ? ['--cpu-prof', `--cpu-prof-dir=${join(resultsDir, 'profile')}`] : [];
     const warm = await startGatewayProcess({ FNIX_STATE_DIR: join(stateRoot, 'warm'), FNIX_FUNCTIONS_DIR: BENCH_FUNCTIONS }, logFile, profileArgs);
     let rssIdle = 0;
     let rssPeak = 0;
@@ -153,6 +193,8 @@ async function main(): Promise<void> {
     } finally {
       await warm.stop();
     }
+
+    const serve = await measureServeRows(host, stateRoot, logFile, profileArgs, say);
 
     say('starting a gateway with no warm pool');
     const cold = await startGatewayProcess(
@@ -196,25 +238,49 @@ async function main(): Promise<void> {
       { ...closure!, storeMounts: storeMounts!, cold: { busybox: results.trivial.cold, large: coldLarge! } },
       refill,
       { rssIdle, rssPeak, soak: soaks!.flags, soakDefaults: soaks!.defaults },
+      serve,
       host,
       Date.now() - began,
     );
-    const file = outArg ? resolve(outArg.slice('--out='.length)) : join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
-    process.stdout.write(formatReport(report));
-    process.stdout.write(`\nJSON: ${file}\nGateway log: ${logFile}\n`);
-    // A gateway that caught a bug kept going, as it must; the benchmark reports it as the failure it is.
-    const bugs = (await readFile(logFile, 'utf8')).split('\n').filter((line) => line.includes(`ERROR ${BUG_PREFIX}`));
-    if (bugs.length > 0) throw new Error(`a gateway logged ${bugs.length} unhandled error(s):\n${bugs.slice(0, 5).join('\n')}`);
+    await writeReport(report, formatReport(report), resultsDir, logFile);
   } finally {
     // Whatever failed, nothing of the run is left: the gateways' containers (a gateway stopped by
     // SIGKILL cannot remove its own), the refill pool's, then the state folders.
     if (prepared) {
       const { podman } = prepared;
-      for (const dir of ['warm', 'defaults', 'cold', 'host/refill']) await removeInstanceContainers(podman, join(stateRoot, dir)).catch(() => {});
+      for (const dir of ['warm', 'defaults', 'cold', 'serve', 'host/refill']) await removeInstanceContainers(podman, join(stateRoot, dir)).catch(() => {});
       await removeBenchContainers(podman).catch(() => {});
     }
     await rm(stateRoot, { recursive: true, force: true }).catch((error: unknown) => say(`could not remove ${stateRoot}: ${String(error)}`));
+  }
+}
+
+/** Writes `report` as JSON (to --out, else under `resultsDir`), prints `text`, and fails on a bug a gateway logged. */
+async function writeReport(report: BenchReport | ServeOnlyReport, text: string, resultsDir: string, logFile: string): Promise<void> {
+  const file = outArg ? resolve(outArg.slice('--out='.length)) : join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+  process.stdout.write(text);
+  process.stdout.write(`\nJSON: ${file}\nGateway log: ${logFile}\n`);
+  // A gateway that caught a bug kept going, as it must; the benchmark reports it as the failure it is.
+  const bugs = (await readFile(logFile, 'utf8')).split('\n').filter((line) => line.includes(`ERROR ${BUG_PREFIX}`));
+  if (bugs.length > 0) throw new Error(`a gateway logged ${bugs.length} unhandled error(s):\n${bugs.slice(0, 5).join('\n')}`);
+}
+
+/** The serve functions' rows (bench/serve.ts), in a gateway of their own serving bench/serve-functions, judged. */
+async function measureServeRows(host: BenchHost, stateRoot: string, logFile: string, profileArgs: string[], say: (line: string) => void): Promise<ServeReport> {
+  say('serve functions: starting a gateway with python and node "hello" handlers, per request and as servers');
+  const workDir = join(stateRoot, 'serve-work');
+  await mkdir(workDir, { recursive: true });
+  const gateway = await startGatewayProcess(
+    { FNIX_STATE_DIR: join(stateRoot, 'serve'), FNIX_FUNCTIONS_DIR: SERVE_FUNCTIONS, FNIX_TOKEN: SERVE_TOKEN },
+    logFile,
+    profileArgs,
+  );
+  try {
+    const serve = await measureServe(host, gateway, workDir, SERVE_PLAN, say);
+    return { ...serve, targets: judgeServeTargets(serve) };
+  } finally {
+    await gateway.stop();
   }
 }
 
@@ -324,22 +390,15 @@ async function buildReport(
   closure: ClosureReport,
   refill: RefillRound[],
   rss: { rssIdle: number; rssPeak: number; soak: SoakResult; soakDefaults: SoakResult },
+  serve: ServeReport,
   host: BenchHost,
   wallMs: number,
 ): Promise<BenchReport> {
-  const podmanVersion = String((await host.podman.exec(['version', '--format', '{{.Client.Version}}'])).stdout).trim();
   const rates = refill.map((r) => r.perSecond).sort((a, b) => a - b);
   const report: BenchReport = {
     date: new Date().toISOString(),
     quick,
-    machine: {
-      cpus: cpus().length,
-      cpuModel: cpus()[0]?.model ?? 'unknown',
-      memoryBytes: totalmem(),
-      kernel: release(),
-      node: process.version,
-      podman: podmanVersion,
-    },
+    machine: await machineOf(host),
     workloads: results,
     sideBySide,
     closure,
@@ -351,11 +410,25 @@ async function buildReport(
         { warmOverFloor: r.warm1.p50 / r.floor.p50, naiveOverWarm: r.naive.p50 / r.warm1.p50, execOverWarm: r.exec.p50 / r.warm1.p50 },
       ]),
     ),
+    serve,
     targets: [],
     wallMs,
   };
   report.targets = judgeTargets(report);
   return report;
+}
+
+/** What the run ran on. */
+async function machineOf(host: BenchHost): Promise<Machine> {
+  const podmanVersion = String((await host.podman.exec(['version', '--format', '{{.Client.Version}}'])).stdout).trim();
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    memoryBytes: totalmem(),
+    kernel: release(),
+    node: process.version,
+    podman: podmanVersion,
+  };
 }
 
 main().catch((error: unknown) => {

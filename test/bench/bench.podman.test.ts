@@ -80,6 +80,21 @@ describe('npm run bench', () => {
       expect(closure.storeMounts.upperEntries).toBe(0);
       expect(report.targets.find((t) => t.name === 'store mounts of every warm container')?.met).toBe(true);
       expect(report.targets.map((t) => t.name)).toHaveLength(16);
+      // Serve functions (issue 16): every row ran, with every answer right; the pushes served the new version.
+      for (const key of ['python', 'node'] as const) {
+        const r = report.serve[key];
+        const rows = { perProcess: r.perProcess, fnixC1: r.fnix.c1, fnixC8: r.fnix.c8, hostC1: r.host.c1, hostC8: r.host.c8 };
+        for (const [name, row] of Object.entries(key === 'python' ? { ...rows, perProcessDefault: r.perProcessDefault! } : rows)) {
+          expect(row.requests, `${key} ${name}`).toBeGreaterThan(0);
+          expect(row.errors, `${key} ${name}`).toBe(0);
+        }
+        expect(r.deploys.length, key).toBeGreaterThan(0);
+        expect(
+          r.deploys.every((d) => d.fromNewVersion),
+          key,
+        ).toBe(true);
+      }
+      expect(report.serve.targets).toHaveLength(5);
       // Nothing of the benchmark is left running.
       const left = await execa('podman', ['ps', '-aq', '--filter', 'label=io.fnix.bench']);
       expect(left.stdout.trim()).toBe('');
