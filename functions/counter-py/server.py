@@ -17,6 +17,7 @@ hits = 0
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the gateway reuses its connection
     disable_nagle_algorithm = True  # head and body are written apart; do not wait for an ACK between
+    wbufsize = 64 * 1024  # head and body leave in one send, when the handler returns
 
     def answer(self, status, body):
         data = (json.dumps(body) + "\n").encode()

@@ -27,6 +27,13 @@ import { INVOCATION_ID_HEADER, type GatewayEnv } from '../routes/invoke.ts';
 import { requestHeaders, responseHeaders, upstreamPath } from './headers.ts';
 import { upstreamOf } from './upstream.ts';
 
+/** How long the head of a response of known length waits for its body before it is sent alone. */
+const HEAD_HOLD_MS = 5;
+
+function flushHead(outgoing: ServerResponse): void {
+  outgoing.flushHeaders();
+}
+
 /** How long a request whose connection broke waits to learn whether the server died (and of what). */
 const CRASH_WAIT_MS = 1000;
 
@@ -161,7 +168,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   #written = 0;
   #settleHead!: (failure: Error | undefined) => void;
   #settleEnd!: (failure: Error | undefined) => void;
-  #flush: NodeJS.Immediate | undefined;
+  #flush: { immediate: NodeJS.Immediate } | { timer: NodeJS.Timeout } | undefined;
   #done = false;
 
   constructor(options: ExchangeOptions) {
@@ -191,8 +198,10 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.#options.headOnly) return;
     outgoing.writeHead(statusCode, out);
     this.headSent = true;
-    // A body that is slow to come still lets the client see the head at once (a stream, say).
-    this.#flush = setImmediate(() => outgoing.flushHeaders());
+    // A body that is slow to come still lets the client see the head soon (a stream, say). One of a
+    // known length nearly always follows at once, and goes out with the head in one write.
+    this.#flush =
+      headers['content-length'] === undefined ? { immediate: setImmediate(flushHead, outgoing) } : { timer: setTimeout(flushHead, HEAD_HOLD_MS, outgoing) };
     this.#settleHead(undefined);
   }
 
@@ -203,7 +212,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.stop(new FnixError('OUTPUT_LIMIT', `function '${fn.name}' answered with more than ${maxOutput} bytes`));
       return;
     }
-    if (this.#flush) clearImmediate(this.#flush);
+    this.#cancelFlush();
     if (!outgoing.write(chunk)) {
       controller.pause();
       outgoing.once('drain', () => controller.resume());
@@ -211,14 +220,21 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    if (this.#flush) clearImmediate(this.#flush);
+    this.#cancelFlush();
     if (!this.#options.headOnly) this.#options.outgoing.end();
     this.#finish(undefined);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    if (this.#flush) clearImmediate(this.#flush);
+    this.#cancelFlush();
     this.#finish(error);
+  }
+
+  #cancelFlush(): void {
+    const flush = this.#flush;
+    this.#flush = undefined;
+    if (flush && 'immediate' in flush) clearImmediate(flush.immediate);
+    else if (flush) clearTimeout(flush.timer);
   }
 
   #finish(failure: Error | undefined): void {
