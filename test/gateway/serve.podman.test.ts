@@ -8,7 +8,7 @@
  * instance metrics.
  *
  * The functions are test/fixtures/serve/lab (Python's standard library; its docstring lists the routes)
- * under four manifests (below), the example counter-py, and not-serve (a plain function).
+ * under four manifests (below), the examples counter-py and counter-node, and not-serve (a plain function).
  */
 import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -48,6 +48,7 @@ beforeAll(async () => {
   await cp(join(SERVE_FIXTURES, 'lab'), join(functionsDir, 'lab'), { recursive: true });
   await cp(join(SERVE_FIXTURES, 'not-serve'), join(functionsDir, 'not-serve'), { recursive: true });
   await cp(join(EXAMPLES_DIR, 'counter-py'), join(functionsDir, 'counter-py'), { recursive: true });
+  await cp(join(EXAMPLES_DIR, 'counter-node'), join(functionsDir, 'counter-node'), { recursive: true });
   const lab = JSON.parse(await readFile(join(SERVE_FIXTURES, 'lab', 'function.json'), 'utf8'));
   for (const [name, { top, serve }] of Object.entries(VARIANTS)) {
     await cp(join(SERVE_FIXTURES, 'lab'), join(functionsDir, name), { recursive: true });
@@ -167,6 +168,22 @@ describe('a serve function', () => {
     });
     for (const reply of replies) expect(reply.body.invocation, 'the server saw the id the client got').toBe(reply.id);
     expect(first!.body.instance).toMatch(/^i-[0-9a-z]{8}$/);
+  });
+
+  it('answers from one Node.js process too: the counter of counter-node grows, and POST /echo answers its JSON', async () => {
+    const hits: Array<{ hits: number; instance: string; pid: number }> = [];
+    for (let i = 0; i < 3; i += 1) {
+      const reply = await call('/fn/counter-node/hits');
+      expect(reply.status, reply.said).toBe(200);
+      hits.push(JSON.parse(reply.text));
+    }
+    expect(hits.map((h) => h.hits - hits[0]!.hits)).toEqual([0, 1, 2]);
+    expect(new Set(hits.map((h) => `${h.instance} ${h.pid}`)).size, JSON.stringify(hits)).toBe(1);
+    const echo = await fetch(`${gateway.url}/fn/counter-node/echo`, { method: 'POST', body: '{"a":[1,2]}' });
+    expect(echo.status).toBe(200);
+    expect(await echo.json()).toEqual({ echo: { a: [1, 2] } });
+    const bad = await fetch(`${gateway.url}/fn/counter-node/echo`, { method: 'POST', body: 'not json' });
+    expect(bad.status).toBe(400);
   });
 
   it('passes path and query, drops hop-by-hop headers, and sets the forwarding headers', async () => {
