@@ -48,11 +48,8 @@ export async function activateDeployment(ctx: DeployContext, held: Held, id: str
     }
   }
   const { versions, broken } = prepared;
-  // A ref of its own keeps the commit through a force-push and `git gc`, so that a rollback finds it.
-  // Set before the record says it is active; a failure to set it costs that protection only.
-  const pinned = await ctx.repository.git(['update-ref', `${DEPLOYMENT_REFS}${id}`, record.commit], { reject: false });
-  if (pinned.exitCode !== 0) log.warn("the deployment's commit could not be kept by a ref of its own", { id, error: String(pinned.stderr).trim() });
-  if (!(await store.activate(record, new Date()))) log.warn('the deployment is active, but its record could not be updated with the time', { id });
+  // The new version's serve instances ready first (before the record says it is active): a failure
+  // leaves everything as it was, the instances started for it drained again.
   await warm(ctx, prepared).catch((error: unknown) => {
     // With nothing served yet (a first start), serving what can start beats serving nothing: the
     // instances keep being retried. Otherwise the version served stays, as for any failed check.
@@ -60,8 +57,14 @@ export async function activateDeployment(ctx: DeployContext, held: Held, id: str
       log.error('serve instances did not start; serving anyway', { id, error: (error as Error).message });
       return;
     }
+    ctx.instances.serve(ctx.registry.versions().map((v) => v.key));
     throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} was not activated: ${(error as Error).message}`, { details: { deployment: id }, cause: error });
   });
+  // A ref of its own keeps the commit through a force-push and `git gc`, so that a rollback finds it.
+  // Set before the record says it is active; a failure to set it costs that protection only.
+  const pinned = await ctx.repository.git(['update-ref', `${DEPLOYMENT_REFS}${id}`, record.commit], { reject: false });
+  if (pinned.exitCode !== 0) log.warn("the deployment's commit could not be kept by a ref of its own", { id, error: String(pinned.stderr).trim() });
+  if (!(await store.activate(record, new Date()))) log.warn('the deployment is active, but its record could not be updated with the time', { id });
   serve(ctx, prepared);
   // Live by now: tidying the history must not make the activation look failed.
   await pruneHistory(ctx, held, id).catch((error: unknown) => log.warn('pruning the deployment history failed', { error: String(error) }));

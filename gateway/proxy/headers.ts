@@ -82,8 +82,19 @@ export function responseHeaders(headers: IncomingHttpHeaders | Record<string, st
   return out;
 }
 
-/** The path and query to ask the server for: what follows `/fn/<name>` in the request's URL, from `/`. */
+/**
+ * The path and query to ask the server for: what follows `/fn/<name>` in the request's URL, from `/`.
+ * The URL is resolved first as the router resolves it (dot segments, an absolute-form target), so that
+ * the server is asked for the path that was routed to it.
+ */
 export function upstreamPath(url: string): string {
-  const rest = url.replace(/^\/fn\/[^/?#]*/, '');
+  let target = url;
+  try {
+    const parsed = new URL(url, 'http://fnix.invalid');
+    target = parsed.pathname + parsed.search;
+  } catch {
+    // Not a URL at all: the router did not take it either; the raw form is all there is.
+  }
+  const rest = target.replace(/^\/fn\/[^/?#]*/, '');
   return rest.startsWith('/') ? rest : `/${rest}`;
 }

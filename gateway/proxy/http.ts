@@ -54,8 +54,9 @@ export async function acquireServed(instances: ServeInstances, registry: Functio
     return await instances.acquire(fn, signal);
   } catch (error) {
     if (!isRetired(error)) throw error;
+    // The version served now: another one, or the same served again by a group of its own (a rollback).
     const now = registry.get(fn.name);
-    if (now.key === fn.key || !now.manifest.serve) throw error;
+    if (!now.manifest.serve) throw error;
     return instances.acquire(now, signal);
   }
 }

@@ -108,6 +108,8 @@ async function readHead(server: Socket, timeoutMs: number, signal: AbortSignal):
     server.on('end', onEnd);
     server.on('error', onError);
     signal.addEventListener('abort', onAbort, { once: true });
+    // The client may have gone while the connection was being opened.
+    if (signal.aborted) onAbort();
   });
 }
 

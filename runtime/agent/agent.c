@@ -403,11 +403,13 @@ static int relay_pump(int src, int dst, unsigned char *buf, size_t *len, size_t 
   return 1;
 }
 
-static void relay_step(relay_t *r) {
+static void relay_step(relay_t *r, short host_rev) {
   if (r->connecting) { relay_connected(r); return; }
   int ok = relay_pump(r->tcp, r->host, r->to_host, &r->to_host_len, &r->to_host_off, &r->tcp_eof, &r->host_shut) &&
            relay_pump(r->host, r->tcp, r->to_tcp, &r->to_tcp_len, &r->to_tcp_off, &r->host_eof, &r->tcp_shut);
-  if (!ok || (r->host_shut && r->tcp_shut)) relay_close(r);
+  /* The host closed its end for good (POLLHUP is reported whatever was asked for): nothing the server
+   * sends can reach it any more. Without this, the loop wakes at once on every poll. */
+  if (!ok || (r->host_shut && r->tcp_shut) || (r->host_eof && (host_rev & (POLLHUP | POLLERR)))) relay_close(r);
 }
 
 /* The poll events a relay waits for, on its tcp side and its host side. */
@@ -747,7 +749,9 @@ int main(int argc, char **argv) {
       relay_tcp_at[i] = relay_host_at[i] = -1;
       if (!relays[i].used) continue;
       relay_tcp_at[i] = nfds;
-      fds[nfds++] = (struct pollfd){.fd = relays[i].tcp, .events = relay_events_tcp(&relays[i])};
+      short te = relay_events_tcp(&relays[i]);
+      /* a side with nothing to do is left out: its POLLHUP alone would wake the loop at once, forever */
+      fds[nfds++] = (struct pollfd){.fd = te ? relays[i].tcp : -1, .events = te};
       if (relays[i].host >= 0) {
         relay_host_at[i] = nfds;
         fds[nfds++] = (struct pollfd){.fd = relays[i].host, .events = relay_events_host(&relays[i])};
@@ -780,7 +784,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < MAX_RELAYS; i++) {
       if (!relays[i].used) continue;
       int woke = (relay_tcp_at[i] >= 0 && fds[relay_tcp_at[i]].revents) || (relay_host_at[i] >= 0 && fds[relay_host_at[i]].revents);
-      if (woke) relay_step(&relays[i]);
+      if (woke) relay_step(&relays[i], relay_host_at[i] >= 0 ? fds[relay_host_at[i]].revents : 0);
     }
     if (running && child_reaped && fd_stdout < 0 && fd_stderr < 0 && fd_master < 0) finish_invocation();
     if (should_flush()) {

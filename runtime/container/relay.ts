@@ -64,8 +64,13 @@ export class RelayHub implements RelaySink {
     const server = createServer({ pauseOnConnect: false });
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, () => resolve()));
     server.on('error', () => {});
-    await chown(path, uid, uid);
-    await chmod(path, 0o600);
+    try {
+      await chown(path, uid, uid);
+      await chmod(path, 0o600);
+    } catch (error) {
+      server.close();
+      throw error;
+    }
     return new RelayHub(server, path, send);
   }
 

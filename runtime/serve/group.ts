@@ -69,6 +69,7 @@ export class InstanceGroup {
   #backoffTimer: NodeJS.Timeout | undefined;
   #lastStartError: FnixError | undefined;
   #drained: (() => void) | undefined;
+  #draining: Promise<void> | undefined;
 
   constructor(options: InstanceGroupOptions) {
     this.fn = options.fn;
@@ -119,9 +120,9 @@ export class InstanceGroup {
   }
 
   #wait(signal: AbortSignal | undefined): Promise<Slot> {
-    // A version no longer served keeps its instances for the requests that chose it just before the
-    // switch; with none left, the request is told so and takes the version served now (RETIRED).
-    if (this.#closed && this.#live() === 0) return Promise.reject(retired(this.fn));
+    // A version no longer served finishes what its instances hold; a request that finds no free place
+    // in them is told so, and takes the version served now (RETIRED).
+    if (this.#closed) return Promise.reject(retired(this.fn));
     if (this.#backoffTimer && this.#instances.size === 0 && this.#starting === 0 && this.#lastStartError) {
       return Promise.reject(this.#lastStartError);
     }
@@ -148,15 +149,19 @@ export class InstanceGroup {
 
   /** No longer served: instances stop as soon as they are idle. Resolves when all have. */
   drain(): Promise<void> {
+    if (this.#draining) return this.#draining;
     this.#served = false;
     this.#closed = true;
     const done = new Promise<void>((resolve) => {
       this.#drained = resolve;
     });
+    this.#draining = done;
     clearTimeout(this.#backoffTimer);
     this.#settleReadyWaiters(retired(this.fn));
-    // Requests already in line for this version are still served by it.
-    for (const instance of this.#instances) if (instance.inFlight === 0 && this.#queue.length === 0) instance.stop('its version is no longer served');
+    // Requests in line for this version take the version served now (they are told it is retired),
+    // rather than wait for a busy instance that will not be replaced.
+    this.#queue.rejectAll(() => retired(this.fn));
+    for (const instance of this.#instances) if (instance.inFlight === 0) instance.stop('its version is no longer served');
     this.#checkDrained();
     return done;
   }
@@ -285,11 +290,9 @@ export class InstanceGroup {
     this.#idleTimers.delete(instance);
     this.#options.onEnded(instance);
     // A server that dies soon after it became ready would otherwise be started again and again at once.
-    if (!instance.stopReason && !this.#closed) {
-      const upMs = Date.now() - instance.startedAt.getTime() - instance.startMs;
-      if (upMs < CRASH_LOOP_MS) this.#backOff();
-      else this.#backoffMs = 0;
-    }
+    const upMs = Date.now() - instance.startedAt.getTime() - instance.startMs;
+    if (!instance.stopReason && !this.#closed && upMs < CRASH_LOOP_MS) this.#backOff();
+    else if (upMs >= CRASH_LOOP_MS) this.#backoffMs = 0; // a long life: the failures before it are forgotten
     this.#pump();
     this.#checkDrained();
   }

@@ -122,7 +122,8 @@ export class ServeInstance {
     serverLog.attach(invocation.stdout);
     serverLog.attach(invocation.stderr);
     const instance = new ServeInstance(fn, id, container, hub, invocation);
-    const deadline = begin + settings.startTimeoutMs;
+    // From the server's start: the wait for a container is the pool's (FNIX_QUEUE_TIMEOUT_MS).
+    const deadline = performance.now() + settings.startTimeoutMs;
     const onAbort = () => instance.stop('its start was given up');
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {

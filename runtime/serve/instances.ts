@@ -82,7 +82,9 @@ export class ServeInstances {
 
   /** Starts the serve versions among `versions` up to their minInstances, and waits until they are ready. */
   async warm(versions: readonly FunctionVersion[]): Promise<void> {
-    await Promise.all(versions.filter((fn) => fn.manifest.serve).map((fn) => this.#group(fn).warm()));
+    // A version served again while it still drains (a rollback) gets a group of its own: the draining
+    // one finishes what it holds and goes.
+    await Promise.all(versions.filter((fn) => fn.manifest.serve).map((fn) => this.#group(fn, { forServing: true }).warm()));
   }
 
   /** Serves exactly the versions `keys` from now on: every other version's instances drain and stop. */
@@ -163,10 +165,10 @@ export class ServeInstances {
     return [...this.#groups.values(), ...this.#draining];
   }
 
-  #group(fn: FunctionVersion): InstanceGroup {
+  #group(fn: FunctionVersion, { forServing = false } = {}): InstanceGroup {
     let group = this.#groups.get(fn.key);
     // A version no longer served keeps its draining group: its requests go there, never to a new one.
-    if (!group) group = [...this.#draining].find((draining) => draining.fn.key === fn.key);
+    if (!group && !forServing) group = [...this.#draining].find((draining) => draining.fn.key === fn.key);
     if (!group) {
       group = new InstanceGroup({
         fn,

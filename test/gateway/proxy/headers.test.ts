@@ -237,6 +237,10 @@ describe('upstreamPath', () => {
     ['/fn/x?a=1', '/?a=1'],
     ['/fn/x/a/b?c', '/a/b?c'],
     ['/fn/x%20y/z', '/z'],
+    // As the router resolves it: dot segments, and an absolute-form target.
+    ['/fn/a/../b/x', '/x'],
+    ['/fn/x/./y/../z?q', '/z?q'],
+    ['http://host.example/fn/x/y?q=1', '/y?q=1'],
     ['/fn/x/a%2Fb?q=%20', '/a%2Fb?q=%20'],
     ['/fn/counter-py/hits', '/hits'],
   ])('maps %s to %s', (url, path) => {
