@@ -23,7 +23,9 @@ export function upstreamOf(instance: ServeInstance): Pool {
     // The request's own timeoutMs applies (gateway/proxy/http.ts); undici's would cut a slow stream.
     headersTimeout: 0,
     bodyTimeout: 0,
-    keepAliveTimeout: 30_000,
+    // An idle connection is closed after 4 s, or sooner when the server says (Keep-Alive: timeout=N):
+    // before a server that keeps one no longer than that closes it under a request being sent.
+    keepAliveTimeout: 4_000,
     maxHeaderSize: 64 * 1024,
     connect: (_options, callback) => {
       instance.connect().then(

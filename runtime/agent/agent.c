@@ -83,7 +83,7 @@
 #define STDIN_WINDOW (256u * 1024u)
 #define OUT_HIGH (256u * 1024u)
 #define READ_CHUNK 65536
-#define MAX_RELAYS 256
+#define MAX_RELAYS 1024
 #define RELAY_BUF 32768
 
 extern char **environ;
@@ -305,6 +305,7 @@ typedef struct {
 
 static relay_t relays[MAX_RELAYS];
 static int relay_count = 0;
+static int relay_top = 0; /* one past the highest slot in use: the loops stop there */
 
 static void open_failed(uint32_t id, int err) {
   unsigned char p[8];
@@ -324,10 +325,11 @@ static void relay_close(relay_t *r) {
   memset(r, 0, sizeof *r);
   r->tcp = r->host = -1;
   relay_count--;
+  while (relay_top > 0 && !relays[relay_top - 1].used) relay_top--;
 }
 
 static void close_all_relays(void) {
-  for (int i = 0; i < MAX_RELAYS; i++) relay_close(&relays[i]);
+  for (int i = relay_top - 1; i >= 0; i--) relay_close(&relays[i]);
 }
 
 /* OPEN: [id:u32][port:u16]. Starts a non-blocking connect to the server on the container's loopback. */
@@ -348,6 +350,7 @@ static void relay_open(const unsigned char *p, uint32_t len) {
   if (rc != 0 && errno != EINPROGRESS) { int e = errno; close(fd); open_failed(id, e); return; }
   memset(r, 0, sizeof *r);
   r->used = 1;
+  if (r - relays + 1 > relay_top) relay_top = (int)(r - relays) + 1;
   r->connecting = 1;
   r->id = id;
   r->tcp = fd;
@@ -745,7 +748,9 @@ int main(int argc, char **argv) {
       i_in = nfds;
       fds[nfds++] = (struct pollfd){.fd = in_fd, .events = POLLOUT};
     }
-    for (int i = 0; i < MAX_RELAYS; i++) {
+    /* Only the slots polled now are stepped below: a relay opened meanwhile waits for the next turn. */
+    int polled_top = relay_top;
+    for (int i = 0; i < polled_top; i++) {
       relay_tcp_at[i] = relay_host_at[i] = -1;
       if (!relays[i].used) continue;
       relay_tcp_at[i] = nfds;
@@ -781,7 +786,7 @@ int main(int argc, char **argv) {
       else pump_output(&fd_stdout, F_STDOUT);
     }
     if (i_err >= 0 && fds[i_err].revents) pump_output(&fd_stderr, F_STDERR);
-    for (int i = 0; i < MAX_RELAYS; i++) {
+    for (int i = 0; i < polled_top; i++) {
       if (!relays[i].used) continue;
       int woke = (relay_tcp_at[i] >= 0 && fds[relay_tcp_at[i]].revents) || (relay_host_at[i] >= 0 && fds[relay_host_at[i]].revents);
       if (woke) relay_step(&relays[i], relay_host_at[i] >= 0 ? fds[relay_host_at[i]].revents : 0);
