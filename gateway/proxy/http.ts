@@ -23,6 +23,7 @@ import { isRetired } from '../../runtime/serve/group.ts';
 import type { ServeInstances, Slot } from '../../runtime/serve/instances.ts';
 import { bodyTooLarge } from '../errors.ts';
 import type { GatewayMetrics } from '../metrics/metrics.ts';
+import { initOf } from '../routes/function-response.ts';
 import { INVOCATION_ID_HEADER, type GatewayEnv } from '../routes/invoke.ts';
 import { requestHeaders, responseHeaders, upstreamPath } from './headers.ts';
 import { upstreamOf } from './upstream.ts';
@@ -108,8 +109,9 @@ export function createServeProxy(options: ServeProxyOptions) {
         ),
       served.manifest.timeoutMs,
     );
-    void exchange.ended.then(async (failure) => {
-      const error = failure && (exchange.stopped ?? (await explain(failure, taken, served)));
+    // What went wrong, worked out once: the client's answer (before the head) and the count share it.
+    const outcome = exchange.ended.then(async (failure) => failure && (exchange.stopped ?? (await explain(failure, taken, served))));
+    void outcome.then((error) => {
       clearTimeout(timer);
       outgoing.off('close', onClientGone);
       // The head is out: a broken body can only be told by a connection that does not end cleanly.
@@ -131,9 +133,8 @@ export function createServeProxy(options: ServeProxyOptions) {
       exchange,
     );
     // Resolves once the head is written (the body follows by itself); rejects with what went wrong before.
-    const failure = await (headOnly ? exchange.ended : exchange.headOrFailure);
-    if (failure) throw exchange.stopped ?? (await explain(failure, taken, served));
-    if (headOnly) return new Response(null, { status: exchange.status, headers: fetchHeaders(exchange.head) });
+    if (await (headOnly ? exchange.ended : exchange.headOrFailure)) throw await outcome;
+    if (headOnly) return new Response(null, { status: exchange.status, headers: initOf(exchange.head, true) });
     return RESPONSE_ALREADY_SENT;
   };
 }
@@ -244,13 +245,6 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#settleHead(failure);
     this.#settleEnd(failure);
   }
-}
-
-/** `record` (as writeHead takes it) as fetch Headers, repeated headers repeated. */
-function fetchHeaders(record: Record<string, string | string[]>): Headers {
-  const headers = new Headers();
-  for (const name in record) for (const value of ([] as string[]).concat(record[name]!)) headers.append(name, value);
-  return headers;
 }
 
 /**

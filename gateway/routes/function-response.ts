@@ -111,7 +111,7 @@ export async function respondWithInvocation(options: FunctionResponseOptions): P
 }
 
 /** Response headers by lower-case name; a repeated one (Set-Cookie) has its values in order. */
-type OutgoingHeaders = Record<string, string | string[]>;
+export type OutgoingHeaders = Record<string, string | string[]>;
 
 /**
  * @hono/node-server passes a plain object of headers to Node's writeHead as it is, and writeHead takes
@@ -119,7 +119,7 @@ type OutgoingHeaders = Record<string, string | string[]>;
  * Hono makes a new Response of the GET route's, which would join a list into one value (two Set-Cookie
  * headers into one), so it gets a Headers, each value appended.
  */
-function initOf(headers: OutgoingHeaders, isHead: boolean): HeadersInit {
+export function initOf(headers: OutgoingHeaders, isHead: boolean): HeadersInit {
   if (!isHead) return headers as unknown as HeadersInit;
   const list = new Headers();
   for (const name in headers) for (const value of ([] as string[]).concat(headers[name]!)) list.append(name, value);
