@@ -48,18 +48,8 @@ export async function activateDeployment(ctx: DeployContext, held: Held, id: str
     }
   }
   const { versions, broken } = prepared;
-  // The new version's serve instances ready first (before the record says it is active): a failure
-  // leaves everything as it was, the instances started for it drained again.
-  await warm(ctx, prepared).catch((error: unknown) => {
-    // With nothing served yet (a first start), serving what can start beats serving nothing: the
-    // instances keep being retried. Otherwise the version served stays, as for any failed check.
-    if (ctx.registry.versions().length === 0) {
-      log.error('serve instances did not start; serving anyway', { id, error: (error as Error).message });
-      return;
-    }
-    ctx.instances.serve(ctx.registry.versions().map((v) => v.key));
-    throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} was not activated: ${(error as Error).message}`, { details: { deployment: id }, cause: error });
-  });
+  // The new version's serve instances ready first (before the record says it is active).
+  await warm(ctx, prepared, id);
   // A ref of its own keeps the commit through a force-push and `git gc`, so that a rollback finds it.
   // Set before the record says it is active; a failure to set it costs that protection only.
   const pinned = await ctx.repository.git(['update-ref', `${DEPLOYMENT_REFS}${id}`, record.commit], { reject: false });
@@ -75,11 +65,23 @@ export async function activateDeployment(ctx: DeployContext, held: Held, id: str
 }
 
 /**
- * Starts the serve functions' minInstances of `prepared` and waits until they are ready, so that
- * the switch leaves no request waiting for a server to start. Throws the first start's error.
+ * Starts the serve functions' minInstances of `prepared` and waits until they are ready, so that the
+ * switch leaves no request waiting for a server to start. When one cannot start, deployment `id` is
+ * refused (DEPLOYMENT_REFUSED) and what was started for it drains again, so that everything stays as
+ * it was; with nothing served yet (a first start, a restart), serving what can start beats serving
+ * nothing, so that is logged and the instances keep being retried.
  */
-export function warm(ctx: DeployContext, prepared: Prepared): Promise<void> {
-  return ctx.instances.warm(prepared.versions);
+export async function warm(ctx: DeployContext, prepared: Prepared, id: string): Promise<void> {
+  try {
+    await ctx.instances.warm(prepared.versions);
+  } catch (error) {
+    if (ctx.registry.versions().length === 0) {
+      ctx.log.error('serve instances did not start; serving anyway', { id, error: (error as Error).message });
+      return;
+    }
+    ctx.instances.serve(ctx.registry.versions().map((v) => v.key));
+    throw new FnixError('DEPLOYMENT_REFUSED', `deployment ${id} was not activated: ${(error as Error).message}`, { details: { deployment: id }, cause: error });
+  }
 }
 
 /**

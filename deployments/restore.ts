@@ -15,9 +15,8 @@ export async function restoreActive(ctx: DeployContext, held: Held): Promise<Dep
   const record = id === undefined ? undefined : await ctx.store.get(id);
   if (!record) return undefined;
   const prepared = await prepareRecorded(ctx, held, record);
-  // Nothing was served before: a serve function that cannot start now is served anyway, and its
-  // instances keep being retried (its requests get the start's error meanwhile).
-  await warm(ctx, prepared).catch((error: unknown) => ctx.log.error('serve instances did not start', { error: String(error) }));
+  // Nothing is served yet: a serve function that cannot start now is served anyway (see warm).
+  await warm(ctx, prepared, record.id);
   serve(ctx, prepared);
   // Served by now: tidying the history must not undo that.
   await pruneHistory(ctx, held, record.id).catch((error: unknown) => ctx.log.warn('pruning the deployment history failed', { error: String(error) }));
