@@ -304,7 +304,6 @@ typedef struct {
 } relay_t;
 
 static relay_t relays[MAX_RELAYS];
-static int relay_count = 0;
 static int relay_top = 0; /* one past the highest slot in use: the loops stop there */
 
 static void open_failed(uint32_t id, int err) {
@@ -324,7 +323,6 @@ static void relay_close(relay_t *r) {
   free(r->to_tcp);
   memset(r, 0, sizeof *r);
   r->tcp = r->host = -1;
-  relay_count--;
   while (relay_top > 0 && !relays[relay_top - 1].used) relay_top--;
 }
 
@@ -355,7 +353,6 @@ static void relay_open(const unsigned char *p, uint32_t len) {
   r->id = id;
   r->tcp = fd;
   r->host = -1;
-  relay_count++;
 }
 
 /* The tcp connect finished: on success, connects to the host and says which OPEN this is. */

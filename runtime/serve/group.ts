@@ -196,7 +196,6 @@ export class InstanceGroup {
         if (released) return;
         released = true;
         instance.inFlight -= 1;
-        instance.lastActiveAt = performance.now();
         if (options.replace) instance.stop('a request it held passed its timeoutMs');
         this.#pump();
         if (instance.inFlight === 0) this.#idle(instance);

@@ -59,8 +59,6 @@ export class ServeInstance {
   readonly startedAt = new Date();
   /** From the request for a container to the first ready answer, in ms. */
   startMs = 0;
-  /** When it last finished a request (performance.now()). */
-  lastActiveAt = performance.now();
   /** Resolves, once, with why it ended: SERVER_EXITED, FUNCTION_OOM, or SHUTTING_DOWN when it was stopped. */
   readonly ended: Promise<FnixError>;
 

@@ -1,7 +1,7 @@
 /**
  * @module
  * Fakes for the unit tests of runtime/serve/group.ts: a {@link FakeInstance} with the members the group
- * uses (state, inFlight, requests, lastActiveAt, ended, stop()), a {@link FakeStarter} whose starts
+ * uses (state, inFlight, requests, startedAt, startMs, stopReason, ended, stop()), a {@link FakeStarter} whose starts
  * succeed, fail or wait as a test says, and a serve function version with the settings the group reads.
  */
 import { vi } from 'vitest';
@@ -20,7 +20,6 @@ export class FakeInstance {
   state: InstanceState = 'ready';
   inFlight = 0;
   requests = 0;
-  lastActiveAt = performance.now();
   readonly startedAt = new Date();
   startMs = 0;
   stopReason: string | undefined;
