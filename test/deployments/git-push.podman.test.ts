@@ -14,7 +14,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeClosure } from '../../runtime/nix/closure.ts';
 import { startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
-import { GIT_ENV } from '../helpers/git.ts';
+import { GIT_ENV, git } from '../helpers/git.ts';
 import { scrape } from '../helpers/metrics.ts';
 import { outputMatches, pidsWithEnv, waitUntil } from '../helpers/processes.ts';
 
@@ -23,7 +23,6 @@ let gateway: TestGateway;
 let stateDir: string;
 let work: string;
 
-const git = (cwd: string, ...args: string[]) => execa('git', args, { cwd, env: GIT_ENV, reject: false, all: true });
 const remote = (token = TEST_TOKEN) => `${gateway.url.replace('http://', `http://fnix:${token}@`)}/git/functions.git`;
 const invoke = async (name: string) => (await fetch(`${gateway.url}/fn/${name}`)).text();
 const api = async (path: string, init: RequestInit = {}) => {

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentRecord } from '../../deployments/records.ts';
 import { STARTER_SET_DIR } from '../../runtime/nix/package-set.ts';
 import { startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
-import { GIT_ENV } from '../helpers/git.ts';
+import { GIT_ENV, git } from '../helpers/git.ts';
 
 /** This run's own: in every package's name and contents, so that its store paths are this run's alone. */
 const RUN = randomBytes(6).toString('hex');
@@ -48,7 +48,6 @@ function of(label: string): Deployed {
   return found;
 }
 
-const git = (cwd: string, ...args: string[]) => execa('git', args, { cwd, env: GIT_ENV, reject: false, all: true });
 const invoke = async (name: string) => (await fetch(`${gateway.url}/fn/${name}`)).text();
 const buildsOf = async (name: string) => (await readdir(join(stateDir, 'builds', name)).catch(() => [])).sort();
 const roots = async () => (await readdir(join(stateDir, 'gcroots')).catch(() => [])).filter((key) => /^[0-9a-f]{32}$/.test(key)).sort();

@@ -18,8 +18,9 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
-import { GIT_ENV } from '../helpers/git.ts';
+import { git } from '../helpers/git.ts';
 import { pidsWithEnv, waitUntil } from '../helpers/processes.ts';
+import type { InstanceInfo } from '../../runtime/serve/instances.ts';
 
 const SERVER = fileURLToPath(new URL('../fixtures/serve-deploy/server.py', import.meta.url));
 /** This run's own: in every server's environment. */
@@ -36,7 +37,6 @@ let stateDir: string;
 let work: string;
 let clone: string;
 
-const git = (cwd: string, ...args: string[]) => execa('git', args, { cwd, env: GIT_ENV, reject: false, all: true });
 const api = async (path: string, init: RequestInit = {}) => {
   const response = await fetch(`${gateway.url}/api${path}`, { ...init, headers: { authorization: `Bearer ${TEST_TOKEN}`, ...init.headers } });
   return { status: response.status, body: (await response.json()) as any };
@@ -51,16 +51,7 @@ interface Answer {
 }
 
 /** One instance, as GET /api/functions/<name> lists it. */
-interface Instance {
-  id: string;
-  version: string;
-  state: string;
-  inFlight: number;
-  requests: number;
-  startedAt: string;
-  startMs: number;
-  container: string;
-}
+type Instance = InstanceInfo;
 
 async function ask(): Promise<{ status: number; answer: Answer }> {
   const response = await fetch(`${gateway.url}/fn/${NAME}/`);

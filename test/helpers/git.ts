@@ -1,8 +1,9 @@
 /**
  * @module
  * The environment the tests run the stock git CLI in: a fixed identity, no prompt, no user or system
- * configuration.
+ * configuration, and git run in it.
  */
+import { execa } from 'execa';
 export const GIT_ENV = {
   GIT_TERMINAL_PROMPT: '0',
   GIT_AUTHOR_NAME: 'dev',
@@ -12,3 +13,8 @@ export const GIT_ENV = {
   GIT_CONFIG_NOSYSTEM: '1',
   GIT_CONFIG_GLOBAL: '/dev/null',
 };
+
+/** Runs the stock git CLI in `cwd` with {@link GIT_ENV}; resolves with its result, failed or not (`all`: stdout and stderr). */
+export function git(cwd: string, ...args: string[]) {
+  return execa('git', args, { cwd, env: GIT_ENV, reject: false, all: true });
+}

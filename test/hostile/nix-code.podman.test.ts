@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLES_DIR, startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
-import { GIT_ENV } from '../helpers/git.ts';
+import { git } from '../helpers/git.ts';
 import { alongside, report } from './helpers.ts';
 
 /** In the name of every derivation and file the attacks make, so that the test finds (and removes) them all. */
@@ -36,7 +36,6 @@ const requests: string[] = [];
 let storeBefore: Set<string>;
 let shadowLines: string[];
 
-const git = (cwd: string, ...args: string[]) => execa('git', args, { cwd, env: GIT_ENV, reject: false, all: true });
 const remote = () => `${gateway.url.replace('http://', `http://fnix:${TEST_TOKEN}@`)}/git/functions.git`;
 
 /** A packages.nix: the offline set, plus `extra` (attributes, with `fnix` and `bb`, busybox's bin/, in scope). */

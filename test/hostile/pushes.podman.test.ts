@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLES_DIR, startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
-import { GIT_ENV } from '../helpers/git.ts';
+import { GIT_ENV, git } from '../helpers/git.ts';
 import { alongside, report } from './helpers.ts';
 
 const TMPFS_MB = 20;
@@ -20,7 +20,6 @@ let work: string;
 let stateDir: string;
 let gateway: TestGateway | undefined;
 
-const git = (cwd: string, ...args: string[]) => execa('git', args, { cwd, env: GIT_ENV, reject: false, all: true });
 const remote = () => `${gateway!.url.replace('http://', `http://fnix:${TEST_TOKEN}@`)}/git/functions.git`;
 const objectsDir = () => join(stateDir, 'git', 'functions.git', 'objects');
 

@@ -24,6 +24,7 @@ import { EXAMPLES_DIR, startTestGateway, TEST_TOKEN, type TestGateway } from '..
 import { scrape } from '../helpers/metrics.ts';
 import { pidsWithEnv, waitUntil } from '../helpers/processes.ts';
 import { alongside, report } from './helpers.ts';
+import type { InstanceInfo } from '../../runtime/serve/instances.ts';
 
 const SERVER = fileURLToPath(new URL('./serve/server.py', import.meta.url));
 /** This run's own: in every server's environment, and in the name of what it tries to write to the store. */
@@ -50,16 +51,7 @@ const SERVE_FUNCTIONS: Record<string, { mode: string; timeoutMs?: number; serve?
 };
 
 /** One instance, as /healthz lists it. */
-interface Instance {
-  id: string;
-  version: string;
-  state: string;
-  inFlight: number;
-  requests: number;
-  startedAt: string;
-  startMs: number;
-  container: string;
-}
+type Instance = InstanceInfo;
 
 let gateway: TestGateway;
 let functionsDir: string;
