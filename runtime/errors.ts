@@ -45,6 +45,15 @@ export type ErrorCode =
   | 'REQUEST_TIMEOUT'
   | 'EXPECTATION_FAILED'
   | 'AUTH_RATE_LIMITED'
+  | 'INVOCATION_NOT_FOUND'
+  | 'SECRET_INVALID'
+  | 'SECRET_NOT_FOUND'
+  | 'SECRET_IN_USE'
+  | 'SECRET_MISSING'
+  | 'SECRETS_KEY_INVALID'
+  | 'KEY_REQUIRED'
+  | 'KEY_INVALID'
+  | 'KEY_NOT_FOUND'
   | 'INTERNAL_ERROR';
 
 export interface FnixErrorOptions {

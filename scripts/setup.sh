@@ -19,6 +19,11 @@ declare -A PACKAGES=(
   [gcc]=/usr/bin/gcc
   [libc6-dev]=/usr/include/stdio.h
   [git]=/usr/bin/git
+  # better-sqlite3 (the invocation records' store) compiles its native module at `npm ci`: no prebuilt
+  # binary can be downloaded here, so node-gyp builds it against Node's own headers.
+  [g++]=/usr/bin/g++
+  [make]=/usr/bin/make
+  [python3]=/usr/bin/python3
 )
 # With --test (what `npm test` passes): what only the test suite needs. The browser terminal's test
 # drives Debian's Chromium through playwright-core; nothing downloads a browser. With --bench (what

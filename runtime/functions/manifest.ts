@@ -44,6 +44,7 @@ export const MANIFEST_DEFAULTS = {
   cgi: false,
   sessionTimeoutMs: 900_000,
   idleTimeoutMs: 300_000,
+  access: 'public',
 } as const;
 
 const noNul = (s: string) => !s.includes('\0');
@@ -110,6 +111,34 @@ const serveSchema = z
     }
   });
 
+/** A secret's name: what `PUT /api/secrets/<NAME>` sets and `/run/secrets/<NAME>` holds. */
+export const SECRET_NAME_PATTERN = /^[A-Z_][A-Z0-9_]{0,127}$/;
+
+/**
+ * One declared secret: its name alone (a file at /run/secrets/<NAME>), or with `env` it is also an
+ * environment variable: `true` under its own name, a string under that name.
+ */
+const secretSchema = z.union([
+  z.string().regex(SECRET_NAME_PATTERN, 'secret names are upper-case letters, digits and underscores, such as "STRIPE_KEY"'),
+  z.strictObject({
+    name: z.string().regex(SECRET_NAME_PATTERN, 'secret names are upper-case letters, digits and underscores, such as "STRIPE_KEY"'),
+    env: z.union([z.boolean(), z.string().regex(ENV_NAME_PATTERN, 'environment names are letters, digits and underscores')]).default(false),
+  }),
+]);
+
+/** A declared secret, normalised: the file is always there; `env` is the variable's name when asked for. */
+export interface SecretUse {
+  name: string;
+  env: string | undefined;
+}
+
+/** The secrets a manifest declares, normalised (`"X"` and `{ "name": "X" }` alike). */
+export function secretUses(manifest: Pick<Manifest, 'secrets'>): SecretUse[] {
+  return manifest.secrets.map((entry) =>
+    typeof entry === 'string' ? { name: entry, env: undefined } : { name: entry.name, env: entry.env === true ? entry.name : entry.env || undefined },
+  );
+}
+
 /** A serve function's settings, every default filled in. */
 export type ServeSettings = z.infer<typeof serveSchema>;
 
@@ -142,12 +171,24 @@ const manifestSchema = z.strictObject({
   idleTimeoutMs: z.number().int().min(1000).max(86_400_000).default(MANIFEST_DEFAULTS.idleTimeoutMs),
   /** Present: the command is a long-lived HTTP server, started once per instance (docs/serve.md). */
   serve: serveSchema.optional(),
+  /** The secrets it is given, at /run/secrets/<NAME> (docs/secrets.md); a push naming one not set is refused. */
+  secrets: z.array(secretSchema).max(64).default([]),
+  /** `key`: a request needs an invoke key (docs/keys.md); `public`, the default, needs none. */
+  access: z.enum(['public', 'key']).default(MANIFEST_DEFAULTS.access),
 });
 
 /** What no schema field alone can say: combinations that cannot work. */
 function checkCombinations(manifest: z.infer<typeof manifestSchema>): ManifestIssue[] {
-  if (!manifest.serve) return [];
   const issues: ManifestIssue[] = [];
+  const seen = new Set<string>();
+  for (const [index, use] of secretUses(manifest).entries()) {
+    if (seen.has(use.name)) issues.push({ field: `secrets.${index}`, message: `${use.name} is declared twice`, value: use.name });
+    seen.add(use.name);
+    if (use.env && (use.env in manifest.env || RESERVED_ENV.has(use.env) || use.env.startsWith('FNIX_') || use.env.startsWith('HTTP_'))) {
+      issues.push({ field: `secrets.${index}.env`, message: `${use.env} is set elsewhere (env, or by fnix)`, value: use.env });
+    }
+  }
+  if (!manifest.serve) return issues;
   if (manifest.cgi)
     issues.push({ field: 'cgi', message: 'a serve function answers HTTP itself; cgi is for a command that writes a response on stdout', value: true });
   if ('PORT' in manifest.env) issues.push({ field: 'env.PORT', message: 'PORT is set by fnix to serve.port', value: manifest.env['PORT'] });

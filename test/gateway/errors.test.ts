@@ -49,6 +49,15 @@ const ALL_CODES = [
   'REQUEST_TIMEOUT',
   'EXPECTATION_FAILED',
   'AUTH_RATE_LIMITED',
+  'INVOCATION_NOT_FOUND',
+  'SECRET_INVALID',
+  'SECRET_NOT_FOUND',
+  'SECRET_IN_USE',
+  'SECRET_MISSING',
+  'SECRETS_KEY_INVALID',
+  'KEY_REQUIRED',
+  'KEY_INVALID',
+  'KEY_NOT_FOUND',
   'INTERNAL_ERROR',
 ] as const satisfies readonly ErrorCode[];
 
@@ -57,7 +66,7 @@ type Unlisted = Exclude<ErrorCode, (typeof ALL_CODES)[number]>;
 const everyCodeListed: [Unlisted] extends [never] ? true : Unlisted = true;
 
 /** The codes answered with 503 (and so with retry-after). */
-const UNAVAILABLE: ErrorCode[] = ['FUNCTION_UNAVAILABLE', 'NO_CAPACITY', 'CONTAINER_START_FAILED', 'SHUTTING_DOWN', 'RUNTIME_UNAVAILABLE'];
+const UNAVAILABLE: ErrorCode[] = ['FUNCTION_UNAVAILABLE', 'NO_CAPACITY', 'CONTAINER_START_FAILED', 'SHUTTING_DOWN', 'RUNTIME_UNAVAILABLE', 'SECRET_MISSING'];
 
 describe('STATUS_BY_CODE', () => {
   it('has a status for exactly the listed codes', () => {

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FnixError, ManifestError } from '../../../runtime/errors.ts';
-import { ATTR_PATH_PATTERN, MANIFEST_DEFAULTS, loadManifest, parseManifest } from '../../../runtime/functions/manifest.ts';
+import { ATTR_PATH_PATTERN, MANIFEST_DEFAULTS, loadManifest, parseManifest, secretUses } from '../../../runtime/functions/manifest.ts';
 import { rejectionOf, thrownBy } from '../../helpers/errors.ts';
 
 const FILE = '/srv/functions/demo/function.json';
@@ -41,6 +41,8 @@ describe('parseManifest: defaults', () => {
       cgi: false,
       sessionTimeoutMs: 900_000,
       idleTimeoutMs: 300_000,
+      secrets: [],
+      access: 'public',
     });
   });
 
@@ -52,6 +54,7 @@ describe('parseManifest: defaults', () => {
       cgi: false,
       sessionTimeoutMs: 900_000,
       idleTimeoutMs: 300_000,
+      access: 'public',
     });
   });
 
@@ -66,6 +69,8 @@ describe('parseManifest: defaults', () => {
       cgi: true,
       sessionTimeoutMs: 1000,
       idleTimeoutMs: 86_400_000,
+      secrets: ['STRIPE_KEY', { name: 'DB_URL', env: true }, { name: 'TOKEN', env: 'API_TOKEN' }],
+      access: 'key',
     };
     expect(parseManifest(input, FILE)).toEqual(input);
   });
@@ -310,6 +315,8 @@ describe('loadManifest', () => {
       cgi: true,
       sessionTimeoutMs: 900_000,
       idleTimeoutMs: 300_000,
+      secrets: [],
+      access: 'public',
     });
   });
 
@@ -388,5 +395,30 @@ describe('loadManifest', () => {
     const file = await write('wide.json', JSON.stringify({ command: ['x'], env: { A: '€'.repeat(30_000) } }));
     const error = await loadErrorOf(file);
     expect(error.issues).toEqual([{ field: '', message: expect.stringContaining('limit') }]);
+  });
+});
+
+describe('parseManifest: secrets and access', () => {
+  it('normalises declared secrets: a name alone is a file; env true or a name adds a variable', () => {
+    const manifest = parseManifest({ command: ['x'], secrets: ['A_KEY', { name: 'B' }, { name: 'C', env: true }, { name: 'D', env: 'D_VAR' }] }, FILE);
+    expect(secretUses(manifest)).toEqual([
+      { name: 'A_KEY', env: undefined },
+      { name: 'B', env: undefined },
+      { name: 'C', env: 'C' },
+      { name: 'D', env: 'D_VAR' },
+    ]);
+  });
+
+  it('refuses a lower-case or odd secret name, a secret declared twice, and a variable that env or fnix sets', () => {
+    expect(manifestErrorOf({ command: ['x'], secrets: ['stripe'] }).issues[0]!.field).toBe('secrets.0');
+    expect(manifestErrorOf({ command: ['x'], secrets: ['../X'] }).issues[0]!.field).toBe('secrets.0');
+    expect(manifestErrorOf({ command: ['x'], secrets: ['A', 'A'] }).issues).toEqual([{ field: 'secrets.1', message: 'A is declared twice', value: 'A' }]);
+    expect(manifestErrorOf({ command: ['x'], env: { A: '1' }, secrets: [{ name: 'A', env: true }] }).issues[0]!.field).toBe('secrets.0.env');
+    expect(manifestErrorOf({ command: ['x'], secrets: [{ name: 'P', env: 'PATH' }] }).issues[0]!.field).toBe('secrets.0.env');
+  });
+
+  it('takes access public or key, and nothing else', () => {
+    expect(parseManifest({ command: ['x'], access: 'key' }, FILE).access).toBe('key');
+    expect(manifestErrorOf({ command: ['x'], access: 'private' }).issues[0]!.field).toBe('access');
   });
 });
