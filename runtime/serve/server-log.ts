@@ -3,7 +3,8 @@
  * A serve function's stdout and stderr, sent to the log a line at a time with the function and the
  * instance as prefix, as an invocation's stderr is. A server lives for hours, so the bound is a rate,
  * not a total: {@link LOG_BUDGET_BYTES} per {@link LOG_WINDOW_MS} and instance; lines beyond it are
- * counted, and the count is logged when the next window opens.
+ * counted, and the count is logged when the next window opens. Every line also goes to `sink`, when
+ * there is one (the records store, which has a budget of its own).
  */
 import type { Readable } from 'node:stream';
 import type { Logger } from '../log.ts';
@@ -12,9 +13,14 @@ import { LineSplitter } from '../stdio/line-splitter.ts';
 export const LOG_BUDGET_BYTES = 1024 * 1024;
 export const LOG_WINDOW_MS = 60_000;
 
+/** Told every line a server writes, whatever the log's budget. */
+export type ServerOutputSink = (stream: 'stdout' | 'stderr', line: string) => void;
+
 /** Options for {@link ServerLog}. */
 export interface ServerLogOptions {
   log: Logger;
+  /** Told every line, before the budget. @default none */
+  sink?: ServerOutputSink | undefined;
   /** `[name instance]`. */
   prefix: string;
   /** @default LOG_BUDGET_BYTES */
@@ -39,9 +45,16 @@ export class ServerLog {
     this.#windowStart = this.#now();
   }
 
-  /** Logs what `stream` carries, line by line, until it ends. */
-  attach(stream: Readable): void {
-    const lines = new LineSplitter({ onLine: (line) => this.line(line), maxBytes: Number.POSITIVE_INFINITY });
+  /** Logs what `stream` carries, line by line, until it ends; `name` is the stream the sink is told. */
+  attach(stream: Readable, name: 'stdout' | 'stderr' = 'stdout'): void {
+    const { sink } = this.#options;
+    const onLine = sink
+      ? (line: string) => {
+          sink(name, line);
+          this.line(line);
+        }
+      : (line: string) => this.line(line);
+    const lines = new LineSplitter({ onLine, maxBytes: Number.POSITIVE_INFINITY });
     stream.on('data', (chunk: Buffer) => lines.write(chunk));
     stream.on('end', () => {
       lines.end();
