@@ -7,6 +7,7 @@
  */
 import { FnixError } from '../runtime/errors.ts';
 import { buildCommit, replaceStaleContainers } from './build.ts';
+import { missingSecrets } from './check.ts';
 import type { DeployContext, Prepared } from './context.ts';
 import { pruneHistory } from './history.ts';
 import type { Held } from './lock.ts';
@@ -48,6 +49,17 @@ export async function activateDeployment(ctx: DeployContext, held: Held, id: str
     }
   }
   const { versions, broken } = prepared;
+  // A secret removed since the deployment was checked (a rollback to it, say): refused before anything changes.
+  const unset = [...missingSecrets(ctx, versions).values()];
+  if (unset.length > 0) {
+    throw new FnixError(
+      'DEPLOYMENT_REFUSED',
+      `deployment ${id} cannot be activated: ${unset.map((error) => error.message.replace(/, then push again$/, '')).join('; ')}`,
+      {
+        details: { deployment: id, missingSecrets: unset.map((error) => error.details) },
+      },
+    );
+  }
   // The new version's serve instances ready first (before the record says it is active).
   await warm(ctx, prepared, id);
   // A ref of its own keeps the commit through a force-push and `git gc`, so that a rollback finds it.

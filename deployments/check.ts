@@ -7,6 +7,7 @@
  */
 import { customAlphabet } from 'nanoid';
 import { FnixError } from '../runtime/errors.ts';
+import { secretUses } from '../runtime/functions/manifest.ts';
 import type { FunctionVersion } from '../runtime/functions/version.ts';
 import { describeClosure, HOST_STORE_SIZES, type StorePathSizes } from '../runtime/nix/closure.ts';
 import { REPOSITORY_SET_FILE } from '../runtime/nix/repository-set.ts';
@@ -69,7 +70,12 @@ export async function checkCommit(ctx: DeployContext, _held: Held, commit: strin
   const wholeTree = built.problems.has('') || tree.names.length === 0;
   for (const path of tree.ignored.slice(0, IGNORED_LISTED)) progress(`${path}: not inside a function's folder, ignored`);
   if (tree.ignored.length > IGNORED_LISTED) progress(`... and ${tree.ignored.length - IGNORED_LISTED} more files outside function folders, ignored`);
-  let versions = built.versions;
+  // Before the smoke checks, which would start the function without its secret.
+  for (const [name, error] of missingSecrets(ctx, built.versions)) {
+    problems.push(error.message);
+    broken.set(name, error);
+  }
+  let versions = built.versions.filter((version) => !broken.has(version.name));
   if (problems.length === 0 || (partial && !wholeTree)) {
     replaceStaleContainers(ctx, versions);
     for (const [name, problem] of await smokeCheckAll(ctx, versions, progress)) {
@@ -100,6 +106,34 @@ export async function checkCommit(ctx: DeployContext, _held: Held, commit: strin
     ctx.log.warn('deployment refused', { id, commit, problems: problems.length });
   }
   return { record, versions };
+}
+
+/**
+ * The functions among `versions` that declare a secret that is not set, each with its SECRET_MISSING
+ * naming the function, the secrets and the fix, as the pusher reads it (`functions/<name>: ...`).
+ */
+export function missingSecrets(ctx: Pick<DeployContext, 'secretNames'>, versions: readonly FunctionVersion[]): Map<string, FnixError> {
+  const set = ctx.secretNames();
+  const missing = new Map<string, FnixError>();
+  for (const version of versions) {
+    const unset = secretUses(version.manifest)
+      .map((use) => use.name)
+      .filter((name) => !set.has(name));
+    if (unset.length === 0) continue;
+    const them = unset.length === 1 ? `the secret ${unset[0]}, which is not set` : `the secrets ${unset.join(', ')}, which are not set`;
+    const fix = unset.map((name) => `\`fnix secret set ${name}\``).join(', ');
+    missing.set(
+      version.name,
+      new FnixError(
+        'SECRET_MISSING',
+        `${FUNCTIONS_FOLDER}/${version.name}: declares ${them}; set ${unset.length === 1 ? 'it' : 'them'} first with ${fix} (PUT /api/secrets/<NAME>), then push again`,
+        {
+          details: { function: version.name, secrets: unset },
+        },
+      ),
+    );
+  }
+  return missing;
 }
 
 /** `closure 3 paths, 8.6 MiB`; the size is what a push reports, so a failure to measure it is said, not thrown. */

@@ -43,6 +43,8 @@ export interface DeployContext {
   prepared: PreparedDeployments;
   /** Told how each deployment went, for the metrics. */
   onDeployment: (outcome: DeploymentOutcome, durationMs: number) => void;
+  /** The names of the secrets set now: a deployment whose function declares another is refused (check.ts). */
+  secretNames: () => ReadonlySet<string>;
 }
 
 /** What activating a deployment serves: its built versions, and the functions it holds broken. */

@@ -37,6 +37,12 @@ export interface DeploymentsOptions {
   log: Logger;
   /** Told how each deployment went (the metrics). */
   onDeployment?: ((outcome: DeploymentOutcome, durationMs: number) => void) | undefined;
+  /**
+   * The names of the secrets set now (the gateway's store): a push or rollback whose function declares
+   * another is refused. Passed in, so that deployments know nothing of where secrets are kept.
+   * @default none is set
+   */
+  secretNames?: (() => ReadonlySet<string>) | undefined;
   /** How long a push waits for another one. @default 120000 */
   pushWaitMs?: number | undefined;
   /**
@@ -89,6 +95,7 @@ export async function startDeployments(options: DeploymentsOptions): Promise<Dep
     historyLimit,
     prepared: new PreparedDeployments(),
     onDeployment: options.onDeployment ?? (() => {}),
+    secretNames: options.secretNames ?? (() => new Set()),
   };
   const pushes = new PushDeploys(ctx, {
     waitMs: options.pushWaitMs,

@@ -7,6 +7,8 @@
 import type { FunctionVersion } from './functions/version.ts';
 import type { Invocation } from './invocation/invocation.ts';
 import type { Lease, Pool } from './pool/pool.ts';
+import { deliverSecrets } from './secrets/delivery.ts';
+import type { SecretValues } from './secrets/store.ts';
 
 /** Where a function's processes run: its files are at /fn, which is also the working directory. */
 export const FUNCTION_DIR = '/fn';
@@ -59,28 +61,41 @@ export interface PoolRunnerOptions {
   pool: Pool;
   /** stdout plus stderr bytes an invocation may write. */
   maxOutputBytes: number;
+  /** Where the secrets functions declare are read, at each invocation (runtime/secrets/). @default none: a function declaring one gets SECRET_MISSING */
+  secrets?: SecretValues | undefined;
 }
 
 /** The Runner that uses the Podman container pool. */
 export class PoolRunner implements Runner {
   readonly #pool: Pool;
   readonly #maxOutputBytes: number;
+  readonly #secrets: SecretValues | undefined;
 
   constructor(options: PoolRunnerOptions) {
     this.#pool = options.pool;
     this.#maxOutputBytes = options.maxOutputBytes;
+    this.#secrets = options.secrets;
   }
 
   async invoke(request: InvokeRequest): Promise<StartedInvocation> {
     const { fn } = request;
-    const lease = await this.#pool.acquire(fn, { signal: request.signal });
-    const env = functionEnv(fn, request.env, { FNIX_INVOCATION_ID: request.id });
+    // Read now, before a container is taken: a rotation takes effect at the next invocation, and a
+    // missing secret (SECRET_MISSING) costs no container.
+    const secrets = deliverSecrets(fn, this.#secrets);
+    let lease: Lease;
+    try {
+      lease = await this.#pool.acquire(fn, { signal: request.signal });
+    } catch (error) {
+      for (const file of secrets.files) file.data.fill(0);
+      throw error;
+    }
+    const env = functionEnv(fn, request.env, { ...secrets.env, FNIX_INVOCATION_ID: request.id });
     let started: ReturnType<typeof lease.container.invoke>;
     try {
       started = lease.container.invoke({
         id: request.id,
         functionName: fn.name,
-        spawn: { argv: fn.manifest.command, env, cwd: FUNCTION_DIR, tty: request.tty },
+        spawn: { argv: fn.manifest.command, env, cwd: FUNCTION_DIR, tty: request.tty, files: secrets.files },
         timeoutMs: request.timeoutMs ?? fn.manifest.timeoutMs,
         maxOutputBytes: this.#maxOutputBytes,
         signal: request.signal,
@@ -88,6 +103,9 @@ export class PoolRunner implements Runner {
     } catch (error) {
       this.#pool.release(lease.container, false); // in an unknown state: it goes
       throw error;
+    } finally {
+      // The SPAWN frame has its copy; the decrypted values go.
+      for (const file of secrets.files) file.data.fill(0);
     }
     const { invocation, released } = started;
     void invocation.done.then(() => this.#pool.finishing(lease.container));

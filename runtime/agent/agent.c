@@ -16,6 +16,12 @@
  *   emptied, and what children inherit from the agent (limits, priority, scheduling, CPUs) is checked
  *   -> READY (unclean when either failed: the container is then retired).
  *
+ * Secrets: a SPAWN may carry files, which the agent writes in /run/secrets (a tmpfs of the container's
+ * own, mode 0700, the container's uid) just before the fork, each mode 0400, and removes with /tmp's
+ * cleanup. A container whose /run/secrets cannot be emptied reports READY unclean and is retired, so
+ * that the next function never finds the last one's secrets. The SPAWN frame is zeroed once the child
+ * is forked, and so are buffers the agent's input moves out of.
+ *
  * The agent never blocks on the host: the socket is non-blocking, output is buffered up to OUT_HIGH and
  * then the child's pipes are left unread (so the child blocks, which is the backpressure), and stdin is
  * bounded by a credit window that the host must respect.
@@ -59,6 +65,7 @@
 
 #define AGENT_VERSION "fnix-agent 1"
 #define SOCKET_PATH "/run/fnix/agent.sock"
+#define SECRETS_DIR "/run/secrets"
 #define RELAY_SOCKET_PATH "/run/fnix/relay.sock"
 
 /* host -> agent */
@@ -163,19 +170,28 @@ static void die(const char *what) {
   _exit(111);
 }
 
+/* Makes room for `extra` bytes. What is moved out of is zeroed, not left behind: the host's input may
+ * hold secrets (SPAWN files and variables), and a later invocation's child is forked from this memory. */
 static void buf_reserve(buf_t *b, size_t extra) {
   if (b->off > 0 && b->off == b->len) b->off = b->len = 0;
   if (b->len + extra <= b->cap) return;
   if (b->off > 0) {
+    size_t old_len = b->len;
     memmove(b->data, b->data + b->off, b->len - b->off);
     b->len -= b->off;
     b->off = 0;
+    memset(b->data + b->len, 0, old_len - b->len);
     if (b->len + extra <= b->cap) return;
   }
   size_t cap = b->cap ? b->cap : 4096;
   while (cap < b->len + extra) cap *= 2;
-  unsigned char *p = realloc(b->data, cap);
-  if (!p) die("realloc");
+  unsigned char *p = malloc(cap);
+  if (!p) die("malloc");
+  if (b->data) {
+    memcpy(p, b->data, b->len);
+    explicit_bzero(b->data, b->cap);
+    free(b->data);
+  }
   b->data = p;
   b->cap = cap;
 }
@@ -281,6 +297,71 @@ static int empty_dir(const char *dir) {
   /* the second pass catches directories that were unwritable on the first */
   for (int pass = 0; pass < 2; pass++) nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
   return is_empty(dir);
+}
+
+/* Empties /run/secrets and gives it back its mode (the function, running as its owner, may have
+ * changed it); 1 when it is empty and 0700 again, or does not exist (nothing can have been written). */
+static int reset_secrets(void) {
+  struct stat st;
+  if (lstat(SECRETS_DIR, &st) != 0) return errno == ENOENT;
+  if (!S_ISDIR(st.st_mode)) return 0;
+  if ((st.st_mode & 07777) != 0700 && chmod(SECRETS_DIR, 0700) != 0) return 0;
+  if (!empty_dir(SECRETS_DIR)) return 0;
+  return lstat(SECRETS_DIR, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0700;
+}
+
+/* Why the files of a SPAWN could not be written (names and errno only, never contents); "" when they were. */
+static char files_error[160];
+
+/* 1 when `name` is a plain file name (what protocol.ts encodeSpawn allows). */
+static int plain_name(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n > 255 || name[0] == '.' || name[0] == '-') return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) return 0;
+  }
+  return 1;
+}
+
+/* Writes one file in `dir` (mode 0400), refusing to follow or replace anything already there. */
+static int write_secret(int dir, const char *name, const unsigned char *data, uint32_t len) {
+  int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+  if (fd < 0) return -1;
+  uint32_t done = 0;
+  while (done < len) {
+    ssize_t n = write(fd, data + done, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) { int e = n < 0 ? errno : EIO; close(fd); errno = e; return -1; }
+    done += (uint32_t)n;
+  }
+  if (fchmod(fd, 0400) != 0) { int e = errno; close(fd); errno = e; return -1; }
+  return close(fd);
+}
+
+/* Parses the files of a SPAWN ([filec:u16] then name NUL, [len:u32], bytes, each) from `s` to `end`
+ * and writes them in SECRETS_DIR. A malformed list is a protocol error; a file that cannot be written
+ * is reported in files_error, and the child then says so and exits 126 instead of running the command. */
+static void write_files(const unsigned char *s, const unsigned char *end) {
+  files_error[0] = 0;
+  if (end - s < 2) _exit(112);
+  unsigned filec = get_u16(s);
+  s += 2;
+  int dir = open(SECRETS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir < 0) snprintf(files_error, sizeof files_error, "cannot open %s: %s", SECRETS_DIR, strerror(errno));
+  for (unsigned i = 0; i < filec; i++) {
+    const unsigned char *z = memchr(s, 0, end - s);
+    if (!z || end - (z + 1) < 4) _exit(112);
+    const char *name = (const char *)s;
+    uint32_t len = get_u32(z + 1);
+    const unsigned char *data = z + 5;
+    if ((size_t)(end - data) < len || !plain_name(name)) _exit(112);
+    if (!files_error[0] && write_secret(dir, name, data, len) != 0)
+      snprintf(files_error, sizeof files_error, "cannot write %s/%.64s: %s", SECRETS_DIR, name, strerror(errno));
+    s = data + len;
+  }
+  if (s != end) _exit(112);
+  if (dir >= 0) close(dir);
 }
 
 /* Kills and reaps until no process but this one is left in the container. */
@@ -448,7 +529,7 @@ static void finish_invocation(void) {
   close_fd(&fd_master);
   stdin_buf.off = stdin_buf.len = 0;
   reap_all_blocking();
-  unsigned char clean = empty_dir("/tmp") & empty_dir("/dev/shm") & empty_dir("/dev/mqueue");
+  unsigned char clean = empty_dir("/tmp") & empty_dir("/dev/shm") & empty_dir("/dev/mqueue") & reset_secrets();
   if (!inherited_intact()) clean = 0;
   child = 0;
   running = 0;
@@ -474,7 +555,8 @@ static void reap(void) {
 static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
 /* Parses a SPAWN payload and starts the child. Layout (protocol.ts encodeSpawn):
- * [flags:u8][cols:u16][rows:u16][argc:u16][envc:u16] then cwd, argv..., env... as NUL-terminated strings. */
+ * [flags:u8][cols:u16][rows:u16][argc:u16][envc:u16] then cwd, argv..., env... as NUL-terminated strings,
+ * then, when flags has bit 1, the files (see write_files). */
 static void spawn(const unsigned char *p, uint32_t len) {
   if (running || len < 9) _exit(112);
   int flags = p[0];
@@ -494,6 +576,8 @@ static void spawn(const unsigned char *p, uint32_t len) {
     else envp[i - 1 - argc] = (char *)s;
     s = z + 1;
   }
+  files_error[0] = 0;
+  if (flags & 2) write_files((const unsigned char *)s, (const unsigned char *)end);
 
   tty = flags & 1;
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
@@ -524,6 +608,10 @@ static void spawn(const unsigned char *p, uint32_t len) {
       if (ctty_error) dprintf(2, "fnix-agent: no controlling terminal: %s\r\n", strerror(ctty_error));
     } else {
       dup2(in[0], 0); dup2(out[1], 1); dup2(err[1], 2);
+    }
+    if (files_error[0]) {
+      dprintf(2, "fnix-agent: %s\n", files_error);
+      _exit(126);
     }
     umask(022);
     /* At the memory limit the kernel kills the function's processes, not the agent: everything the
@@ -556,6 +644,8 @@ static void spawn(const unsigned char *p, uint32_t len) {
   }
   free(argv);
   free(envp);
+  /* The child has its copy: the secrets (files and variables) go from the agent's memory. */
+  explicit_bzero((void *)p, len);
   child = pid;
   running = 1;
   send_u32(F_SPAWNED, (uint32_t)pid);
@@ -722,6 +812,8 @@ int main(int argc, char **argv) {
   sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
   if (sigfd < 0) die("signalfd");
 
+  /* Podman makes /run/secrets the agent's (its uid's) but not always mode 0700: set it before anything runs. */
+  if (!reset_secrets()) die("cannot make " SECRETS_DIR " empty and mode 0700");
   connect_host();
   char hello[64];
   int n = snprintf(hello, sizeof hello, "%s %u", AGENT_VERSION, STDIN_WINDOW);

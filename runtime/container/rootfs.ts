@@ -8,7 +8,7 @@ import { copyFile, mkdir, rename, rm, stat, symlink, writeFile, chmod } from 'no
 import { basename, join } from 'node:path';
 import { AGENT_PATH_IN_CONTAINER } from '../podman/run.ts';
 
-const DIRECTORIES = ['dev', 'proc', 'sys', 'etc', 'fn', 'nix/store', 'run/fnix', 'sbin', 'usr/bin', 'tmp'];
+const DIRECTORIES = ['dev', 'proc', 'sys', 'etc', 'fn', 'nix/store', 'run/fnix', 'run/secrets', 'sbin', 'usr/bin', 'tmp'];
 const FILES: Record<string, string> = {
   'etc/passwd': 'root:x:0:0:root:/root:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
   'etc/group': 'root:x:0:\nnogroup:x:65534:\n',

@@ -44,11 +44,15 @@ export interface ContainerSpec extends ContainerLimits {
 /** What every fnix container is confined by, whatever it serves. */
 export type IsolationSpec = ContainerLimits & Pick<ContainerSpec, 'uid' | 'network' | 'seccompProfile'>;
 
+/** Size of the tmpfs at /run/secrets, in MiB: room for what one invocation may be given (runtime/secrets/delivery.ts). */
+const SECRETS_TMPFS_MB = 2;
+
 /** How far the per-uid process limit sits above the pids cgroup limit. */
 const NPROC_MARGIN = 64;
 
 /**
- * The `podman run` options that confine a container: read-only root, size-limited /tmp, the store as an
+ * The `podman run` options that confine a container: read-only root, size-limited /tmp, a private
+ * tmpfs for secrets at /run/secrets, the store as an
  * overlay, a non-root user, no network unless asked, memory, pids, CPU and ulimits, no capabilities,
  * fnix's seccomp profile (no user namespaces, no mounts, no kernel keyring).
  */
@@ -58,6 +62,10 @@ export function isolationArgs(spec: IsolationSpec): string[] {
     '--read-only',
     '--read-only-tmpfs=false',
     '--tmpfs', `/tmp:rw,nosuid,nodev,size=${spec.tmpMb}m`,
+    // The secrets of the invocation under way, written and removed by the agent (docs/secrets.md):
+    // memory only, owned by the container's uid (`U`; podman 4.3 takes no uid= here) and mode 0700,
+    // which the agent sets again at its start and after every invocation; nothing in it runs.
+    '--tmpfs', `/run/secrets:rw,nosuid,nodev,noexec,size=${SECRETS_TMPFS_MB}m,mode=0700,U`,
     '--shm-size', `${spec.shmMb}m`,
     '--volume', '/nix/store:/nix/store:O',
     '--user', `${spec.uid}:${spec.uid}`,

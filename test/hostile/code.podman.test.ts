@@ -251,7 +251,8 @@ describe('hostile function code', () => {
       .trim()
       .split('\n')
       .map((line) => line.split(' ')[1]!);
-    const allowed = ['/sys', '/tmp', '/fn', '/proc', '/dev', '/run/.containerenv', '/run/fnix', '/etc/', '/nix/store'];
+    // /run/secrets: the container's own tmpfs for the secrets a function declares (docs/secrets.md), empty here.
+    const allowed = ['/sys', '/tmp', '/fn', '/proc', '/dev', '/run/.containerenv', '/run/fnix', '/run/secrets', '/etc/', '/nix/store'];
     for (const point of mountPoints) expect(point === '/' || allowed.some((prefix) => point.startsWith(prefix)), point).toBe(true);
     expect(output).not.toContain(TEST_TOKEN);
     expect(section('env')).not.toMatch(/^FNIX_TOKEN=/m);
