@@ -1,6 +1,7 @@
 /**
  * @module
- * The deploy token as /git and /api check it: the token itself (token.ts), and the failed attempts of
+ * The deploy token as /git and /api check it (and FNIX_METRICS_TOKEN as /metrics does, with a guard
+ * of its own): the token itself (token.ts), and the failed attempts of
  * each client address, limited (failure-limiter.ts), logged without the guess, and counted. A request
  * with no credentials at all is not a failure: git asks without them first, and sends them once
  * challenged.
@@ -14,7 +15,7 @@ import type { TokenCheck } from './token.ts';
 /** One request's attempt at the token. */
 export interface TokenAttempt {
   /** Where it came to, for the log and the metrics. */
-  route: 'git' | 'api';
+  route: 'git' | 'api' | 'metrics';
   /** The `Authorization` header, as sent. */
   authorization: string | undefined;
   /** The client's address (the socket's peer). */

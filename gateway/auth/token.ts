@@ -47,9 +47,12 @@ export async function loadToken(stateDir: string, fromEnv: string | undefined): 
 /** Checks requests against the token, in constant time. */
 export class TokenCheck {
   readonly #digest: Buffer;
+  readonly #what: string;
 
-  constructor(token: string) {
+  /** `what` names the token in refusals. @default 'the deploy token' */
+  constructor(token: string, what = 'the deploy token') {
     this.#digest = digest(token);
+    this.#what = what;
   }
 
   /** True when `candidate` is the token. */
@@ -77,7 +80,7 @@ export class TokenCheck {
   bearer(header: string | undefined): void {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
     if (!match || !this.matches(match[1]!)) {
-      throw new FnixError('UNAUTHORIZED', 'the deploy token is missing or wrong: send Authorization: Bearer <token>', { details: { scheme: 'Bearer' } });
+      throw new FnixError('UNAUTHORIZED', `${this.#what} is missing or wrong: send Authorization: Bearer <token>`, { details: { scheme: 'Bearer' } });
     }
   }
 }

@@ -3,6 +3,7 @@
  * The CGI/1.1 meta-variables (RFC 3875, section 4.1) of an HTTP request, as a function's environment.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { isKeyAuthorization, KEY_HEADER, withoutKeyProtocols } from '../auth/keys/key-text.ts';
 
 /** What the CGI variables are made from. */
 export interface CgiRequest {
@@ -28,7 +29,10 @@ export interface CgiRequest {
  * - Content-Type and Content-Length, which are CONTENT_TYPE and CONTENT_LENGTH;
  * - Proxy, which would become HTTP_PROXY and redirect the function's HTTP clients (httpoxy);
  * - names with characters other than letters, digits and `-` (an underscore would let
- *   `X_Forwarded_For` pose as `X-Forwarded-For`).
+ *   `X_Forwarded_For` pose as `X-Forwarded-For`);
+ * - an invoke key (gateway/auth/keys/key-text.ts): X-Fnix-Key always, Authorization when it is
+ *   `Bearer fnixk_...`, and the `fnix.key.<key>` entries of Sec-WebSocket-Protocol. A function never
+ *   sees the key that let its request in.
  */
 export function buildCgiEnv(request: CgiRequest): Record<string, string> {
   const env: Record<string, string> = {
@@ -45,7 +49,9 @@ export function buildCgiEnv(request: CgiRequest): Record<string, string> {
     REMOTE_ADDR: request.remoteAddr,
     REMOTE_PORT: request.remotePort,
   };
-  const add = (value: string, name: string) => {
+  const add = (raw: string, name: string) => {
+    const value = name === 'sec-websocket-protocol' ? withoutKeyProtocols(raw) : raw;
+    if (value === undefined || name === KEY_HEADER || (name === 'authorization' && isKeyAuthorization(value))) return;
     if (name === 'content-type') env['CONTENT_TYPE'] = value;
     else if (name === 'content-length') env['CONTENT_LENGTH'] = value;
     else if (name !== 'proxy' && HEADER_NAME.test(name)) env[`HTTP_${name.toUpperCase().replaceAll('-', '_')}`] = value;

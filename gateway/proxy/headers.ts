@@ -3,9 +3,12 @@
  * The headers a reverse proxy passes on, as RFC 9110 section 7.6.1 has it: hop-by-hop headers (and
  * every header the Connection header names) are dropped in both directions; the request gains the
  * forwarding headers (`X-Forwarded-For`, appended to; `X-Forwarded-Proto` and `X-Forwarded-Host`, set)
- * and `X-Fnix-Invocation-Id`, set by fnix whatever the client sent.
+ * and `X-Fnix-Invocation-Id`, set by fnix whatever the client sent. The invoke key that let the request
+ * in is not passed on: X-Fnix-Key never, Authorization when it is `Bearer fnixk_...`, and the
+ * `fnix.key.<key>` entries of Sec-WebSocket-Protocol (gateway/auth/keys/key-text.ts).
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { isKeyAuthorization, KEY_HEADER, withoutKeyProtocols } from '../auth/keys/key-text.ts';
 
 /** Hop-by-hop headers, and those meant for a proxy; `expect` is the gateway's to answer. */
 const HOP_BY_HOP = new Set([
@@ -59,6 +62,12 @@ export function requestHeaders({ incoming, invocationId, upgrade = false }: Forw
       continue;
     }
     if (HOP_BY_HOP.has(lower) || listed.has(lower) || SET_BY_FNIX.has(lower)) continue;
+    if (lower === KEY_HEADER || (lower === 'authorization' && isKeyAuthorization(raw[i + 1]!))) continue;
+    if (lower === 'sec-websocket-protocol') {
+      const kept = withoutKeyProtocols(raw[i + 1]!);
+      if (kept !== undefined) out.push(name, kept);
+      continue;
+    }
     out.push(name, raw[i + 1]!);
   }
   if (upgrade) out.push('Connection', 'Upgrade');

@@ -4,6 +4,10 @@
  * that URL to gateway/sessions/sessions.ts before it gets here) answers a page that runs xterm.js and
  * opens the session at its own URL in tty mode. `GET /_fnix/terminal/<file>` serves that page's files,
  * xterm.js included, from the gateway itself: the page loads nothing from anywhere else.
+ *
+ * A private function's page is served to anyone (it holds nothing but the name); it asks for an invoke
+ * key, keeps it in the tab's sessionStorage and sends it as a `Sec-WebSocket-Protocol` value, which
+ * the session's upgrade checks (docs/keys.md says why not a `?key=` in the URL).
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -80,7 +84,10 @@ export function createTerminalHandlers(options: TerminalRouteOptions) {
       const fn = options.registry.get(c.req.param('name') ?? '');
       const { page } = await files();
       // The files are linked relative to the page, so that a proxy serving fnix under a prefix still works.
-      const html = page.replaceAll('{{name}}', escapeHtml(fn.name)).replaceAll('{{assets}}', `..${TERMINAL_ASSETS_PATH}`);
+      const html = page
+        .replaceAll('{{name}}', escapeHtml(fn.name))
+        .replaceAll('{{access}}', fn.manifest.access)
+        .replaceAll('{{assets}}', `..${TERMINAL_ASSETS_PATH}`);
       return new Response(html, {
         headers: {
           'content-type': 'text/html; charset=utf-8',

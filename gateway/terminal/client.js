@@ -3,6 +3,10 @@
  * The browser terminal: xterm.js joined to a fnix session (`GET /sessions/<name>` upgraded to a
  * WebSocket, in tty mode) at this page's own path. Frames are binary, the first byte the channel:
  * 0 stdin, 1 stdout, 2 stderr, 3 status, 4 resize, 5 signal (gateway/sessions/protocol.ts).
+ *
+ * A private function's page asks for an invoke key, keeps it in this tab's sessionStorage and offers
+ * it as the subprotocol `fnix.key.<key>`: not in the URL, where history, proxies' logs and Referer
+ * would keep it. A refused handshake forgets the key and asks again.
  */
 import { FitAddon } from './addon-fit.mjs';
 import { Terminal } from './xterm.mjs';
@@ -13,8 +17,20 @@ const MAX_STDIN_FRAME = 64 * 1024;
 /** Query parameters the page sets itself; any others pass through to the function's QUERY_STRING. */
 const OWN_PARAMETERS = new Set(['tty', 'cols', 'rows']);
 
+/** The subprotocol the gateway answers with; a private function's key is offered beside it. */
+const SESSION_PROTOCOL = 'fnix.session';
+const KEY_PROTOCOL_PREFIX = 'fnix.key.';
+/** An invoke key's shape (gateway/auth/keys/key-text.ts). */
+const KEY_PATTERN = /^fnixk_[0-9A-Za-z]{12}_[A-Za-z0-9_-]{43}$/;
+
 const encoder = new TextEncoder();
 const stateElement = document.getElementById('state');
+const keyForm = document.getElementById('key-form');
+const keyInput = document.getElementById('key-input');
+const keyNote = document.getElementById('key-note');
+/** A private function's page asks for its invoke key, kept per tab (sessionStorage) and per page path. */
+const isPrivate = document.body.dataset.access === 'key';
+const KEY_STORAGE = `fnix.key:${location.pathname}`;
 
 const term = new Terminal({
   cursorBlink: true,
@@ -33,43 +49,95 @@ term.focus();
 let status;
 /** Whether the handshake succeeded, which tells a refused session from a lost one. */
 let wasOpen = false;
-showState('connecting…', 'ok');
+/** The session's WebSocket, once there is one. */
+let ws;
 const requestedSize = { cols: term.cols, rows: term.rows };
-const ws = new WebSocket(sessionUrl(requestedSize.cols, requestedSize.rows));
-ws.binaryType = 'arraybuffer';
 
-ws.addEventListener('open', () => {
-  wasOpen = true;
-  // A resize during the handshake could not be sent; the pty still has the size from the URL.
-  if (term.cols !== requestedSize.cols || term.rows !== requestedSize.rows) sendSize(term);
-  showState(`connected · ${term.cols}×${term.rows}`, 'ok');
-});
-ws.addEventListener('message', (event) => {
-  const frame = new Uint8Array(event.data);
-  const payload = frame.subarray(1);
-  if (frame[0] === CHANNEL.STDOUT || frame[0] === CHANNEL.STDERR) {
-    // Bytes, not text: xterm.js decodes UTF-8 itself, carrying a character split across frames over.
-    term.write(payload);
-  } else if (frame[0] === CHANNEL.STATUS) {
-    status = JSON.parse(new TextDecoder().decode(payload));
-    term.write(`\r\n\x1b[1m[${describeStatus(status)}]\x1b[0m\r\n`);
-    endInput();
+if (isPrivate) {
+  const kept = sessionStorage.getItem(KEY_STORAGE);
+  if (kept) connect(kept);
+  else askForKey('');
+} else {
+  connect(undefined);
+}
+
+/**
+ * Opens the session. A private function's key goes in the handshake as a second subprotocol,
+ * `fnix.key.<key>`, beside `fnix.session`, which the gateway picks (it never echoes the key's).
+ */
+function connect(key) {
+  showState('connecting…', 'ok');
+  requestedSize.cols = term.cols;
+  requestedSize.rows = term.rows;
+  const url = sessionUrl(requestedSize.cols, requestedSize.rows);
+  ws = key === undefined ? new WebSocket(url) : new WebSocket(url, [SESSION_PROTOCOL, `${KEY_PROTOCOL_PREFIX}${key}`]);
+  ws.binaryType = 'arraybuffer';
+
+  ws.addEventListener('open', () => {
+    wasOpen = true;
+    // A resize during the handshake could not be sent; the pty still has the size from the URL.
+    if (term.cols !== requestedSize.cols || term.rows !== requestedSize.rows) sendSize(term);
+    showState(`connected · ${term.cols}×${term.rows}`, 'ok');
+    term.focus();
+  });
+  ws.addEventListener('message', (event) => {
+    const frame = new Uint8Array(event.data);
+    const payload = frame.subarray(1);
+    if (frame[0] === CHANNEL.STDOUT || frame[0] === CHANNEL.STDERR) {
+      // Bytes, not text: xterm.js decodes UTF-8 itself, carrying a character split across frames over.
+      term.write(payload);
+    } else if (frame[0] === CHANNEL.STATUS) {
+      status = JSON.parse(new TextDecoder().decode(payload));
+      term.write(`\r\n\x1b[1m[${describeStatus(status)}]\x1b[0m\r\n`);
+      endInput();
+    }
+  });
+  ws.addEventListener('close', (event) => {
+    if (status) {
+      endInput();
+      showState(`${describeStatus(status)} · connection closed · reload to start again`, 'ended');
+    } else if (event.code === 1006 && !wasOpen && key !== undefined) {
+      // The browser hides the refusal's HTTP status: the key may be wrong or revoked. It is forgotten,
+      // and asked for again.
+      sessionStorage.removeItem(KEY_STORAGE);
+      askForKey('refused: the key may be wrong, revoked or for another function (or fnix has no capacity); enter it again');
+    } else if (event.code === 1006 && !wasOpen) {
+      endInput();
+      // The browser hides the refusal's HTTP status and JSON body; these are its likely reasons.
+      const reason = 'could not connect: the function is unknown, fnix has no capacity or is shutting down, or the gateway is unreachable';
+      term.write(`\r\n\x1b[31m[${reason}]\x1b[0m\r\n`);
+      showState(`${reason} · reload to try again`, 'failed');
+    } else {
+      endInput();
+      const reason = `connection lost (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`;
+      term.write(`\r\n\x1b[31m[${reason}]\x1b[0m\r\n`);
+      showState(`${reason} · reload to start again`, 'failed');
+    }
+  });
+}
+
+/** Shows the key form (with `note` saying why, if it is asked again); its submit connects. */
+function askForKey(note) {
+  showState('an invoke key is needed', 'failed');
+  keyNote.textContent = note;
+  keyForm.hidden = false;
+  keyInput.value = '';
+  keyInput.focus();
+}
+
+keyForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const key = keyInput.value.trim();
+  if (!KEY_PATTERN.test(key)) {
+    keyNote.textContent = 'that is not an invoke key: it looks like fnixk_<id>_<secret> (POST /api/keys makes one)';
+    return;
   }
-});
-ws.addEventListener('close', (event) => {
-  endInput();
-  if (status) {
-    showState(`${describeStatus(status)} · connection closed · reload to start again`, 'ended');
-  } else if (event.code === 1006 && !wasOpen) {
-    // The browser hides the refusal's HTTP status and JSON body; these are its likely reasons.
-    const reason = 'could not connect: the function is unknown, fnix has no capacity or is shutting down, or the gateway is unreachable';
-    term.write(`\r\n\x1b[31m[${reason}]\x1b[0m\r\n`);
-    showState(`${reason} · reload to try again`, 'failed');
-  } else {
-    const reason = `connection lost (code ${event.code}${event.reason ? `: ${event.reason}` : ''})`;
-    term.write(`\r\n\x1b[31m[${reason}]\x1b[0m\r\n`);
-    showState(`${reason} · reload to start again`, 'failed');
-  }
+  keyInput.value = '';
+  keyNote.textContent = '';
+  keyForm.hidden = true;
+  sessionStorage.setItem(KEY_STORAGE, key);
+  fitAddon.fit();
+  connect(key);
 });
 
 term.onData((data) => sendInput(encoder.encode(data)));
@@ -77,7 +145,7 @@ term.onData((data) => sendInput(encoder.encode(data)));
 term.onBinary((data) => sendInput(Uint8Array.from(data, (char) => char.charCodeAt(0) & 0xff)));
 term.onResize(({ cols, rows }) => {
   sendSize({ cols, rows });
-  if (ws.readyState === WebSocket.OPEN && !status) showState(`connected · ${cols}×${rows}`, 'ok');
+  if (ws?.readyState === WebSocket.OPEN && !status) showState(`connected · ${cols}×${rows}`, 'ok');
 });
 
 // Refit whenever the terminal's box changes size (the window, the zoom), at most once a frame.
@@ -115,7 +183,7 @@ function decodeName(name) {
 
 /** Sends one frame, if the session is still open. */
 function send(channel, payload) {
-  if (ws.readyState !== WebSocket.OPEN || status) return;
+  if (ws?.readyState !== WebSocket.OPEN || status) return;
   const frame = new Uint8Array(payload.length + 1);
   frame[0] = channel;
   frame.set(payload, 1);
