@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Compiles runtime/, deployments/ and gateway/ to JavaScript in dist/, which is what `npm start` runs. Serving from
-# compiled files rather than through tsx spares the gateway tsx's loader thread (about 37 MB of RSS)
-# and the compile at every start. Skipped when nothing it depends on has changed since the last build.
+# Compiles runtime/, deployments/, gateway/ and cli/ to JavaScript in dist/, which is what `npm start` and
+# bin/fnix.mjs run. Serving from compiled files rather than through tsx spares the gateway tsx's loader
+# thread (about 37 MB of RSS) and the compile at every start. Skipped when nothing it depends on has
+# changed since the last build.
 # The new build is made beside dist/ and swapped in, under a lock, so that a gateway starting from
 # dist/ never sees it half-made.
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 exec 9>.fnix-build.lock
 flock 9
 
-stamp=$( (find runtime deployments gateway -type f -print0 | sort -z | xargs -0 sha256sum
+stamp=$( (find runtime deployments gateway cli -type f -print0 | sort -z | xargs -0 sha256sum
   sha256sum tsconfig.json tsconfig.build.json package-lock.json scripts/build.sh
   node --version) | sha256sum | cut -d' ' -f1)
 if [ -f dist/.fnix-build-hash ] && [ "$(cat dist/.fnix-build-hash)" = "$stamp" ]; then

@@ -1,8 +1,8 @@
 /**
  * @module
  * The layers import only downwards: runtime/ knows nothing of HTTP, deployments or the gateway;
- * deployments/ knows nothing of HTTP or the gateway. Read from the source, so that a stray import
- * fails here rather than in a review.
+ * deployments/ knows nothing of HTTP or the gateway; cli/ is a client of the HTTP API and shares no
+ * code with the server. Read from the source, so that a stray import fails here rather than in a review.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -41,5 +41,9 @@ describe('the layers', () => {
 
   it('deployments/ imports neither gateway/ nor anything HTTP', async () => {
     expect(await importsOf('deployments', /^gateway\/|^(hono|@hono\/|ws$)/)).toEqual([]);
+  });
+
+  it('cli/ is a client: it imports neither runtime/, deployments/ nor gateway/', async () => {
+    expect(await importsOf('cli', /^(runtime|deployments|gateway)\//)).toEqual([]);
   });
 });

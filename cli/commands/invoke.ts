@@ -1,0 +1,117 @@
+/**
+ * @module
+ * `fnix invoke <fn> [path]`: one HTTP request to /fn/<fn>, curl's way: -X, -H, -d, --data-binary @file,
+ * or stdin when it is piped. The response body goes to stdout byte for byte; an error goes to stderr
+ * with its code, message and invocation id, and the exit code is not 0.
+ */
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { bodyOf, chunksOf, INVOCATION_ID_HEADER } from '../client.ts';
+import type { CliContext } from '../context.ts';
+import { EXIT, usageError } from '../errors.ts';
+import { readStdin, stdinIsGiven } from '../input.ts';
+
+/** The invoke command's options. */
+interface InvokeOptions {
+  request?: string;
+  header?: string[];
+  data?: string;
+  dataBinary?: string;
+  key?: string;
+  include?: boolean;
+}
+
+/** Registers `invoke`. */
+export function registerInvoke(program: Command, context: CliContext): void {
+  program
+    .command('invoke')
+    .description('call a function over HTTP; its body goes to stdout, byte for byte')
+    .argument('<fn>', 'the function')
+    .argument('[path]', 'the rest of the URL after /fn/<fn>, with a query if any (/a/b?x=1, or ?name=Ada)')
+    .option('-X, --request <method>', 'the HTTP method (default: GET, or POST with a body)')
+    .option('-H, --header <header>', "a request header, 'Name: value' (repeatable)", collect)
+    .option('-d, --data <data>', 'the request body, as given')
+    .option('--data-binary <@file>', 'the request body from a file (@path), from stdin (@-), or as given')
+    .option('--key <key>', 'an invoke key for a private function (default: FNIX_KEY), sent as X-Fnix-Key')
+    .option('-i, --include', 'print the response status and headers on stderr')
+    .addHelpText('after', '\nWith no -d or --data-binary, a piped stdin is the body: echo hi | fnix invoke echo\n')
+    .action(async (name: string, path: string | undefined, options: InvokeOptions) => {
+      const client = await context.client();
+      const body = await requestBody(options);
+      const method = (options.request ?? (body ? 'POST' : 'GET')).toUpperCase();
+      if (body && (method === 'GET' || method === 'HEAD')) throw usageError(`a ${method} request cannot have a body`, 'use -X POST (or PUT, ...)');
+      const headers = parseHeaders(options.header ?? []);
+      const key = options.key ?? client.settings.key;
+      if (key) headers['x-fnix-key'] = key;
+      const response = await client.fetch(invokePath(name, path), { method, headers, body: bodyOf(body), token: false });
+      const invocationId = response.headers.get(INVOCATION_ID_HEADER) ?? undefined;
+      if (options.include) context.output.err(describeHead(response));
+      if (response.status >= 400) {
+        const text = Buffer.from(await response.arrayBuffer());
+        const error = client.errorOf(response, text.toString('utf8'));
+        // Not a gateway error: the function's own error response, which is its output.
+        if (error.code.startsWith('HTTP_')) {
+          await writeOut(text);
+          context.output.err(`fnix: ${name} answered ${response.status} ${response.statusText}${invocationId ? ` (invocation ${invocationId})` : ''}\n`);
+          context.exitCode = EXIT.ERROR;
+          return;
+        }
+        throw error;
+      }
+      if (response.body) for await (const chunk of chunksOf(response.body)) await writeOut(chunk);
+    });
+}
+
+/** The path of an invocation: `/fn/<name>`, then `path` (a query alone is allowed: `?name=Ada`). */
+export function invokePath(name: string, path: string | undefined): string {
+  const base = `/fn/${encodeURIComponent(name)}`;
+  if (!path) return base;
+  if (path.startsWith('?')) return base + path;
+  return `${base}/${path.replace(/^\/+/, '')}`;
+}
+
+/** `Name: value` headers as an object; a usage error for one without a colon. */
+export function parseHeaders(lines: readonly string[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw usageError(`-H ${JSON.stringify(line)} is not a header`, "write it as 'Name: value'");
+    headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return headers;
+}
+
+/** The request body from -d, --data-binary or a piped stdin; undefined when there is none. */
+async function requestBody(options: InvokeOptions): Promise<Buffer | undefined> {
+  if (options.data !== undefined && options.dataBinary !== undefined) throw usageError('give -d or --data-binary, not both');
+  if (options.data !== undefined) return Buffer.from(options.data);
+  const binary = options.dataBinary;
+  if (binary === '@-') return readStdin();
+  if (binary?.startsWith('@')) {
+    try {
+      return await readFile(binary.slice(1));
+    } catch (error) {
+      throw usageError(`cannot read --data-binary ${binary}: ${(error as Error).message}`);
+    }
+  }
+  if (binary !== undefined) return Buffer.from(binary);
+  if (stdinIsGiven()) return readStdin();
+  return undefined;
+}
+
+/** The status line and headers, as -i prints them. */
+function describeHead(response: Response): string {
+  const lines = [`HTTP ${response.status} ${response.statusText}`];
+  for (const [name, value] of response.headers) lines.push(`${name}: ${value}`);
+  return `${lines.join('\n')}\n\n`;
+}
+
+/** Writes to stdout, waiting while it is full. */
+async function writeOut(chunk: Uint8Array): Promise<void> {
+  if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}

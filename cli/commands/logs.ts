@@ -1,0 +1,142 @@
+/**
+ * @module
+ * `fnix logs <fn>` (the function's log lines, or --follow them as they come), `fnix invocations <fn>`
+ * (its invocation records, newest first) and `fnix invocation <ID>` (one record and its lines).
+ */
+import type { Command } from 'commander';
+import type { InvocationRecord, LogLine } from '../api-types.ts';
+import { chunksOf } from '../client.ts';
+import { type CliContext, jsonOption } from '../context.ts';
+import { formatBytes, formatDuration, formatFields, formatJson, formatTable, type Palette } from '../output.ts';
+import { parseCount, sinceParam } from '../since.ts';
+
+/** Registers `logs`, `invocations` and `invocation`. */
+export function registerLogs(program: Command, context: CliContext): void {
+  jsonOption(
+    program
+      .command('logs')
+      .description("a function's log lines (its stderr, a serve instance's stdout and stderr), oldest first")
+      .argument('<fn>', 'the function')
+      .option('-f, --follow', 'keep printing new lines as they come, until interrupted')
+      .option('--since <when>', 'only lines since then: a duration back from now (30s, 10m, 2h, 7d) or an ISO time')
+      .option('--invocation <id>', "only this invocation's lines")
+      .option('--limit <n>', 'at most the last n lines (default 100, at most 10000)'),
+  ).action(async (name: string, options: { follow?: boolean; since?: string; invocation?: string; limit?: string; json?: boolean }) => {
+    const query = new URLSearchParams();
+    if (options.since) query.set('since', sinceParam(options.since));
+    if (options.limit) query.set('limit', String(parseCount(options.limit, '--limit', 10_000)));
+    if (options.invocation) query.set('invocation', options.invocation);
+    const client = await context.client();
+    const path = `/api/functions/${encodeURIComponent(name)}/logs`;
+    const { out, paint } = context.output;
+    const print = (line: LogLine) => out(options.json ? `${JSON.stringify(line)}\n` : formatLogLine(line, paint));
+    if (!options.follow) {
+      const { lines } = await client.json<{ lines: LogLine[] }>(`${path}?${query}`);
+      if (options.json) return out(formatJson({ lines }));
+      for (const line of lines) print(line);
+      return;
+    }
+    query.set('follow', '1');
+    const response = await client.fetch(`${path}?${query}`, { headers: { accept: 'application/x-ndjson' } });
+    if (!response.ok) throw client.errorOf(response, await response.text());
+    for await (const line of ndjson(response.body!)) print(line as LogLine);
+  });
+
+  jsonOption(
+    program
+      .command('invocations')
+      .description("a function's invocation records, newest first")
+      .argument('<fn>', 'the function')
+      .option('--limit <n>', 'at most n records')
+      .option('--since <when>', 'only those since then (30s, 10m, 2h, 7d, or an ISO time)')
+      .option('--outcome <code>', 'only those with this outcome (OK, FUNCTION_FAILED, ...)'),
+  ).action(async (name: string, options: { limit?: string; since?: string; outcome?: string; json?: boolean }) => {
+    const query = new URLSearchParams();
+    if (options.limit) query.set('limit', String(parseCount(options.limit, '--limit')));
+    if (options.since) query.set('since', sinceParam(options.since));
+    if (options.outcome) query.set('outcome', options.outcome);
+    const answer = await (await context.client()).json<{ invocations: InvocationRecord[] }>(`/api/functions/${encodeURIComponent(name)}/invocations?${query}`);
+    if (options.json) return context.output.out(formatJson(answer));
+    context.output.out(describeInvocations(answer.invocations, context.output.paint));
+  });
+
+  jsonOption(program.command('invocation').description('one invocation: its record and its log lines').argument('<id>', 'the invocation id')).action(
+    async (id: string, options: { json?: boolean }) => {
+      const answer = await (await context.client()).json<{ invocation: InvocationRecord; lines: LogLine[] }>(`/api/invocations/${encodeURIComponent(id)}`);
+      if (options.json) return context.output.out(formatJson(answer));
+      const { paint } = context.output;
+      context.output.out(describeInvocation(answer.invocation, paint));
+      context.output.out(answer.lines.length ? `\n${answer.lines.map((l) => formatLogLine(l, paint)).join('')}` : '\nno log lines\n');
+    },
+  );
+}
+
+/** A log line as people read it: `time stream [invocation] line`. */
+export function formatLogLine(line: LogLine, paint: Palette): string {
+  const stream = line.stream === 'stderr' ? paint.yellow('stderr') : line.stream === 'fnix' ? paint.dim('fnix  ') : 'stdout';
+  const source = line.invocationId ?? line.instance;
+  return `${paint.dim(line.time)} ${stream} ${source ? `[${source}] ` : ''}${line.line}\n`;
+}
+
+/** An outcome, green when OK. */
+function outcomeOf(record: InvocationRecord, paint: Palette): string {
+  return record.outcome === 'OK' ? paint.green('OK') : paint.red(record.outcome);
+}
+
+/** Invocation records as a table. */
+export function describeInvocations(records: readonly InvocationRecord[], paint: Palette): string {
+  if (records.length === 0) return 'no invocations\n';
+  return formatTable(
+    ['ID', 'STARTED', 'KIND', 'OUTCOME', 'STATUS', 'EXIT', 'DURATION', 'IN', 'OUT', 'START'],
+    records.map((r) => [
+      r.id,
+      r.startedAt,
+      r.kind,
+      outcomeOf(r, paint),
+      r.status === null ? '-' : String(r.status),
+      r.signal ?? (r.exitCode === null ? '-' : String(r.exitCode)),
+      formatDuration(r.durationMs),
+      formatBytes(r.bytesIn),
+      formatBytes(r.bytesOut),
+      r.cold === null ? '-' : r.cold ? 'cold' : 'warm',
+    ]),
+    paint.bold,
+  );
+}
+
+/** One invocation record, field by field. */
+export function describeInvocation(r: InvocationRecord, paint: Palette): string {
+  const fields: [string, string][] = [
+    ['id', r.id],
+    ['function', `${r.function} (version ${r.version}${r.deployment ? `, deployment ${r.deployment}` : ''})`],
+    ['kind', r.kind],
+    ['started', r.startedAt],
+    ['duration', formatDuration(r.durationMs)],
+    ['outcome', outcomeOf(r, paint)],
+  ];
+  if (r.status !== null) fields.push(['status', String(r.status)]);
+  if (r.exitCode !== null) fields.push(['exit code', String(r.exitCode)]);
+  if (r.signal !== null) fields.push(['signal', r.signal]);
+  fields.push(['bytes', `${formatBytes(r.bytesIn)} in, ${formatBytes(r.bytesOut)} out`]);
+  if (r.cold !== null) fields.push(['start', r.cold ? 'cold' : 'warm']);
+  if (r.instance) fields.push(['instance', r.instance]);
+  if (r.container) fields.push(['container', r.container]);
+  return formatFields(fields, paint.bold);
+}
+
+/** The JSON values of an NDJSON stream, one per line, as they come. */
+export async function* ndjson(body: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
+  const decoder = new TextDecoder();
+  let pending = '';
+  for await (const chunk of chunksOf(body)) {
+    pending += decoder.decode(chunk, { stream: true });
+    let newline = pending.indexOf('\n');
+    while (newline >= 0) {
+      const line = pending.slice(0, newline).trim();
+      pending = pending.slice(newline + 1);
+      if (line) yield JSON.parse(line);
+      newline = pending.indexOf('\n');
+    }
+  }
+  if (pending.trim()) yield JSON.parse(pending);
+}
