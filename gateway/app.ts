@@ -18,9 +18,15 @@ import { instrumentRunner } from './metrics/instrument-runner.ts';
 import type { GatewayMetrics } from './metrics/metrics.ts';
 import type { Deployments } from '../deployments/deployments.ts';
 import type { TokenGuard } from './auth/guard.ts';
+import type { KeyGuard } from './auth/keys/guard.ts';
+import type { KeyStore } from './auth/keys/store.ts';
 import { createGitHandler, GIT_PATH } from './git/http-backend.ts';
 import { createAdminApi } from './routes/admin.ts';
 import { createHealthHandler } from './routes/health.ts';
+import { createLogsApi } from './routes/logs.ts';
+import type { Recorder } from '../runtime/records/recorder.ts';
+import { createKeysApi } from './routes/keys.ts';
+import { createSecretsApi, type SecretsApiOptions } from './routes/secrets.ts';
 import { createServeProxy } from './proxy/http.ts';
 import { createServeUpgrade } from './proxy/upgrade.ts';
 import { createInvokeHandler, INVOCATION_ID_HEADER, type GatewayEnv } from './routes/invoke.ts';
@@ -50,6 +56,22 @@ export interface AppOptions {
   deploys: DeployRoutesOptions;
   /** Live sessions: the route that takes `/sessions/<name>` upgrades (gateway/sessions/sessions.ts). */
   sessions: Pick<Sessions, 'open'>;
+  /** Invocation records and log lines (runtime/records/), fed by the routes and read at /api. @default none */
+  records?: Recorder | undefined;
+  /** Private functions' invoke keys (docs/keys.md), and the token /metrics may need. */
+  access: AccessOptions;
+  /** The secrets /api/secrets manages, and the restarts a change starts (docs/secrets.md). */
+  secrets: Pick<SecretsApiOptions, 'secrets' | 'rotation'>;
+}
+
+/** Who may invoke private functions, and read /metrics. */
+export interface AccessOptions {
+  /** The invoke keys, which /api/keys manages. */
+  keys: KeyStore;
+  /** The check in front of every way into a private function (the sessions' own is given to createSessions). */
+  guard: KeyGuard;
+  /** FNIX_METRICS_TOKEN's guard; undefined leaves /metrics open. */
+  metricsToken: TokenGuard | undefined;
 }
 
 /** What the git endpoint and the admin API need. */
@@ -75,21 +97,29 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
   const { metrics, registry, instances, log } = options;
   app.use(SESSION_ROUTE, takeUpgrades(options.sessions.open));
   // A serve function's own server takes the upgrades of its /fn/<name>/... URLs (a WebSocket server).
-  app.use('/fn/*', takeUpgrades(createServeUpgrade({ registry, instances, log })));
+  app.use('/fn/*', takeUpgrades(createServeUpgrade({ registry, instances, log, keys: options.access.guard, records: options.records })));
   app.use('*', refuseUpgrades());
   app.use('/fn/*', function assignInvocationId(c, next) {
     c.set('invocationId', nanoid());
     return next();
   });
-  const serve = createServeProxy({ registry, instances, maxBody: options.maxBody, maxOutput: options.maxOutput, log, metrics });
-  const invoke = createInvokeHandler({ ...options, serve, runner: instrumentRunner(options.runner, metrics, 'http') });
+  const serve = createServeProxy({ registry, instances, maxBody: options.maxBody, maxOutput: options.maxOutput, log, metrics, records: options.records });
+  const invoke = createInvokeHandler({
+    ...options,
+    serve,
+    runner: instrumentRunner(options.runner, metrics, 'http', options.records),
+    keys: options.access.guard,
+  });
   app.all('/fn/:name', invoke);
   app.all('/fn/:name/*', invoke);
   app.get('/healthz', createHealthHandler({ health: options.health, registry, instances, isShuttingDown: options.isShuttingDown ?? (() => false) }));
-  app.get('/metrics', createMetricsHandler(metrics));
+  app.get('/metrics', createMetricsHandler(metrics, options.access.metricsToken));
   const { deployments, token, gitRoot, maxPushBytes } = options.deploys;
   app.all(`${GIT_PATH}/*`, createGitHandler({ gitRoot, token, deployments, log: options.log, maxBodyBytes: maxPushBytes + 1024 * 1024 }));
   app.route('/api', createAdminApi({ deployments, registry, instances, token }));
+  app.route('/api', createKeysApi({ keys: options.access.keys, token }));
+  if (options.records) app.route('/api', createLogsApi({ store: options.records.store, registry, token, log }));
+  app.route('/api', createSecretsApi({ ...options.secrets, registry, token }));
   // The browser terminal; the WebSocket upgrade of the same URL was taken above.
   const terminal = createTerminalHandlers({ registry: options.registry });
   app.get('/sessions/:name', terminal.servePage);

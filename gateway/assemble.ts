@@ -8,13 +8,21 @@
 import { join } from 'node:path';
 import type { Hono } from 'hono';
 import { cleanDeployLeftovers, type Deployments, startDeployments } from '../deployments/deployments.ts';
+import type { ErrorCode } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
+import { Recorder } from '../runtime/records/recorder.ts';
+import { RecordStore } from '../runtime/records/store.ts';
 import { type Runtime, startRuntime } from '../runtime/runtime.ts';
+import { FileSecretStore } from '../runtime/secrets/file-store.ts';
+import { SecretRotation } from '../runtime/secrets/rotation.ts';
 import { createApp } from './app.ts';
 import { FailureLimiter } from './auth/failure-limiter.ts';
 import { TokenGuard } from './auth/guard.ts';
+import { FileKeyStore } from './auth/keys/file-store.ts';
+import { KeyGuard } from './auth/keys/guard.ts';
 import { loadToken, TokenCheck } from './auth/token.ts';
 import type { Config } from './config.ts';
+import { STATUS_BY_CODE } from './errors.ts';
 import { HostAllowlist } from './host-check.ts';
 import { instrumentRunner } from './metrics/instrument-runner.ts';
 import { type EdgeStats, GatewayMetrics } from './metrics/metrics.ts';
@@ -63,12 +71,37 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     limits: config.limits,
     log,
     cleanStateDir: cleanDeployLeftovers(config.stateDir, log),
+    openSecrets: (stateDir) => FileSecretStore.open({ stateDir, key: config.secretsKey }),
   });
   let deployments: Deployments | undefined;
+  let keyStore: FileKeyStore | undefined;
+  let recordStore: RecordStore | undefined;
   try {
+    // Invocation records and log lines (docs/logs.md): opened once the runtime holds the state folder's lock.
+    const records = RecordStore.open({ stateDir: config.stateDir, bounds: config.records, log });
+    recordStore = records;
+    let liveDeployment: string | undefined;
+    const refreshDeployment = () =>
+      void deployments?.records.current().then(
+        (id) => (liveDeployment = id),
+        () => {},
+      );
+    const recorder = new Recorder({ store: records, deployment: () => liveDeployment, statusOf: (code) => STATUS_BY_CODE[code as ErrorCode] ?? 500 });
+    runtime.instances.output(({ function: name, instance, invocationId, stream, line }) =>
+      recorder.line({ function: name, instance, invocationId, stream, line }),
+    );
     const token = await loadToken(config.stateDir, config.token);
     const metrics = GatewayMetrics.forRuntime(runtime, options.edge);
     const hosts = new HostAllowlist(config.allowedHosts);
+    // Invoke keys for private functions, and who may read /metrics (docs/keys.md). Wrong keys and
+    // wrong metrics tokens are limited per address apart from the deploy token's failures.
+    const keys = await FileKeyStore.open({ stateDir: config.stateDir });
+    keyStore = keys;
+    keys.onChange(({ type, key }) => log.info(`invoke key ${type}`, { id: key.id, name: key.name, function: key.function ?? '*' }));
+    const keyGuard = new KeyGuard({ keys, limiter: new FailureLimiter(), log, metrics });
+    const metricsToken = config.metricsToken
+      ? new TokenGuard({ token: new TokenCheck(config.metricsToken, 'the metrics token (FNIX_METRICS_TOKEN)'), limiter: new FailureLimiter(), log, metrics })
+      : undefined;
     // What is served comes from the repository: the active deployment, or at first start the
     // functions folder, imported as the first commit.
     deployments = await startDeployments({
@@ -79,17 +112,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       pushWaitMs: tuning.pushWaitMs,
       historyLimit: config.historyLimit,
       log,
-      onDeployment: (outcome, durationMs) => metrics.deploymentFinished(outcome, durationMs),
+      onDeployment: (outcome, durationMs) => {
+        metrics.deploymentFinished(outcome, durationMs);
+        refreshDeployment();
+      },
+      secretNames: () => new Set(runtime.secrets.list().map((secret) => secret.name)),
     });
+    liveDeployment = await deployments.records.current();
+    // A secret set (or rotated) restarts the serve functions declaring it; the names, never the values, are logged.
+    const rotation = new SecretRotation({ store: runtime.secrets, registry: runtime.registry, instances: runtime.instances, log });
+    runtime.secrets.onChange(({ name, kind }) => log.info(`secret ${kind}`, { secret: name }));
     const sessions = createSessions({
       registry: runtime.registry,
-      runner: instrumentRunner(runtime.runner, metrics, 'session'),
+      runner: instrumentRunner(runtime.runner, metrics, 'session', recorder),
       log,
       metrics,
       maxPayload: tuning.sessionMaxFrame ?? SESSION_MAX_FRAME,
       maxSessions: config.maxSessions,
       heartbeatMs: tuning.sessionHeartbeatMs,
       isShuttingDown: options.isShuttingDown,
+      keys: keyGuard,
+      records: recorder,
     });
     const app = createApp({
       metrics,
@@ -109,6 +152,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         maxPushBytes: config.maxPushBytes,
       },
       sessions,
+      access: { keys, guard: keyGuard, metricsToken },
+      secrets: { secrets: runtime.secrets, rotation },
+      records: recorder,
     });
     if (token.source === 'generated') {
       // Shown once; it stays in the state folder (mode 0600).
@@ -124,12 +170,18 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       async close(graceMs) {
         await sessions.closeAll();
         await started.close();
+        // The keys' last uses are only a note: failing to write them must not keep the runtime up.
+        await keys.close().catch((error: unknown) => log.error("could not write the invoke keys' last uses", { error: String(error) }));
         await runtime.close(graceMs);
+        // Last, so that what the runtime's last invocations and instances wrote is in.
+        records.close();
       },
     };
   } catch (error) {
     await deployments?.close();
+    await keyStore?.close().catch(() => {});
     await runtime.close(0);
+    recordStore?.close();
     throw error;
   }
 }

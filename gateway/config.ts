@@ -8,7 +8,9 @@ import { MAX_STATE_DIR_BYTES } from '../runtime/container/launcher.ts';
 import { invalidAllowedUriReason } from '../runtime/nix/repository-set.ts';
 import { type BinaryCacheSettings, invalidSubstituterReason, invalidTrustedKeyReason, redactKey } from '../runtime/nix/substituters.ts';
 import { splitList } from '../runtime/nix/url-list.ts';
+import { decodeSecretsKey } from '../runtime/secrets/key.ts';
 import type { ContainerLimits } from '../runtime/podman/run.ts';
+import { DEFAULT_RECORD_BOUNDS, type RecordBounds } from '../runtime/records/bounds.ts';
 import { ALLOWED_HOST_PATTERN } from './host-check.ts';
 
 /** The gateway's and the runtime's settings. */
@@ -61,8 +63,15 @@ export interface Config {
   shutdownGraceMs: number;
   /** FNIX_TOKEN: the deploy token; unset, one is made at first start and kept in the state folder. */
   token: string | undefined;
+  /** FNIX_METRICS_TOKEN: when set, GET /metrics needs `Authorization: Bearer <it>`. @default undefined: /metrics is open */
+  metricsToken: string | undefined;
   /** FNIX_MAX_PUSH: the largest pack a git push may send. @default 100 MiB */
   maxPushBytes: number;
+  /**
+   * FNIX_SECRETS_KEY: the key secrets are encrypted with, 32 bytes in base64 (docs/secrets.md).
+   * @default undefined: the key in `<stateDir>/secrets.key`, made at first start
+   */
+  secretsKey: Buffer | undefined;
   /**
    * FNIX_HISTORY: the deployments kept (the newest, besides the active one and the one it replaced), with
    * their builds and GC roots. @default undefined, which deployments/deployments.ts takes as 50
@@ -73,6 +82,12 @@ export interface Config {
    * @default the open-files limit less what fnix keeps for its own work (gateway/connection-limit.ts)
    */
   maxConnections: number | undefined;
+  /**
+   * The invocation records' and log lines' bounds, per function (docs/logs.md): FNIX_LOG_MAX_BYTES (log
+   * bytes, @default 16 MiB), FNIX_LOG_MAX_AGE (lines and records, `7d`, `12h`, `30m`, @default 7d),
+   * FNIX_LOG_MAX_RECORDS (@default 10000) and FNIX_LOG_RATE (log bytes per second, @default 1 MiB).
+   */
+  records: RecordBounds;
 }
 
 const MIB = 1024 * 1024;
@@ -121,6 +136,12 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
   if (token !== undefined && token.length < 16) {
     throw new ConfigError(`FNIX_TOKEN is ${token.length} characters: use at least 16 (or unset it, and fnix makes one)`);
   }
+  const metricsToken = env['FNIX_METRICS_TOKEN'] || undefined;
+  if (metricsToken !== undefined && (metricsToken.length < 16 || /\s/.test(metricsToken))) {
+    throw new ConfigError(
+      `FNIX_METRICS_TOKEN must be at least 16 characters with no spaces (it has ${metricsToken.length}); or unset it, and /metrics is open`,
+    );
+  }
   return {
     port: readInteger(env, 'FNIX_PORT', 8080, 0, 65_535),
     host,
@@ -147,10 +168,37 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     },
     shutdownGraceMs: readInteger(env, 'FNIX_SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
     token,
+    metricsToken,
     maxPushBytes: readBytes(env, 'FNIX_MAX_PUSH', 100 * MIB, MIB, 64 * 1024 * MIB),
+    secretsKey: readSecretsKey(env),
     historyLimit: env['FNIX_HISTORY'] ? readInteger(env, 'FNIX_HISTORY', 0, 1, MAX_HISTORY) : undefined,
     maxConnections: env['FNIX_MAX_CONNECTIONS'] ? readInteger(env, 'FNIX_MAX_CONNECTIONS', 0, 1, 1_048_576) : undefined,
+    records: readRecordBounds(env),
   };
+}
+
+/** FNIX_LOG_MAX_BYTES, FNIX_LOG_MAX_AGE, FNIX_LOG_MAX_RECORDS and FNIX_LOG_RATE (runtime/records/bounds.ts has the defaults). */
+function readRecordBounds(env: Env): RecordBounds {
+  const defaults = DEFAULT_RECORD_BOUNDS;
+  return {
+    maxLogBytes: readBytes(env, 'FNIX_LOG_MAX_BYTES', defaults.maxLogBytes, 64 * 1024, 64 * 1024 * MIB),
+    maxAgeMs: readAge(env, 'FNIX_LOG_MAX_AGE', defaults.maxAgeMs),
+    maxRecords: readInteger(env, 'FNIX_LOG_MAX_RECORDS', defaults.maxRecords, 1, 10_000_000),
+    ratePerSecond: readBytes(env, 'FNIX_LOG_RATE', defaults.ratePerSecond, 1024, 1024 * MIB),
+  };
+}
+
+/** An age: a number with s, m, h or d (`7d`, `12h`), from a minute to ten years. */
+function readAge(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const match = /^(\d+)\s*([smhd])$/i.exec(raw.trim());
+  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(match?.[2] ?? 's').toLowerCase() as 's' | 'm' | 'h' | 'd'];
+  const value = match ? Number(match[1]) * unit : Number.NaN;
+  if (!(value >= 60_000 && value <= 3650 * 86_400_000)) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)}: expected an age from 1m to 3650d, such as 7d, 12h or 30m`);
+  }
+  return value;
 }
 
 /** FNIX_QUEUE_TIMEOUT, a duration (`10s`, `500ms`, `1m`, or milliseconds), or FNIX_QUEUE_TIMEOUT_MS; not both. */
@@ -200,6 +248,19 @@ function readAllowedUris(env: Env): string[] | undefined {
     if (why) throw new ConfigError(`FNIX_ALLOWED_URIS has ${JSON.stringify(uri)}, which pushed Nix code may not be allowed to fetch: ${why}`);
   }
   return uris.length > 0 ? uris : undefined;
+}
+
+/** FNIX_SECRETS_KEY, decoded; undefined when unset. The message never quotes the value. */
+function readSecretsKey(env: Env): Buffer | undefined {
+  const raw = env['FNIX_SECRETS_KEY'];
+  if (raw === undefined || raw === '') return undefined;
+  const key = decodeSecretsKey(raw);
+  if (!key) {
+    throw new ConfigError(
+      `FNIX_SECRETS_KEY is not a secrets key: expected 32 bytes in base64 (44 characters), such as the output of \`openssl rand -base64 32\`, or unset it to use the key file in the state folder`,
+    );
+  }
+  return key;
 }
 
 /** FNIX_ALLOWED_HOSTS: comma-separated names, `.domain` entries, or `*`. */

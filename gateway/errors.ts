@@ -77,6 +77,8 @@ export function errorParts(error: FnixError): { status: number; headers: Record<
   if (error.code === 'UNAUTHORIZED') {
     headers['www-authenticate'] = error.details['scheme'] === 'Bearer' ? 'Bearer realm="fnix"' : 'Basic realm="fnix", charset="UTF-8"';
   }
+  // A private function's refusal names the scheme its invoke key is sent with.
+  if (error.code === 'KEY_REQUIRED' || error.code === 'KEY_INVALID') headers['www-authenticate'] = 'Bearer realm="fnix"';
   return { status, headers, body: JSON.stringify({ error: error.toJSON() }) };
 }
 

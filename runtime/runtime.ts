@@ -21,6 +21,8 @@ import type { ContainerLimits } from './podman/run.ts';
 import { writeSeccompProfile } from './podman/seccomp.ts';
 import { Pool, type PoolStats } from './pool/pool.ts';
 import { PoolRunner } from './runner.ts';
+import { FileSecretStore } from './secrets/file-store.ts';
+import type { SecretStore } from './secrets/store.ts';
 import { ServeInstances } from './serve/instances.ts';
 import { guardSpawn } from './spawn-guard.ts';
 import { lockStateDir, type StateLock } from './state-lock.ts';
@@ -51,6 +53,11 @@ export interface RuntimeOptions {
    * needs first. Passed in, so that the runtime knows nothing of deployments.
    */
   cleanStateDir?: (() => Promise<void>) | undefined;
+  /**
+   * Opens the secret store, once the state folder is locked (runtime/secrets/). Throws SECRETS_KEY_INVALID
+   * when the secrets kept do not decrypt. @default the state folder's store, its key in secrets.key
+   */
+  openSecrets?: ((stateDir: string) => Promise<SecretStore>) | undefined;
 }
 
 /** Health facts for /healthz. */
@@ -68,6 +75,8 @@ export interface Runtime {
   pool: Pool;
   /** Serve functions' instances (runtime/serve/). */
   instances: ServeInstances;
+  /** The secrets functions declare, read at each invocation and instance start (runtime/secrets/). */
+  secrets: SecretStore;
   resolver: PackageResolver;
   health(): RuntimeHealth;
   /** Stops the serve instances, then the pool (waiting up to `graceMs` for running invocations), and removes every container. */
@@ -90,6 +99,8 @@ export async function startRuntime(options: RuntimeOptions): Promise<Runtime> {
 
 async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLock): Promise<Runtime> {
   const { log } = options;
+  // First: a key that does not open the secrets kept stops the start before anything else is done.
+  const secrets = await (options.openSecrets ?? ((dir: string) => FileSecretStore.open({ stateDir: dir })))(stateDir);
   const podmanDir = join(stateDir, 'podman');
   await mkdir(podmanDir, { recursive: true, mode: 0o700 });
   const podman = await Podman.create({ cwd: podmanDir });
@@ -139,13 +150,14 @@ async function assemble(options: RuntimeOptions, stateDir: string, lock: StateLo
     throw new FnixError('RUNTIME_UNAVAILABLE', `no container could be started (${describe(error)}); see \`podman info\``, { cause: error });
   }
   log.info('pool ready', { ...pool.stats() });
-  const instances = new ServeInstances({ pool, log, queueTimeoutMs: options.queueTimeoutMs });
+  const instances = new ServeInstances({ pool, log, queueTimeoutMs: options.queueTimeoutMs, secrets });
 
   return {
     registry,
-    runner: new PoolRunner({ pool, maxOutputBytes: options.maxOutputBytes }),
+    runner: new PoolRunner({ pool, maxOutputBytes: options.maxOutputBytes, secrets }),
     pool,
     instances,
+    secrets,
     resolver,
     health: () => ({
       podman: podmanInfo,

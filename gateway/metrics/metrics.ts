@@ -126,13 +126,13 @@ export class GatewayMetrics {
     this.#sessions = new Gauge({ name: 'fnix_sessions_open', help: 'WebSocket sessions open now', registers });
     this.#authFailures = new Counter({
       name: 'fnix_auth_failures_total',
-      help: 'Requests to /git or /api with a wrong token, by route',
+      help: 'Requests with a wrong token (git, api, metrics), or refused 401 by a private function (invoke, websocket, session), by route',
       labelNames: ['route'],
       registers,
     });
     this.#authRefused = new Counter({
       name: 'fnix_auth_refused_total',
-      help: 'Requests to /git or /api refused with 429 because their client address failed too often, by route',
+      help: 'Requests refused with 429 because their client address failed too often, by route',
       labelNames: ['route'],
       registers,
     });
@@ -325,7 +325,7 @@ export class GatewayMetrics {
     this.#deployDuration.observe({ outcome }, durationMs / 1000);
   }
 
-  /** A request to `route` (git or api) came with a wrong token. */
+  /** A request to `route` came with a wrong token (git, api, metrics), or without a valid invoke key (invoke, websocket, session). */
   authFailed(route: string): void {
     this.#authFailures.inc({ route });
   }

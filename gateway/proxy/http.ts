@@ -19,6 +19,7 @@ import { FnixError } from '../../runtime/errors.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { FunctionVersion } from '../../runtime/functions/version.ts';
 import type { Logger } from '../../runtime/log.ts';
+import type { Recorder } from '../../runtime/records/recorder.ts';
 import { isRetired } from '../../runtime/serve/group.ts';
 import type { ServeInstances, Slot } from '../../runtime/serve/instances.ts';
 import { bodyTooLarge } from '../errors.ts';
@@ -35,6 +36,19 @@ function flushHead(outgoing: ServerResponse): void {
   outgoing.flushHeaders();
 }
 
+/**
+ * How long after a request at concurrency 1 its instance's output lines are still its own: what the
+ * server wrote while answering comes through the agent, and may arrive just after the response.
+ */
+export const LATE_OUTPUT_MS = 250;
+
+/** Lets `instance`'s output lines stop carrying request `id`, a moment after it ended (unless another has begun). */
+export function endCurrentRequest(instance: Slot['instance'], id: string): void {
+  setTimeout(() => {
+    if (instance.currentRequest === id) instance.currentRequest = undefined;
+  }, LATE_OUTPUT_MS).unref();
+}
+
 /** How long a request whose connection broke waits to learn whether the server died (and of what). */
 const CRASH_WAIT_MS = 1000;
 
@@ -47,6 +61,8 @@ export interface ServeProxyOptions {
   maxOutput: number;
   log: Logger;
   metrics: GatewayMetrics;
+  /** Where each request's record goes (kind `serve`, with its instance). @default none */
+  records?: Recorder | undefined;
 }
 
 /** Takes a slot in an instance of `fn`; when `fn` was replaced under the request, in the version served now. */
@@ -64,16 +80,19 @@ export async function acquireServed(instances: ServeInstances, registry: Functio
 
 /** Creates the handler that passes a serve function's requests to its instances. */
 export function createServeProxy(options: ServeProxyOptions) {
-  const { registry, instances, maxBody, maxOutput, log, metrics } = options;
+  const { registry, instances, maxBody, maxOutput, log, metrics, records } = options;
   return async function proxy(c: Context<GatewayEnv>, fn: FunctionVersion): Promise<Response> {
     const begin = performance.now();
+    const startedAt = Date.now();
     const id = c.get('invocationId');
     const { incoming, outgoing } = c.env;
     const declared = incoming.headers['content-length'];
     if (declared !== undefined && Number(declared) > maxBody) {
       metrics.invocationRefused(fn.name, 'http', 'BODY_TOO_LARGE', 0);
+      records?.refused({ id, fn, kind: 'serve', outcome: 'BODY_TOO_LARGE', startedAt, waitMs: 0 });
       throw bodyTooLarge(maxBody);
     }
+    records?.started(id);
     // A free slot is taken at once; only a request that must wait needs a signal for its client leaving.
     let slot = instances.tryAcquire(fn);
     if (!slot) {
@@ -83,7 +102,9 @@ export function createServeProxy(options: ServeProxyOptions) {
       try {
         slot = await acquireServed(instances, registry, fn, waiting.signal);
       } catch (error) {
-        metrics.invocationRefused(fn.name, 'http', (error as FnixError).code ?? 'INTERNAL_ERROR', performance.now() - begin);
+        const code = (error as FnixError).code ?? 'INTERNAL_ERROR';
+        metrics.invocationRefused(fn.name, 'http', code, performance.now() - begin);
+        records?.refused({ id, fn, kind: 'serve', outcome: code, startedAt, waitMs: performance.now() - begin });
         throw error;
       } finally {
         outgoing.off('close', onClientGone);
@@ -92,6 +113,10 @@ export function createServeProxy(options: ServeProxyOptions) {
     const taken = slot;
     const { instance } = taken;
     const served = instance.fn;
+    // One request at a time: the server's output lines while it lasts are this request's.
+    const alone = instance.settings.concurrency === 1;
+    if (alone) instance.currentRequest = id;
+    const bodyBytes = { count: 0 };
     // Hono answers HEAD by running the GET route and making its response anew (hono-base's dispatch),
     // which loses RESPONSE_ALREADY_SENT: a HEAD's head goes back through Hono instead.
     const headOnly = incoming.method === 'HEAD';
@@ -117,18 +142,33 @@ export function createServeProxy(options: ServeProxyOptions) {
       // The head is out: a broken body can only be told by a connection that does not end cleanly.
       if (error && exchange.headSent) outgoing.destroy();
       const outcome = error?.code ?? 'OK';
+      if (alone) endCurrentRequest(instance, id);
       // At concurrency 1, a server that did not answer in time would make the next request wait too.
       taken.release({ replace: outcome === 'FUNCTION_TIMEOUT' && instance.settings.concurrency === 1 });
       const totalMs = performance.now() - begin;
       metrics.invocationEnded({ function: served.name, kind: 'http', outcome, totalMs, firstByteMs: exchange.headMs && exchange.headMs - begin, cold: false });
       log.info('invocation', { function: served.name, id, outcome, status: exchange.status, ms: totalMs.toFixed(1), instance: instance.id });
+      records?.ended({
+        id,
+        fn: served,
+        kind: 'serve',
+        startedAt,
+        durationMs: totalMs,
+        outcome,
+        // The server's status once its head went out (or a HEAD's, answered whole); else the error's.
+        status: exchange.headSent || !error ? exchange.status : undefined,
+        bytesIn: bodyBytes.count,
+        bytesOut: exchange.written,
+        instance: instance.id,
+        container: instance.containerName,
+      });
     });
     upstreamOf(instance).dispatch(
       {
         method: incoming.method as 'GET',
         path: upstreamPath(incoming.url ?? '/'),
         headers: requestHeaders({ incoming, invocationId: id }),
-        body: requestBody(c, maxBody, (error) => exchange.stop(error)),
+        body: requestBody(c, maxBody, (error) => exchange.stop(error), bodyBytes),
       },
       exchange,
     );
@@ -170,6 +210,10 @@ class Exchange implements Dispatcher.DispatchHandler {
   #written = 0;
   #settleHead!: (failure: Error | undefined) => void;
   #settleEnd!: (failure: Error | undefined) => void;
+  /** Response body bytes passed to the client. */
+  get written(): number {
+    return this.#written;
+  }
   #flush: { immediate: NodeJS.Immediate } | { timer: NodeJS.Timeout } | undefined;
   #done = false;
 
@@ -251,7 +295,7 @@ class Exchange implements Dispatcher.DispatchHandler {
  * The request body as a stream for the server, counted against FNIX_MAX_BODY; undefined when the
  * request has none. Past the limit the request is stopped with BODY_TOO_LARGE.
  */
-function requestBody(c: Context<GatewayEnv>, maxBody: number, stop: (error: FnixError) => void): Transform | undefined {
+function requestBody(c: Context<GatewayEnv>, maxBody: number, stop: (error: FnixError) => void, counted: { count: number }): Transform | undefined {
   const { incoming } = c.env;
   const { headers } = incoming;
   if (headers['transfer-encoding'] === undefined && (headers['content-length'] === undefined || headers['content-length'] === '0')) return undefined;
@@ -259,6 +303,7 @@ function requestBody(c: Context<GatewayEnv>, maxBody: number, stop: (error: Fnix
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       total += chunk.length;
+      counted.count = total;
       if (total > maxBody) {
         const error = bodyTooLarge(maxBody);
         stop(error);

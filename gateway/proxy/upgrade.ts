@@ -16,11 +16,13 @@ import { nanoid } from 'nanoid';
 import { FnixError } from '../../runtime/errors.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { Logger } from '../../runtime/log.ts';
+import type { Recorder } from '../../runtime/records/recorder.ts';
 import type { ServeInstances, Slot } from '../../runtime/serve/instances.ts';
+import type { KeyGuard } from '../auth/keys/guard.ts';
 import { INVOCATION_ID_HEADER } from '../routes/invoke.ts';
 import { type UpgradeBindings, type UpgradeHandler, upgradeTaken } from '../upgrade.ts';
 import { requestHeaders, upstreamPath } from './headers.ts';
-import { acquireServed } from './http.ts';
+import { acquireServed, endCurrentRequest } from './http.ts';
 
 /** The most of the server's answer read before the blank line that ends its head. */
 const MAX_HEAD_BYTES = 64 * 1024;
@@ -30,11 +32,15 @@ export interface ServeUpgradeOptions {
   registry: FunctionRegistry;
   instances: ServeInstances;
   log: Logger;
+  /** Refuses upgrades to private functions without a key that opens them (gateway/auth/keys/guard.ts). */
+  keys: Pick<KeyGuard, 'check'>;
+  /** Where each WebSocket's record goes when it closes (kind `websocket`), refused ones included. @default none */
+  records?: Recorder | undefined;
 }
 
 /** Creates the handler for upgrades on /fn/<name>/... (see takeUpgrades). */
 export function createServeUpgrade(options: ServeUpgradeOptions): UpgradeHandler {
-  const { registry, instances, log } = options;
+  const { registry, instances, log, keys, records } = options;
   return async function passUpgrade(c: Context, env: UpgradeBindings): Promise<Response> {
     const { incoming, upgrade } = env;
     const path = new URL(c.req.url).pathname;
@@ -46,8 +52,13 @@ export function createServeUpgrade(options: ServeUpgradeOptions): UpgradeHandler
         `function '${fn.name}' takes no WebSocket at /fn/${fn.name}: it is not a serve function; its stdio session is at /sessions/${fn.name}`,
       );
     }
+    // Before an instance is taken: a refused upgrade holds nothing.
+    keys.check({ fn, headers: incoming.headers, address: incoming.socket.remoteAddress ?? '', route: 'websocket' });
     // Its own id, once it is passed on: a refused upgrade carries none, as every refused upgrade.
     const id = nanoid();
+    const begin = performance.now();
+    const startedAt = Date.now();
+    records?.started(id);
     const abort = new AbortController();
     const client = upgrade.socket;
     const onClientGone = () => abort.abort(new FnixError('INVOCATION_ABORTED', 'the client went away while its WebSocket waited for an instance'));
@@ -66,12 +77,32 @@ export function createServeUpgrade(options: ServeUpgradeOptions): UpgradeHandler
       if (client.destroyed) throw new FnixError('INVOCATION_ABORTED', 'the client went away before the server answered its upgrade');
       client.off('close', onClientGone);
       const taken = upgradeTaken(upgrade);
-      splice(client, server, withHeader(answer.head, `${INVOCATION_ID_HEADER}: ${id}`), answer.rest, slot, log, id);
+      const { instance } = slot;
+      const alone = instance.settings.concurrency === 1;
+      if (alone) instance.currentRequest = id;
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(answer.head.toString('latin1'))?.[1] ?? 0) || null;
+      splice(client, server, withHeader(answer.head, `${INVOCATION_ID_HEADER}: ${id}`), answer.rest, slot, log, id, ({ timedOut, bytesIn, bytesOut }) => {
+        if (alone) endCurrentRequest(instance, id);
+        records?.ended({
+          id,
+          fn: instance.fn,
+          kind: 'websocket',
+          startedAt,
+          durationMs: performance.now() - begin,
+          outcome: timedOut ? 'SESSION_TIMEOUT' : 'OK',
+          status,
+          bytesIn,
+          bytesOut,
+          instance: instance.id,
+          container: instance.containerName,
+        });
+      });
       return taken;
     } catch (error) {
       client.off('close', onClientGone);
       server?.destroy();
       slot?.release();
+      records?.refused({ id, fn, kind: 'websocket', outcome: (error as FnixError).code ?? 'INTERNAL_ERROR', startedAt, waitMs: performance.now() - begin });
       throw error;
     }
   };
@@ -118,12 +149,31 @@ function withHeader(head: Buffer, line: string): Buffer {
   return Buffer.concat([head, Buffer.from(`${line}\r\n\r\n`, 'latin1')]);
 }
 
-/** Passes bytes both ways until either side ends; then both close and the slot is released. */
-function splice(client: Duplex, server: Socket, head: Buffer, rest: Buffer, slot: Slot, log: Logger, id: string): void {
+/** What a spliced connection passed, told when it closes. */
+interface SpliceEnd {
+  timedOut: boolean;
+  /** Bytes from the client to the server, after the upgrade request; and back, after the answer's head. */
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** Passes bytes both ways until either side ends; then both close, the slot is released, and `ended` is told. */
+function splice(
+  client: Duplex,
+  server: Socket,
+  head: Buffer,
+  rest: Buffer,
+  slot: Slot,
+  log: Logger,
+  id: string,
+  ended: (end: SpliceEnd) => void = () => {},
+): void {
   const begin = performance.now();
   const { instance } = slot;
   let closed = false;
-  const close = (why: string) => {
+  let bytesIn = 0;
+  let bytesOut = rest.length;
+  const close = (why: string, timedOut = false) => {
     if (closed) return;
     closed = true;
     clearTimeout(timer);
@@ -131,9 +181,16 @@ function splice(client: Duplex, server: Socket, head: Buffer, rest: Buffer, slot
     server.destroy();
     slot.release();
     log.info('websocket closed', { function: instance.fn.name, id, instance: instance.id, ms: (performance.now() - begin).toFixed(1), why });
+    ended({ timedOut, bytesIn, bytesOut });
   };
   const limit = instance.fn.manifest.sessionTimeoutMs;
-  const timer = setTimeout(() => close(`its sessionTimeoutMs of ${limit} ms passed`), limit);
+  const timer = setTimeout(() => close(`its sessionTimeoutMs of ${limit} ms passed`, true), limit);
+  client.on('data', (chunk: Buffer) => {
+    bytesIn += chunk.length;
+  });
+  server.on('data', (chunk: Buffer) => {
+    bytesOut += chunk.length;
+  });
   client.write(head);
   if (rest.length > 0) client.write(rest);
   server.pipe(client);

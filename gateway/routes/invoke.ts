@@ -5,14 +5,17 @@
  * to its own server instead (gateway/proxy/http.ts).
  */
 import type { HttpBindings } from '@hono/node-server';
+import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { FunctionVersion } from '../../runtime/functions/version.ts';
 import type { Invocation } from '../../runtime/invocation/invocation.ts';
 import type { Logger } from '../../runtime/log.ts';
+import type { Recorder } from '../../runtime/records/recorder.ts';
 import type { Runner } from '../../runtime/runner.ts';
 import { FnixError } from '../../runtime/errors.ts';
 import { LineSplitter } from '../../runtime/stdio/line-splitter.ts';
+import type { KeyGuard } from '../auth/keys/guard.ts';
 import { buildCgiEnv } from '../cgi/env.ts';
 import { bodyTooLarge } from '../errors.ts';
 import type { GatewayMetrics } from '../metrics/metrics.ts';
@@ -32,6 +35,10 @@ export interface InvokeRouteOptions {
   metrics: GatewayMetrics;
   /** Answers the requests of serve functions, which go to their own server (gateway/proxy/http.ts). */
   serve: (c: Context<GatewayEnv>, fn: FunctionVersion) => Promise<Response>;
+  /** Refuses requests to private functions without a key that opens them (gateway/auth/keys/guard.ts). */
+  keys: Pick<KeyGuard, 'check'>;
+  /** Keeps the invocations' stderr lines, and their status and body bytes for their records (the runner writes them). */
+  records?: Recorder | undefined;
 }
 
 /** The header that carries the invocation id on every /fn response. */
@@ -44,6 +51,8 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
     const id = c.get('invocationId');
     const name = c.req.param('name') ?? '';
     const fn = registry.get(name);
+    // Before anything is taken or counted by function: a refused request adds no series.
+    options.keys.check({ fn, headers: c.env.incoming.headers, address: c.env.incoming.socket.remoteAddress ?? '', route: 'invoke' });
     if (fn.manifest.serve) return options.serve(c, fn);
     const incoming = c.env.incoming;
     // Node's own view of the request throughout: the fetch Request (and its Headers, URL and body
@@ -51,6 +60,7 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
     const declared = incoming.headers['content-length'];
     if (declared !== undefined && Number(declared) > maxBody) {
       metrics.invocationRefused(fn.name, 'http', 'BODY_TOO_LARGE', 0);
+      options.records?.refused({ id, fn, kind: 'http', outcome: 'BODY_TOO_LARGE', startedAt: Date.now(), waitMs: 0 });
       throw bodyTooLarge(maxBody);
     }
 
@@ -74,6 +84,8 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
 
     const { invocation, lease } = await runner.invoke({ fn, id, env, signal: c.req.raw.signal });
     logStderr(invocation, log);
+    const { records } = options;
+    if (records) keepStderr(invocation, records);
     // Logged with what the client got, as counted: the gateway's own answer (a 413, a bad CGI head) when it gave one.
     void metrics.settled(invocation).then(({ result, outcome }) =>
       log.info('invocation', {
@@ -88,6 +100,7 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
       }),
     );
     const body = deliverBody(incoming, invocation, maxBody);
+    if (records) countBody(incoming, body, id, records);
     const responding = respondWithInvocation({
       invocation,
       body,
@@ -102,9 +115,37 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
       invocation.kill('aborted'); // nothing will read its output: it must not run on to its timeout
       throw error;
     });
+    // Noted before the decision is awaited by the record's writer (metrics.settled).
+    if (records) {
+      responding.then(
+        (response) => records.note(id, { status: response.status }),
+        () => {},
+      );
+    }
     metrics.deciding(invocation, responding);
     return responding;
   };
+}
+
+/** Keeps the function's stderr in the records store, a line at a time (the store's rate budget bounds it). */
+function keepStderr(invocation: Invocation, records: Recorder): void {
+  const lines = records.tap({ function: invocation.functionName, invocationId: invocation.id, stream: 'stderr' });
+  invocation.stderr.on('data', (chunk: Buffer) => lines.write(chunk));
+  invocation.stderr.on('end', () => lines.end());
+}
+
+/** Counts the request body's bytes until it has ended, and notes them for the record. */
+function countBody(incoming: IncomingMessage, body: Promise<unknown>, id: string, records: Recorder): void {
+  if (incoming.readableEnded || incoming.destroyed) return;
+  let bytes = 0;
+  const count = (chunk: Buffer) => {
+    bytes += chunk.length;
+  };
+  incoming.on('data', count);
+  void body.then(() => {
+    incoming.off('data', count);
+    records.note(id, { bytesIn: bytes });
+  });
 }
 
 /** Sends the function's stderr to the log, a line at a time, prefixed with function and invocation. */

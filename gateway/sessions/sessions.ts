@@ -7,12 +7,15 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { nanoid } from 'nanoid';
-import { WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { FnixError } from '../../runtime/errors.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { Invocation } from '../../runtime/invocation/invocation.ts';
 import type { Logger } from '../../runtime/log.ts';
+import type { Recorder } from '../../runtime/records/recorder.ts';
 import type { Runner } from '../../runtime/runner.ts';
+import type { KeyGuard } from '../auth/keys/guard.ts';
+import { KEY_PROTOCOL_PREFIX } from '../auth/keys/key-text.ts';
 import { buildCgiEnv } from '../cgi/env.ts';
 import type { GatewayMetrics } from '../metrics/metrics.ts';
 import { INVOCATION_ID_HEADER } from '../routes/invoke.ts';
@@ -38,6 +41,13 @@ export interface SessionsOptions {
   heartbeatMs?: number | undefined;
   /** True once shutdown has begun: new sessions are refused. */
   isShuttingDown: () => boolean;
+  /** Refuses sessions of private functions without a key that opens them (gateway/auth/keys/guard.ts). */
+  keys: Pick<KeyGuard, 'check'>;
+  /**
+   * Keeps the sessions' stderr lines, and notes their status (101) and the bytes the client sent; the
+   * runner (instrumented with the same recorder) writes their records. @default none
+   */
+  records?: Recorder | undefined;
 }
 
 /** The session route, and the open sessions (for shutdown). */
@@ -53,7 +63,15 @@ export function createSessions(options: SessionsOptions): Sessions {
   const { registry, runner, log, metrics } = options;
   // No compression (output is often already compact, and inflating is work a client could abuse); text
   // frames are refused by the protocol whatever they hold, so ws need not check their UTF-8.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayload, perMessageDeflate: false, skipUTF8Validation: true });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.maxPayload,
+    perMessageDeflate: false,
+    skipUTF8Validation: true,
+    // The first subprotocol offered, as ws picks by default, but never one carrying a key (a browser
+    // page sends its key as `fnix.key.<key>`): the 101 response must not echo it.
+    handleProtocols: (protocols) => [...protocols].find((protocol) => !protocol.startsWith(KEY_PROTOCOL_PREFIX)) ?? false,
+  });
   const sessions = new Set<Session>();
   // The 101 response carries the invocation id, as every HTTP response does.
   const invocationIds = new WeakMap<IncomingMessage, string>();
@@ -70,6 +88,8 @@ export function createSessions(options: SessionsOptions): Sessions {
     checkOrigin(incoming);
     const url = new URL(c.req.url);
     const fn = registry.get(c.req.param('name') ?? '');
+    // Before a container is found and before the function's refusals are counted: no series grows.
+    options.keys.check({ fn, headers: incoming.headers, address: incoming.socket.remoteAddress ?? '', route: 'session' });
     let tty: { cols: number; rows: number } | undefined;
     try {
       if (closing || options.isShuttingDown()) throw new FnixError('SHUTTING_DOWN', 'fnix is shutting down and accepts no new sessions');
@@ -80,7 +100,10 @@ export function createSessions(options: SessionsOptions): Sessions {
         });
       }
     } catch (error) {
-      if (error instanceof FnixError) metrics.invocationRefused(fn.name, 'session', error.code, 0);
+      if (error instanceof FnixError) {
+        metrics.invocationRefused(fn.name, 'session', error.code, 0);
+        options.records?.refused({ fn, kind: 'session', outcome: error.code, startedAt: Date.now(), waitMs: 0 });
+      }
       throw error;
     }
     const { socket, head } = upgrade;
@@ -140,6 +163,7 @@ export function createSessions(options: SessionsOptions): Sessions {
           },
         });
         sessions.add(session);
+        if (options.records) keepSession(ws, invocation, options.records);
         log.info('session started', { function: fn.name, id, tty: tty ? `${tty.cols}x${tty.rows}` : 'no' });
         void session.ended.then((status) => {
           sessions.delete(session);
@@ -163,4 +187,18 @@ export function createSessions(options: SessionsOptions): Sessions {
       await Promise.allSettled(running.map((s) => s.ended));
     },
   };
+}
+
+/** Keeps a session's stderr lines, and notes for its record that it was upgraded (101) and what the client sent. */
+function keepSession(ws: WebSocket, invocation: Invocation, records: Recorder): void {
+  const { id } = invocation;
+  let bytesIn = 0;
+  ws.on('message', (data: Buffer) => {
+    bytesIn += data.length;
+  });
+  const lines = records.tap({ function: invocation.functionName, invocationId: id, stream: 'stderr' });
+  invocation.stderr.on('data', (chunk: Buffer) => lines.write(chunk));
+  invocation.stderr.on('end', () => lines.end());
+  // Before the record is written: that waits a turn past the end (metrics.settled).
+  void invocation.done.then(() => records.note(id, { status: 101, bytesIn }));
 }

@@ -19,7 +19,21 @@ import type { Invocation, InvocationResult } from '../invocation/invocation.ts';
 import type { Logger } from '../log.ts';
 import type { Pool } from '../pool/pool.ts';
 import { FUNCTION_DIR, functionEnv } from '../runner.ts';
+import { deliverSecrets } from '../secrets/delivery.ts';
+import type { SecretValues } from '../secrets/store.ts';
 import { ServerLog } from './server-log.ts';
+
+/** A line a serve instance wrote, for the records store; `invocationId` is that of the one request it serves, if known. */
+export interface InstanceOutputLine {
+  function: string;
+  instance: string;
+  stream: 'stdout' | 'stderr';
+  line: string;
+  invocationId: string | undefined;
+}
+
+/** Told every line of every instance's stdout and stderr. */
+export type InstanceOutput = (line: InstanceOutputLine) => void;
 import { probeReady } from './probe.ts';
 
 /** Where an instance is in its life. */
@@ -35,8 +49,12 @@ export interface InstanceStartOptions {
   /** The instance's id: in its log lines, FNIX_INSTANCE_ID and the API. */
   id: string;
   log: Logger;
+  /** Where the secrets the function declares are read, at the start (runtime/secrets/). @default none */
+  secrets?: SecretValues | undefined;
   /** Aborting it gives up the start (the container goes). */
   signal?: AbortSignal | undefined;
+  /** Where its output lines go besides the log (the records store). @default none */
+  output?: InstanceOutput | undefined;
 }
 
 /** A serve function's settings; only versions that have them get instances. */
@@ -56,6 +74,11 @@ export class ServeInstance {
   inFlight = 0;
   /** Requests it has taken, in all. */
   requests = 0;
+  /**
+   * The id of the request it serves, set by the gateway while an instance of concurrency 1 serves one:
+   * its output lines then carry that id. Undefined otherwise.
+   */
+  currentRequest: string | undefined;
   readonly startedAt = new Date();
   /** From the request for a container to the first ready answer, in ms. */
   startMs = 0;
@@ -90,7 +113,13 @@ export class ServeInstance {
     const { pool, fn, id, log } = options;
     const settings = serveSettings(fn);
     const begin = performance.now();
-    const lease = await pool.acquire(fn, { signal: options.signal });
+    // Read at the start, before a container is taken: the server keeps them for its life, and a
+    // rotation restarts it (ServeInstances.restart).
+    const secrets = deliverSecrets(fn, options.secrets);
+    const lease = await pool.acquire(fn, { signal: options.signal }).catch((error: unknown) => {
+      for (const file of secrets.files) file.data.fill(0);
+      throw error;
+    });
     const { container } = lease;
     pool.hold(container);
     let hub: RelayHub;
@@ -102,8 +131,9 @@ export class ServeInstance {
         functionName: fn.name,
         spawn: {
           argv: fn.manifest.command,
-          env: functionEnv(fn, {}, { PORT: String(settings.port), FNIX_INSTANCE_ID: id }),
+          env: functionEnv(fn, {}, { ...secrets.env, PORT: String(settings.port), FNIX_INSTANCE_ID: id }),
           cwd: FUNCTION_DIR,
+          files: secrets.files,
         },
         timeoutMs: undefined,
         maxOutputBytes: Number.POSITIVE_INFINITY,
@@ -111,15 +141,23 @@ export class ServeInstance {
     } catch (error) {
       pool.release(container, false);
       throw new FnixError('CONTAINER_START_FAILED', `preparing an instance of '${fn.name}' failed: ${(error as Error).message}`, { cause: error });
+    } finally {
+      for (const file of secrets.files) file.data.fill(0);
     }
     const { invocation, released } = started;
     // A serve container is never reused: whatever the server left behind stays with it.
     void released.then(() => pool.release(container, false));
     invocation.stdin.end();
-    const serverLog = new ServerLog({ log, prefix: `[${fn.name} ${id}]` });
-    serverLog.attach(invocation.stdout);
-    serverLog.attach(invocation.stderr);
+    // The sink reads the instance once it exists: lines before that (at the server's start) have no request.
+    let made: ServeInstance | undefined;
+    const output = options.output;
+    const sink =
+      output && ((stream: 'stdout' | 'stderr', line: string) => output({ function: fn.name, instance: id, stream, line, invocationId: made?.currentRequest }));
+    const serverLog = new ServerLog({ log, prefix: `[${fn.name} ${id}]`, sink });
+    serverLog.attach(invocation.stdout, 'stdout');
+    serverLog.attach(invocation.stderr, 'stderr');
     const instance = new ServeInstance(fn, id, container, hub, invocation);
+    made = instance;
     // From the server's start: the wait for a container is the pool's (FNIX_QUEUE_TIMEOUT_MS).
     const deadline = performance.now() + settings.startTimeoutMs;
     const onAbort = () => instance.stop('its start was given up');

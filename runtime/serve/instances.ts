@@ -12,7 +12,8 @@ import type { Logger } from '../log.ts';
 import type { Pool } from '../pool/pool.ts';
 import { MAX_QUEUE } from '../pool/options.ts';
 import { InstanceGroup, type Slot } from './group.ts';
-import { type InstanceState, ServeInstance } from './instance.ts';
+import { type InstanceOutput, type InstanceState, ServeInstance } from './instance.ts';
+import type { SecretValues } from '../secrets/store.ts';
 
 export type { Slot };
 
@@ -47,6 +48,8 @@ export interface ServeInstancesOptions {
   queueTimeoutMs: number;
   /** Requests that may wait per version. @default MAX_QUEUE */
   maxQueue?: number;
+  /** Where the secrets serve functions declare are read, at each instance's start. @default none */
+  secrets?: SecretValues | undefined;
 }
 
 /** The serve functions' instances. */
@@ -56,7 +59,10 @@ export class ServeInstances {
   readonly #draining = new Set<InstanceGroup>();
   /** Instances of checks, which belong to no group. */
   readonly #checking = new Set<ServeInstance>();
+  /** Groups a restart is warming, which take over from the served ones once ready. */
+  readonly #warming = new Set<InstanceGroup>();
   #events: InstanceEvents | undefined;
+  #output: InstanceOutput | undefined;
   #closed = false;
 
   constructor(options: ServeInstancesOptions) {
@@ -66,6 +72,11 @@ export class ServeInstances {
   /** Says where instance starts and ends are reported (the gateway's metrics). */
   observe(events: InstanceEvents): void {
     this.#events = events;
+  }
+
+  /** Says where every instance's output lines go besides the log (the gateway's records store). */
+  output(sink: InstanceOutput): void {
+    this.#output = sink;
   }
 
   /** A slot in an instance of `fn` (see InstanceGroup.acquire). */
@@ -93,9 +104,50 @@ export class ServeInstances {
     for (const [key, group] of this.#groups) {
       if (served.has(key)) continue;
       this.#groups.delete(key);
-      this.#draining.add(group);
-      void group.drain().then(() => this.#draining.delete(group));
+      this.#drain(group);
     }
+  }
+
+  /** Lets `group` finish what it holds, then stop. */
+  #drain(group: InstanceGroup): void {
+    this.#draining.add(group);
+    void group.drain().then(() => this.#draining.delete(group));
+  }
+
+  /**
+   * Restarts the served instances of the functions `functionNames` (a secret they declare changed),
+   * gracefully: a new group of each version is warmed to its minInstances first, then takes the
+   * requests, while the old instances finish what they hold and stop. When the new instances cannot
+   * start, the old ones stop all the same (a rotated secret may be a revoked one) and the new group
+   * keeps retrying, as after any failed start. Resolves, once the switch is made, with the names of
+   * the functions restarted: those with a served serve version.
+   */
+  async restart(functionNames: Iterable<string>, reason: string): Promise<string[]> {
+    const names = new Set(functionNames);
+    const old = [...this.#groups].filter(([, group]) => names.has(group.fn.name));
+    await Promise.all(
+      old.map(async ([key, group]) => {
+        const fresh = this.#makeGroup(group.fn);
+        this.#warming.add(fresh);
+        await fresh.warm().catch((error: unknown) =>
+          this.#options.log.error('restarted instances did not start; the old ones stop all the same', {
+            function: group.fn.name,
+            reason,
+            error: (error as Error).message,
+          }),
+        );
+        this.#warming.delete(fresh);
+        if (this.#closed || this.#groups.get(key) !== group) {
+          // Replaced meanwhile (a deployment, another restart) or shutting down: the fresh group goes.
+          this.#drain(fresh);
+          return;
+        }
+        this.#groups.set(key, fresh);
+        this.#drain(group);
+        this.#options.log.info('instances restarted', { function: group.fn.name, reason });
+      }),
+    );
+    return [...new Set(old.map(([, group]) => group.fn.name))];
   }
 
   /**
@@ -162,7 +214,7 @@ export class ServeInstances {
   }
 
   #allGroups(): InstanceGroup[] {
-    return [...this.#groups.values(), ...this.#draining];
+    return [...this.#groups.values(), ...this.#warming, ...this.#draining];
   }
 
   #group(fn: FunctionVersion, { forServing = false } = {}): InstanceGroup {
@@ -170,24 +222,35 @@ export class ServeInstances {
     // A version no longer served keeps its draining group: its requests go there, never to a new one.
     if (!group && !forServing) group = [...this.#draining].find((draining) => draining.fn.key === fn.key);
     if (!group) {
-      group = new InstanceGroup({
-        fn,
-        start: (version) => this.#startInstance(version),
-        queueTimeoutMs: this.#options.queueTimeoutMs,
-        maxQueue: this.#options.maxQueue ?? MAX_QUEUE,
-        onEnded: (instance) => this.#ended(instance),
-        onStartFailed: (error) => this.#options.log.error('an instance did not start', { function: fn.name, code: error.code, error: error.message }),
-      });
+      group = this.#makeGroup(fn);
       this.#groups.set(fn.key, group);
     }
     return group;
+  }
+
+  #makeGroup(fn: FunctionVersion): InstanceGroup {
+    return new InstanceGroup({
+      fn,
+      start: (version) => this.#startInstance(version),
+      queueTimeoutMs: this.#options.queueTimeoutMs,
+      maxQueue: this.#options.maxQueue ?? MAX_QUEUE,
+      onEnded: (instance) => this.#ended(instance),
+      onStartFailed: (error) => this.#options.log.error('an instance did not start', { function: fn.name, code: error.code, error: error.message }),
+    });
   }
 
   async #startInstance(fn: FunctionVersion, onStarted?: (instance: ServeInstance) => void): Promise<ServeInstance> {
     const id = `i-${instanceSuffix()}`;
     const begin = performance.now();
     try {
-      const instance = await ServeInstance.start({ pool: this.#options.pool, fn, id, log: this.#options.log });
+      const instance = await ServeInstance.start({
+        pool: this.#options.pool,
+        fn,
+        id,
+        log: this.#options.log,
+        secrets: this.#options.secrets,
+        output: this.#output,
+      });
       onStarted?.(instance);
       this.#events?.started(fn, instance.startMs, true);
       this.#options.log.info('instance ready', { function: fn.name, instance: id, container: instance.containerName, ms: instance.startMs.toFixed(1) });

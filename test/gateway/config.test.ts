@@ -41,6 +41,7 @@ describe('loadConfig: defaults', () => {
       token: undefined,
       maxPushBytes: 100 * MiB,
       maxConnections: undefined,
+      records: { maxLogBytes: 16 * MiB, maxAgeMs: 7 * 86_400_000, maxRecords: 10_000, ratePerSecond: MiB },
     });
   });
 
@@ -97,6 +98,21 @@ describe('loadConfig: defaults', () => {
 describe('loadConfig: FNIX_TOKEN', () => {
   it('refuses a token shorter than 16 characters, naming the variable', () => {
     expect(() => loadConfig({ FNIX_TOKEN: 'short' }, CWD)).toThrow(/FNIX_TOKEN is 5 characters: use at least 16/);
+  });
+});
+
+describe('loadConfig: FNIX_LOG_*', () => {
+  it('takes an age in s, m, h or d', () => {
+    expect(loadConfig({ FNIX_LOG_MAX_AGE: '30m' }, CWD).records.maxAgeMs).toBe(30 * 60_000);
+    expect(loadConfig({ FNIX_LOG_MAX_AGE: '2d' }, CWD).records.maxAgeMs).toBe(2 * 86_400_000);
+  });
+
+  it('refuses a bad age, a bound below one line, and a rate below 1 KiB, naming the variable', () => {
+    expect(() => loadConfig({ FNIX_LOG_MAX_AGE: 'forever' }, CWD)).toThrow(/FNIX_LOG_MAX_AGE="forever": expected an age/);
+    expect(() => loadConfig({ FNIX_LOG_MAX_AGE: '10s' }, CWD)).toThrow(/from 1m to 3650d/);
+    expect(() => loadConfig({ FNIX_LOG_MAX_BYTES: '1000' }, CWD)).toThrow(/FNIX_LOG_MAX_BYTES="1000": expected a size from 65536/);
+    expect(() => loadConfig({ FNIX_LOG_RATE: '10' }, CWD)).toThrow(/FNIX_LOG_RATE="10"/);
+    expect(() => loadConfig({ FNIX_LOG_MAX_RECORDS: '0' }, CWD)).toThrow(/FNIX_LOG_MAX_RECORDS="0"/);
   });
 });
 
@@ -173,6 +189,10 @@ describe('loadConfig: overrides', () => {
         FNIX_MAX_PUSH: '8MiB',
         FNIX_ALLOWED_HOSTS: 'fnix.example.com, .Apps.Example',
         FNIX_MAX_CONNECTIONS: '500',
+        FNIX_LOG_MAX_BYTES: '1MiB',
+        FNIX_LOG_MAX_AGE: '12h',
+        FNIX_LOG_MAX_RECORDS: '50',
+        FNIX_LOG_RATE: '64KiB',
       },
       CWD,
     );
@@ -195,6 +215,7 @@ describe('loadConfig: overrides', () => {
       token: 'a-token-of-some-length',
       maxPushBytes: 8 * MiB,
       maxConnections: 500,
+      records: { maxLogBytes: MiB, maxAgeMs: 12 * 3_600_000, maxRecords: 50, ratePerSecond: 64 * 1024 },
     });
   });
 
