@@ -1,14 +1,38 @@
 /**
  * @module
- * The gateway's HTTP API as the CLI calls it, through fetch: the deploy token on /api routes, a gateway
- * error turned into a {@link CliError} with its code and message, and a gateway that cannot be reached
- * named with its URL and how to point the CLI elsewhere.
+ * The gateway's HTTP API as the CLI calls it: through fetch for the API (the deploy token on /api
+ * routes), and through node:http for an invocation ({@link FnixClient.request}), which must send only the
+ * headers given and hand the body back as it came (fetch asks for gzip unasked and decodes it). A gateway
+ * error becomes a {@link CliError} with its code and message; a gateway that cannot be reached, or a
+ * connection lost mid-answer, is named with its URL.
  */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { CliError, parseGatewayError } from './errors.ts';
 import type { Settings } from './settings.ts';
 
 /** The header that names an invocation. */
 export const INVOCATION_ID_HEADER = 'x-fnix-invocation-id';
+/**
+ * The header the gateway puts on its own error responses (`x-fnix-error: <CODE>`, docs/http.md): what
+ * tells them from a function's answer, whatever its status and body.
+ */
+export const ERROR_HEADER = 'x-fnix-error';
+
+/** What {@link FnixClient.errorOf} reads of a response: a fetch Response is one, and so is an {@link Answer}. */
+export interface ResponseHead {
+  status: number;
+  statusText: string;
+  url: string;
+  headers: Headers;
+}
+
+/** An answer read with node:http: its head as sent, and its body as a stream of the bytes sent. */
+export interface Answer extends ResponseHead {
+  /** The headers as sent, `[name, value, name, value, ...]`: spelling, order and repeats kept. */
+  rawHeaders: string[];
+  body: IncomingMessage;
+}
 
 /** A request's options beyond fetch's. */
 export interface CallOptions extends Omit<RequestInit, 'headers'> {
@@ -45,10 +69,48 @@ export class FnixClient {
     }
   }
 
+  /**
+   * A request to `path` with node:http(s), which sends the headers given and no others but Host,
+   * `Connection: close` and the body's Content-Length (no Accept-Encoding, no User-Agent), and does not
+   * decode the answer. Throws GATEWAY_UNREACHABLE when no answer comes.
+   */
+  request(path: string, options: { method: string; headers?: Record<string, string>; body?: Uint8Array | undefined; token?: boolean }): Promise<Answer> {
+    const { method, headers = {}, body, token = path.startsWith('/api') } = options;
+    const sent: Record<string, string> = { ...headers };
+    if (token && this.#settings.token && !hasHeader(sent, 'authorization')) sent['authorization'] = `Bearer ${this.#settings.token}`;
+    if (body && !hasHeader(sent, 'content-length')) sent['content-length'] = String(body.length);
+    const url = `${this.url}${path}`;
+    return new Promise((resolve, reject) => {
+      let target: URL;
+      try {
+        target = new URL(url);
+      } catch (error) {
+        return reject(unreachable(this.url, error));
+      }
+      const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+      // One connection for the one request (agent: false): nothing is kept open after it.
+      const request = send(target, { method, headers: sent, agent: false }, (incoming) => {
+        const names = new Headers();
+        for (let i = 0; i + 1 < incoming.rawHeaders.length; i += 2) names.append(incoming.rawHeaders[i]!, incoming.rawHeaders[i + 1]!);
+        resolve({
+          status: incoming.statusCode ?? 0,
+          statusText: incoming.statusMessage ?? '',
+          url,
+          headers: names,
+          rawHeaders: incoming.rawHeaders,
+          body: incoming,
+        });
+      });
+      // Before the answer: unreachable. After it, the body's own stream reports the loss (chunksOf).
+      request.on('error', (error) => reject(unreachable(this.url, error)));
+      request.end(body);
+    });
+  }
+
   /** A JSON answer from `path`; an error status throws its gateway error. */
   async json<T>(path: string, options: CallOptions = {}): Promise<T> {
     const response = await this.fetch(path, { ...options, headers: { accept: 'application/json', ...options.headers } });
-    const text = await response.text();
+    const text = await this.text(response);
     if (!response.ok) throw this.errorOf(response, text);
     try {
       return JSON.parse(text) as T;
@@ -57,12 +119,26 @@ export class FnixClient {
     }
   }
 
-  /** The error an error response stands for: its JSON error, or its status when it has none. */
-  errorOf(response: Response, text: string): CliError {
+  /** A fetch response's whole body as text; CONNECTION_LOST when the connection breaks before its end. */
+  async text(response: Response): Promise<string> {
+    try {
+      return await response.text();
+    } catch (error) {
+      if ((error as Error).name === 'AbortError') throw error;
+      throw connectionLost(this.url, error);
+    }
+  }
+
+  /**
+   * The error an error response stands for: its JSON error, or its status when it has none (the code
+   * of its x-fnix-error header, when it has that).
+   */
+  errorOf(response: ResponseHead, text: string): CliError {
     const invocationId = response.headers.get(INVOCATION_ID_HEADER) ?? undefined;
     const parsed = parseGatewayError(text);
     if (!parsed) {
-      const code = response.status === 401 ? 'UNAUTHORIZED' : `HTTP_${response.status}`;
+      const marked = response.headers.get(ERROR_HEADER);
+      const code = marked && /^[A-Z][A-Z0-9_]*$/.test(marked) ? marked : response.status === 401 ? 'UNAUTHORIZED' : `HTTP_${response.status}`;
       return new CliError(code, `${response.url} answered ${response.status} ${response.statusText}${text ? `: ${text.slice(0, 200)}` : ''}`, {
         status: response.status,
         invocationId,
@@ -101,6 +177,19 @@ export function unreachable(url: string, error: unknown): CliError {
   });
 }
 
+/**
+ * CONNECTION_LOST for `url`: the answer had begun, and the connection broke before its end (the gateway
+ * stopped or restarted, the network went). Exits 3, as an unreachable gateway does (exitCodeOf).
+ */
+export function connectionLost(url: string, error: unknown): CliError {
+  const cause = (error as { cause?: { code?: string; message?: string }; code?: string }).cause;
+  const why = cause?.code ?? (error as { code?: string }).code ?? cause?.message ?? (error as Error).message;
+  return new CliError('CONNECTION_LOST', `the connection to ${url} was lost before the answer ended${why ? ` (${why})` : ''}`, {
+    hint: 'the gateway stopped or restarted, or the network went; run the command again once it is back (fnix status)',
+    cause: error,
+  });
+}
+
 function hasHeader(headers: Record<string, string>, name: string): boolean {
   return Object.keys(headers).some((key) => key.toLowerCase() === name);
 }
@@ -110,16 +199,37 @@ export function bodyOf(bytes: Uint8Array | undefined): BodyInit | undefined {
   return bytes as unknown as BodyInit | undefined;
 }
 
-/** The chunks of a response body, as they come. */
-export async function* chunksOf(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const reader = body.getReader();
+/**
+ * The chunks of a response body (fetch's or node:http's), as they come; CONNECTION_LOST, naming `url`,
+ * when the connection breaks before the body's end.
+ */
+export async function* chunksOf(body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>, url: string): AsyncGenerator<Uint8Array> {
+  const iterator = Symbol.asyncIterator in body ? body[Symbol.asyncIterator]() : readerIterator(body);
   try {
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      yield value;
+      let next: IteratorResult<Uint8Array>;
+      try {
+        next = await iterator.next();
+      } catch (error) {
+        if ((error as Error).name === 'AbortError') throw error;
+        throw connectionLost(url, error);
+      }
+      if (next.done) return;
+      yield next.value;
     }
   } finally {
-    reader.releaseLock();
+    await iterator.return?.();
   }
+}
+
+/** A ReadableStream's reader as an iterator (the DOM's types do not say that Node's streams are iterable). */
+function readerIterator(body: ReadableStream<Uint8Array>): AsyncIterator<Uint8Array> {
+  const reader = body.getReader();
+  return {
+    next: () => reader.read() as Promise<IteratorResult<Uint8Array>>,
+    return: async () => {
+      reader.releaseLock();
+      return { done: true, value: undefined };
+    },
+  };
 }

@@ -11,7 +11,7 @@ export const EXIT = {
   ERROR: 1,
   /** The command line was wrong: an unknown option, a missing argument, a bad --since. */
   USAGE: 2,
-  /** The gateway could not be reached at all. */
+  /** The gateway could not be reached at all, or the connection to it was lost mid-answer. */
   UNREACHABLE: 3,
   /** The token (or an invoke key) was missing, wrong or refused. */
   UNAUTHORIZED: 4,
@@ -59,7 +59,7 @@ export class CliError extends Error {
 /** The exit code for an error `code` (and the HTTP status it came with). */
 export function exitCodeOf(code: string, status?: number): number {
   if (code === 'USAGE') return EXIT.USAGE;
-  if (code === 'GATEWAY_UNREACHABLE') return EXIT.UNREACHABLE;
+  if (code === 'GATEWAY_UNREACHABLE' || code === 'CONNECTION_LOST') return EXIT.UNREACHABLE;
   if (UNAUTHORIZED_CODES.has(code) || status === 401) return EXIT.UNAUTHORIZED;
   return EXIT.ERROR;
 }

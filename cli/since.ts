@@ -24,7 +24,13 @@ export function parseDuration(text: string): number | undefined {
  */
 export function sinceParam(text: string, now: number = Date.now()): string {
   const ms = parseDuration(text.trim());
-  if (ms !== undefined) return new Date(now - ms).toISOString();
+  if (ms !== undefined) {
+    const since = new Date(now - ms);
+    // A Date holds ±100,000,000 days around 1970: a duration reaching further back is no time at all.
+    if (Number.isNaN(since.getTime()) || since.getFullYear() < 0)
+      throw usageError(`--since ${JSON.stringify(text)} reaches back before the year 0`, 'give a shorter duration (30s, 10m, 2h, 7d), or an ISO time');
+    return since.toISOString();
+  }
   // An ISO date or time: 2026-12-01, 2026-12-01T10:00, 2026-12-01T10:00:00Z.
   if (/^\d{4}-\d{2}-\d{2}(?:[T ][\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim())) {
     const time = Date.parse(text.trim());

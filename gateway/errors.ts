@@ -60,13 +60,16 @@ export const STATUS_BY_CODE: Record<ErrorCode, ContentfulStatusCode> = {
   INTERNAL_ERROR: 500,
 };
 
+/** The header on every error response of the gateway's own, whose value is the error code. */
+export const ERROR_HEADER = 'x-fnix-error';
+
 /** Turns any error into a FnixError; unexpected ones become INTERNAL_ERROR without their details. */
 export function toFnixError(error: unknown): FnixError {
   if (error instanceof FnixError) return error;
   return new FnixError('INTERNAL_ERROR', 'internal error; the gateway log has the details', { cause: error });
 }
 
-/** An error response's parts: its status, its headers (the content type included) and its JSON body. */
+/** An error response's parts: its status, its headers (the content type and x-fnix-error included) and its JSON body. */
 export function errorParts(error: FnixError): { status: number; headers: Record<string, string>; body: string } {
   const status = STATUS_BY_CODE[error.code];
   const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' };
@@ -79,6 +82,10 @@ export function errorParts(error: FnixError): { status: number; headers: Record<
   }
   // A private function's refusal names the scheme its invoke key is sent with.
   if (error.code === 'KEY_REQUIRED' || error.code === 'KEY_INVALID') headers['www-authenticate'] = 'Bearer realm="fnix"';
+  // x-fnix-error marks the answer as the gateway's own (docs/http.md): what tells it from a function's
+  // answer, which may have any status and any body. Set last, so that the raw answer's header order
+  // (insertion) is the sorted one a Response gives.
+  headers[ERROR_HEADER] = error.code;
   return { status, headers, body: JSON.stringify({ error: error.toJSON() }) };
 }
 

@@ -34,7 +34,7 @@ export function registerDeploy(program: Command, context: CliContext): void {
       // The token and the gateway, checked before git starts: a wrong one is exit 4, an absent gateway 3.
       const before = await client.json<{ deployments: Deployment[] }>('/api/deployments');
       const remote = `${client.url}/git/functions.git`;
-      const args = ['push', ...(options.force ? ['--force'] : []), remote, 'HEAD:refs/heads/main'];
+      const args = pushArgs(remote, { force: options.force === true, progress: process.stderr.isTTY === true });
       const pushed = await runGit(top, args, gitAuthEnv(process.env, client.settings.token ?? ''));
       if (pushed.code !== 0) {
         const behind = /non-fast-forward|fetch first|\[rejected\]/.test(pushed.stderr);
@@ -78,6 +78,14 @@ export function describeDeployments(deployments: readonly Deployment[], paint: P
     deployments.map((d) => [d.id, status(d), d.source, d.commit.slice(0, 12), formatAge(d.createdAt), String(d.functions.length), d.subject]),
     paint.bold,
   );
+}
+
+/**
+ * git push's arguments. git shows its own progress (counting, compressing, writing objects) only when its
+ * stderr is a terminal, and fnix pipes it: `--progress` asks for it when fnix's stderr is one.
+ */
+export function pushArgs(remote: string, options: { force: boolean; progress: boolean }): string[] {
+  return ['push', ...(options.progress ? ['--progress'] : []), ...(options.force ? ['--force'] : []), remote, 'HEAD:refs/heads/main'];
 }
 
 /**

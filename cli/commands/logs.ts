@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import type { InvocationRecord, LogLine } from '../api-types.ts';
 import { chunksOf } from '../client.ts';
 import { type CliContext, jsonOption } from '../context.ts';
+import { CliError } from '../errors.ts';
 import { formatBytes, formatDuration, formatFields, formatJson, formatTable, type Palette } from '../output.ts';
 import { parseCount, sinceParam } from '../since.ts';
 
@@ -38,8 +39,9 @@ export function registerLogs(program: Command, context: CliContext): void {
     }
     query.set('follow', '1');
     const response = await client.fetch(`${path}?${query}`, { headers: { accept: 'application/x-ndjson' } });
-    if (!response.ok) throw client.errorOf(response, await response.text());
-    for await (const line of ndjson(response.body!)) print(line as LogLine);
+    if (!response.ok) throw client.errorOf(response, await client.text(response));
+    // A connection that breaks (the gateway stopped) ends it with CONNECTION_LOST, exit 3.
+    for await (const line of ndjson(response.body!, client.url)) print(line as LogLine);
   });
 
   jsonOption(
@@ -124,19 +126,29 @@ export function describeInvocation(r: InvocationRecord, paint: Palette): string 
   return formatFields(fields, paint.bold);
 }
 
-/** The JSON values of an NDJSON stream, one per line, as they come. */
-export async function* ndjson(body: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
+/**
+ * The JSON values of an NDJSON stream from `url`, one per line, as they come; CONNECTION_LOST when the
+ * connection breaks, BAD_ANSWER for a line that is not JSON.
+ */
+export async function* ndjson(body: ReadableStream<Uint8Array>, url: string): AsyncGenerator<unknown> {
   const decoder = new TextDecoder();
   let pending = '';
-  for await (const chunk of chunksOf(body)) {
+  const parse = (line: string) => {
+    try {
+      return JSON.parse(line) as unknown;
+    } catch (error) {
+      throw new CliError('BAD_ANSWER', `${url} sent a line that is not JSON: ${line.slice(0, 200)}`, { cause: error });
+    }
+  };
+  for await (const chunk of chunksOf(body, url)) {
     pending += decoder.decode(chunk, { stream: true });
     let newline = pending.indexOf('\n');
     while (newline >= 0) {
       const line = pending.slice(0, newline).trim();
       pending = pending.slice(newline + 1);
-      if (line) yield JSON.parse(line);
+      if (line) yield parse(line);
       newline = pending.indexOf('\n');
     }
   }
-  if (pending.trim()) yield JSON.parse(pending);
+  if (pending.trim()) yield parse(pending);
 }

@@ -13,7 +13,7 @@ export function registerStatus(program: Command, context: CliContext): void {
   jsonOption(program.command('status').description("the gateway's health, its pool and the live deployment")).action(async (options: { json?: boolean }) => {
     const client = await context.client();
     const response = await client.fetch('/healthz');
-    const text = await response.text();
+    const text = await client.text(response);
     // 503 while shutting down still carries the health.
     if (!response.ok && response.status !== 503) throw client.errorOf(response, text);
     const health = JSON.parse(text) as Health;

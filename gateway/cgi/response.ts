@@ -13,8 +13,11 @@ export interface CgiHead {
 
 /** The most header bytes a function may write before the blank line. */
 export const MAX_CGI_HEADER_BYTES = 64 * 1024;
-/** Headers a function may not set: the gateway owns the framing of the response. */
-const DROPPED = new Set(['connection', 'content-length', 'keep-alive', 'transfer-encoding', 'upgrade', 'trailer', 'x-fnix-invocation-id']);
+/**
+ * Headers a function may not set: the gateway owns the framing of the response, the invocation id, and
+ * `x-fnix-error`, which says that an error is the gateway's own (gateway/errors.ts).
+ */
+const DROPPED = new Set(['connection', 'content-length', 'keep-alive', 'transfer-encoding', 'upgrade', 'trailer', 'x-fnix-invocation-id', 'x-fnix-error']);
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** What RFC 9110 (and Node) refuse in a field value: control bytes but tab, and DEL. (The text is read as latin1.) */
 const FORBIDDEN_IN_VALUE = /[^\t\x20-\x7e\x80-\xff]/;

@@ -79,13 +79,16 @@ export function requestHeaders({ incoming, invocationId, upgrade = false }: Forw
   return out;
 }
 
-/** The server's response headers without the hop-by-hop ones, as Node's writeHead takes them. */
+/** What only the gateway sets on a response: a server's own are dropped (`x-fnix-error` marks the gateway's errors). */
+const RESPONSE_SET_BY_FNIX = new Set(['x-fnix-error']);
+
+/** The server's response headers without the hop-by-hop ones and fnix's own, as Node's writeHead takes them. */
 export function responseHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const listed = connectionListed(headers['connection']);
   const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || RESPONSE_SET_BY_FNIX.has(name)) continue;
     out[name] = value;
   }
   return out;

@@ -8,11 +8,12 @@
  * records, secrets and invoke keys.
  */
 import { randomBytes } from 'node:crypto';
-import { cp, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLES_DIR, FIXTURES_DIR, startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
@@ -23,6 +24,12 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin/fnix.mjs');
 /** hello's answer (execa drops the last newline of an output). */
 const GREETING = 'Hello, world! This is fnix.';
+/** The gzip bytes the `answers` function sends as they are, with Content-Encoding: gzip. */
+const GZIPPED = gzipSync(Buffer.from('compressed by the function, '.repeat(500)));
+/** The body of the `answers` function's own 401: shaped like a gateway error, but not one. */
+const OWN_401 = '{"error":{"code":"NOT_YOURS","message":"the function itself says no"}}';
+/** The functions the gateway serves. */
+const FUNCTIONS = ['answers', 'counter-py', 'echo', 'exit-3', 'hello', 'private-hello', 'teapot'];
 
 let gateway: TestGateway;
 let work: string;
@@ -97,6 +104,23 @@ beforeAll(async () => {
   // A private function (area C): hello's script, behind an invoke key.
   await cp(join(EXAMPLES_DIR, 'hello'), join(functionsDir, 'private-hello'), { recursive: true });
   await writeFile(join(functionsDir, 'private-hello/function.json'), JSON.stringify({ packages: ['busybox'], command: ['./hello.sh'], access: 'key' }));
+  // A CGI function whose answers a client could mistake: a gzip-encoded body, and a 401 of its own whose
+  // body looks like a gateway error. It says which Accept-Encoding it was sent.
+  await mkdir(join(functionsDir, 'answers'));
+  await writeFile(join(functionsDir, 'answers/payload.gz'), GZIPPED);
+  await writeFile(join(functionsDir, 'answers/function.json'), JSON.stringify({ packages: ['busybox'], command: ['./answers.sh'], cgi: true }));
+  await writeFile(
+    join(functionsDir, 'answers/answers.sh'),
+    [
+      '#!/usr/bin/env sh',
+      'case "$PATH_INFO" in',
+      `  /gzip) printf 'Content-Type: text/plain\\r\\nContent-Encoding: gzip\\r\\nX-Seen-Accept-Encoding: %s\\r\\n\\r\\n' "\${HTTP_ACCEPT_ENCODING:-none}"; exec cat ./payload.gz ;;`,
+      `  *) printf 'Status: 401 Unauthorized\\r\\nContent-Type: application/json\\r\\n\\r\\n'; printf '%s\\n' '${OWN_401}' ;;`,
+      'esac',
+      '',
+    ].join('\n'),
+    { mode: 0o755 },
+  );
   gateway = await startTestGateway({ functionsDir });
 });
 afterAll(async () => {
@@ -115,7 +139,7 @@ describe('fnix status, ls, show', () => {
     expect(result.stdout).toMatch(/^packages +\w+: /m);
     expect(result.stdout).toMatch(/^pool +\d+ of 8 containers: \d+ warm, /m);
     expect(result.stdout).toContain(`live       ${deployments[0].id}, commit ${deployments[0].commit.slice(0, 12)}`);
-    expect(result.stdout).toMatch(/^functions +6 ready$/m);
+    expect(result.stdout).toMatch(new RegExp(`^functions +${FUNCTIONS.length} ready$`, 'm'));
     // No colours when stdout is not a terminal.
     expect(result.stdout).not.toContain('\u001b[');
     const json = JSON.parse((await fnix(['status', '--json'])).stdout);
@@ -131,9 +155,9 @@ describe('fnix status, ls, show', () => {
     const lines = result.stdout.split('\n');
     expect(lines[0]).toMatch(/^NAME +STATUS +VERSION +PACKAGES +CLOSURE$/);
     expect(lines.find((l) => l.startsWith('hello '))).toMatch(/^hello +ready +[0-9a-f]+ +busybox +[\d.]+ MiB$/);
-    expect(result.stdout).toMatch(/^6 functions; their closures together: \d+ store paths, [\d.]+ MiB$/m);
+    expect(result.stdout).toMatch(new RegExp(`^${FUNCTIONS.length} functions; their closures together: \\d+ store paths, [\\d.]+ MiB$`, 'm'));
     const json = JSON.parse((await fnix(['ls', '--json'])).stdout);
-    expect(json.functions.map((f: any) => f.name)).toEqual(['counter-py', 'echo', 'exit-3', 'hello', 'private-hello', 'teapot']);
+    expect(json.functions.map((f: any) => f.name)).toEqual(FUNCTIONS);
   });
 
   it("show gives a function's version, packages, closure, and a serve function's instances", async () => {
@@ -202,6 +226,44 @@ describe('fnix invoke', () => {
     expect(teapot.exitCode).toBe(1);
     expect(JSON.parse(teapot.stdout)).toEqual({ short: true, stout: true, method: 'GET' });
     expect(teapot.stderr).toMatch(/^fnix: teapot answered 418 I'm a Teapot \(invocation \S+\)$/im);
+    // The gateway marks its own errors with x-fnix-error; the function's answers have no such header.
+    expect(failed.stderr).toMatch(/^x-fnix-error: FUNCTION_FAILED$/im);
+    expect((await fnix(['invoke', 'nope', '-i'])).stderr).toMatch(/^x-fnix-error: FUNCTION_NOT_FOUND$/im);
+    expect((await fnix(['invoke', 'teapot', '-i'])).stderr).not.toMatch(/^x-fnix-error:/im);
+  });
+
+  it('writes a gzip-encoded answer as the function sent it, undecoded, having asked for no encoding', async () => {
+    const result = await fnixBytes(['invoke', 'answers', 'gzip', '-i']);
+    const stderr = Buffer.from(result.stderr).toString();
+    expect(result.exitCode, stderr).toBe(0);
+    expect(Buffer.compare(Buffer.from(result.stdout), GZIPPED)).toBe(0);
+    expect(stderr).toMatch(/^Content-Encoding: gzip$/im);
+    // The request carried no Accept-Encoding (fetch would have sent `gzip, deflate`).
+    expect(stderr).toMatch(/^X-Seen-Accept-Encoding: none$/im);
+  });
+
+  it("takes a function's own 401 with an error-shaped body as its answer: body on stdout, status on stderr, exit 1 (not 4)", async () => {
+    const result = await fnix(['invoke', 'answers']);
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stdout).toBe(OWN_401);
+    expect(result.stderr).toMatch(/^fnix: answers answered 401 Unauthorized \(invocation \S+\)$/m);
+    expect(result.stderr).not.toContain('NOT_YOURS');
+  });
+
+  it("with -n leaves a loop's piped input to the loop; without it the first call takes the rest", async () => {
+    const loop = (flag: string) =>
+      execa('bash', ['-c', `printf 'Ada\\nBob\\nCy\\n' | while read -r name; do node "$1" invoke ${flag} hello "?name=$name"; done`, 'loop', BIN], {
+        env: envOf({}),
+        extendEnv: false,
+        reject: false,
+        timeout: 60_000,
+      });
+    const kept = await loop('-n');
+    expect(kept.exitCode, kept.stderr).toBe(0);
+    expect(kept.stdout.split('\n')).toEqual(['Hello, Ada! This is fnix.', 'Hello, Bob! This is fnix.', 'Hello, Cy! This is fnix.']);
+    // The pitfall -n is for: the first call reads "Bob\nCy\n" as its body, and the loop ends.
+    const swallowed = await loop('');
+    expect(swallowed.stdout.split('\n')).toEqual(['Hello, Ada! This is fnix.']);
   });
 
   it('exits 2 on a usage mistake', async () => {
@@ -465,7 +527,7 @@ describe('fnix deploy, deployments, rollback', () => {
     expect(early).toContain('remote: functions/hello: building...');
     expect(deployed.stderr).toMatch(/remote: functions\/hello: built in [\d.]+ s, closure /);
     expect(deployed.stderr).toMatch(/remote: deployment d-[\w-]+ is live: /);
-    expect(deployed.stdout).toMatch(/^deployed: d-[\w-]+ is live: counter-py, echo, exit-3, hello, private-hello, teapot$/);
+    expect(deployed.stdout).toMatch(new RegExp(`^deployed: d-[\\w-]+ is live: ${FUNCTIONS.join(', ')}$`));
     expect((await fnix(['invoke', 'hello'])).stdout).toBe('Hello from a deploy.');
     expect(
       [...seen].some((argv) => argv.includes('functions.git')),
@@ -501,9 +563,7 @@ describe('fnix deploy, deployments, rollback', () => {
     expect(table.stdout).toMatch(new RegExp(`^${imported.id} +superseded +import +${imported.commit.slice(0, 12)} `, 'm'));
     const rolled = await fnix(['rollback', imported.id]);
     expect(rolled.exitCode, rolled.stderr).toBe(0);
-    expect(rolled.stdout).toMatch(
-      new RegExp(`^${imported.id} \\(commit [0-9a-f]{12} ".*"\\) is live: counter-py, echo, exit-3, hello, private-hello, teapot$`),
-    );
+    expect(rolled.stdout).toMatch(new RegExp(`^${imported.id} \\(commit [0-9a-f]{12} ".*"\\) is live: ${FUNCTIONS.join(', ')}$`));
     expect((await fnix(['invoke', 'hello'])).stdout).toBe(GREETING);
     const json = JSON.parse((await fnix(['rollback', imported.id, '--json'])).stdout);
     expect(json).toMatchObject({ id: imported.id, status: 'active' });

@@ -1,14 +1,15 @@
 /**
  * @module
- * The commands' own logic, without a gateway: invoke's path and headers, the git environment that
- * carries deploy's token, NDJSON reading for logs --follow, and how records and lines are shown.
+ * The commands' own logic, without a gateway: invoke's path, headers and -i head, the git environment
+ * that carries deploy's token and push's arguments, NDJSON reading for logs --follow (a broken stream
+ * included), and how records and lines are shown.
  */
 import { describe, expect, it } from 'vitest';
 import type { InvocationRecord, LogLine } from '../../cli/api-types.ts';
-import { gitAuthEnv } from '../../cli/commands/deploy.ts';
-import { invokePath, parseHeaders } from '../../cli/commands/invoke.ts';
+import { gitAuthEnv, pushArgs } from '../../cli/commands/deploy.ts';
+import { describeHead, invokePath, parseHeaders } from '../../cli/commands/invoke.ts';
 import { describeInvocations, formatLogLine, ndjson } from '../../cli/commands/logs.ts';
-import { CliError } from '../../cli/errors.ts';
+import { CliError, EXIT } from '../../cli/errors.ts';
 import { paletteFor } from '../../cli/output.ts';
 
 const PLAIN = paletteFor(false);
@@ -27,6 +28,15 @@ describe('invoke', () => {
     expect(() => parseHeaders(['no colon'])).toThrow(CliError);
     expect(() => parseHeaders([': empty name'])).toThrow(CliError);
   });
+
+  it('shows the head with -i as it was sent: names spelled as sent, repeats kept', () => {
+    const head = describeHead({
+      status: 418,
+      statusText: "I'm a Teapot",
+      rawHeaders: ['Content-Type', 'text/plain', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2'],
+    });
+    expect(head).toBe("HTTP 418 I'm a Teapot\nContent-Type: text/plain\nSet-Cookie: a=1\nSet-Cookie: b=2\n\n");
+  });
 });
 
 describe('deploy', () => {
@@ -43,6 +53,17 @@ describe('deploy', () => {
       GIT_CONFIG_VALUE_2: '',
     });
     expect(gitAuthEnv({}, 't')['GIT_CONFIG_KEY_0']).toBe('http.extraHeader');
+  });
+
+  it("asks git for its progress (--progress) when stderr is a terminal, which git cannot see through fnix's pipe", () => {
+    expect(pushArgs('http://gw/git/functions.git', { force: false, progress: false })).toEqual(['push', 'http://gw/git/functions.git', 'HEAD:refs/heads/main']);
+    expect(pushArgs('http://gw/git/functions.git', { force: true, progress: true })).toEqual([
+      'push',
+      '--progress',
+      '--force',
+      'http://gw/git/functions.git',
+      'HEAD:refs/heads/main',
+    ]);
   });
 });
 
@@ -68,8 +89,34 @@ describe('logs', () => {
       },
     });
     const values: unknown[] = [];
-    for await (const value of ndjson(body)) values.push(value);
+    for await (const value of ndjson(body, 'http://gw')) values.push(value);
     expect(values).toEqual([{ a: 1 }, { b: 'é' }, { c: 3 }]);
+  });
+
+  it('ends a stream that breaks with CONNECTION_LOST (exit 3) naming the gateway, and a line that is not JSON with BAD_ANSWER', async () => {
+    // A line, then the failure fetch reports when the socket closes mid-body.
+    let pulls = 0;
+    const broken = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (pulls++ === 0) controller.enqueue(Buffer.from('{"a":1}\n'));
+        else controller.error(Object.assign(new TypeError('terminated'), { cause: { code: 'UND_ERR_SOCKET', message: 'other side closed' } }));
+      },
+    });
+    const values: unknown[] = [];
+    const failure = await (async () => {
+      for await (const value of ndjson(broken, 'http://gw:8080')) values.push(value);
+    })().catch((error: unknown) => error);
+    expect(values).toEqual([{ a: 1 }]);
+    expect(failure).toBeInstanceOf(CliError);
+    expect(failure).toMatchObject({ code: 'CONNECTION_LOST', exitCode: EXIT.UNREACHABLE });
+    expect((failure as CliError).message).toBe('the connection to http://gw:8080 was lost before the answer ended (UND_ERR_SOCKET)');
+    const garbled = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(Buffer.from('<html>\n'));
+        controller.close();
+      },
+    });
+    await expect(ndjson(garbled, 'http://gw').next()).rejects.toMatchObject({ code: 'BAD_ANSWER', exitCode: EXIT.ERROR });
   });
 
   it('shows invocation records as a table', () => {

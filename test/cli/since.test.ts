@@ -53,6 +53,26 @@ describe('sinceParam', () => {
   });
 });
 
+describe('sinceParam beyond what a date holds', () => {
+  it.each(['99999999999d', '999999999999999999999999999999s', '300000000d', '800000d'])('%j is a usage error (exit 2), not a RangeError', (text) => {
+    const error = (() => {
+      try {
+        sinceParam(text, NOW);
+      } catch (caught) {
+        return caught;
+      }
+    })() as CliError;
+    expect(error).toBeInstanceOf(CliError);
+    expect(error).toMatchObject({ code: 'USAGE', exitCode: EXIT.USAGE });
+    expect(error.message).toBe(`--since ${JSON.stringify(text)} reaches back before the year 0`);
+    expect(error.hint).toContain('shorter duration');
+  });
+
+  it('still takes a long one that a date holds', () => {
+    expect(sinceParam('36500d', NOW)).toBe('1926-12-27T01:00:00.000Z');
+  });
+});
+
 describe('parseCount', () => {
   it('takes whole numbers from 1 to the maximum', () => {
     expect(parseCount('1', '--limit')).toBe(1);

@@ -365,6 +365,7 @@ describe('CgiHeadParser: Status, Location and Content-Type', () => {
     'Trailer: X',
     'x-fnix-invocation-id: forged',
     'X-FNIX-INVOCATION-ID: forged',
+    'X-Fnix-Error: FORGED',
     'content-length: 0',
   ])('drops %j', (line) => {
     expect(parse(`${line}\nContent-Type: text/plain\n\n`).head.headers).toEqual([['Content-Type', 'text/plain']]);

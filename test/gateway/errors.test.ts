@@ -1,11 +1,11 @@
 /**
  * @module
  * Error codes to HTTP (gateway/errors.ts: STATUS_BY_CODE covers every ErrorCode, errorResponse's JSON
- * body and headers, toFnixError, bodyTooLarge) and the error classes of runtime/errors.ts (FnixError,
+ * body and headers (x-fnix-error among them), toFnixError, bodyTooLarge) and the error classes of runtime/errors.ts (FnixError,
  * ManifestError's message and details, InvocationError's details, isFnixError).
  */
 import { describe, expect, it } from 'vitest';
-import { STATUS_BY_CODE, bodyTooLarge, errorResponse, rawErrorResponse, toFnixError } from '../../gateway/errors.ts';
+import { ERROR_HEADER, STATUS_BY_CODE, bodyTooLarge, errorResponse, rawErrorResponse, toFnixError } from '../../gateway/errors.ts';
 import { FnixError, InvocationError, ManifestError, isFnixError, type ErrorCode } from '../../runtime/errors.ts';
 
 /** Every member of the ErrorCode union in runtime/errors.ts, written out. */
@@ -116,6 +116,13 @@ describe('errorResponse', () => {
     expect(await response.json()).toEqual({ error: { code, message: `about ${code}` } });
   });
 
+  it.each(ALL_CODES)("marks a %s response as the gateway's own with x-fnix-error: <code>", (code) => {
+    expect(ERROR_HEADER).toBe('x-fnix-error');
+    expect(errorResponse(new FnixError(code, 'x')).headers.get('x-fnix-error')).toBe(code);
+    // The extra headers given (an invocation id) do not drop it.
+    expect(errorResponse(new FnixError(code, 'x'), { 'x-fnix-invocation-id': 'abc' }).headers.get('x-fnix-error')).toBe(code);
+  });
+
   it('spreads the details into the error object', async () => {
     const error = new FnixError('FUNCTION_NOT_FOUND', "no function named 'x'", { details: { function: 'x', nested: { a: [1, 2] } } });
     expect(await errorResponse(error).json()).toEqual({
@@ -159,6 +166,7 @@ describe('rawErrorResponse', () => {
     expect(lines).toContain('content-type: application/json; charset=utf-8');
     expect(lines).toContain('connection: close');
     expect(lines).toContain('retry-after: 3');
+    expect(lines).toContain('x-fnix-error: AUTH_RATE_LIMITED');
     expect(lines).toContain(`content-length: ${Buffer.byteLength(body!)}`);
     expect(JSON.parse(body!)).toEqual(await errorResponse(error).json());
   });

@@ -197,7 +197,7 @@ describe('requestHeaders', () => {
 });
 
 describe('responseHeaders', () => {
-  it('drops hop-by-hop headers and those Connection names, and keeps the rest as they are', () => {
+  it('drops hop-by-hop headers, those Connection names and a forged x-fnix-error, and keeps the rest as they are', () => {
     const out = responseHeaders({
       'content-type': 'text/plain',
       'content-length': '5',
@@ -213,6 +213,7 @@ describe('responseHeaders', () => {
       'set-cookie': ['a=1', 'b=2'],
       'x-absent': undefined,
       'cache-control': 'no-store',
+      'x-fnix-error': 'FORGED',
     });
     expect({ ...out }).toEqual({
       'content-type': 'text/plain',
