@@ -127,7 +127,7 @@ function followLines(options: {
     else if (!outgoing.writableEnded) outgoing.end();
   };
   const send = (line: StoredLine) => {
-    if (line.seq <= last || outgoing.destroyed) return;
+    if (outgoing.destroyed) return;
     last = line.seq;
     if (query.invocationId !== undefined && line.invocationId !== query.invocationId) return;
     const json = JSON.stringify(view(line));
@@ -159,7 +159,8 @@ function followLines(options: {
   outgoing.flushHeaders();
   for (const line of recent) send(line);
   live = true;
-  for (const line of early) send(line);
+  // The lines stored while the recent ones were read are in both: only those after the last one sent.
+  for (const line of early) if (line.seq > last) send(line);
   early.length = 0;
   if (sse) keepalive = setInterval(() => outgoing.write(': keep-alive\n\n'), SSE_KEEPALIVE_MS).unref();
 }

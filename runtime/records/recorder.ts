@@ -71,9 +71,19 @@ export class Recorder {
     this.store.expect(id);
   }
 
-  /** Notes what the route learnt of a running invocation (the status it answered, the body bytes it read). */
+  /**
+   * Notes what the route learnt of a running invocation (the status it answered, the body bytes it
+   * read). A note of an invocation whose record is already written (or that never started) is ignored:
+   * nothing would ever read it.
+   */
   note(id: string, fields: { status?: number; bytesIn?: number }): void {
+    if (!this.store.expects(id)) return;
     this.#notes.set(id, { ...this.#notes.get(id), ...fields });
+  }
+
+  /** Invocations with notes not yet read by their record (for tests: it stays bounded). */
+  get notes(): number {
+    return this.#notes.size;
   }
 
   /** Writes the record of an invocation that ran. */
@@ -110,9 +120,9 @@ export class Recorder {
     this.ended({ id, fn: refusal.fn, kind: refusal.kind, startedAt: refusal.startedAt, durationMs: refusal.waitMs, outcome: refusal.outcome });
   }
 
-  /** A tap that feeds a stream's lines to the store, cheaply over the rate (tap.ts). */
-  tap(base: Omit<LineInput, 'line' | 'time'>): LineTap {
-    return new LineTap(this.store, base);
+  /** A tap that feeds a stream's lines to the store, cheaply over the rate (tap.ts); `mask`, the invocation's secrets' (Invocation.mask). */
+  tap(base: Omit<LineInput, 'line' | 'time'>, mask?: (line: string) => string): LineTap {
+    return new LineTap(this.store, base, mask);
   }
 
   /** Appends a line of output. */

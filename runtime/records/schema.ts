@@ -2,14 +2,18 @@
  * @module
  * The records database: opening it (WAL, synchronous=NORMAL, incremental auto-vacuum) and its tables.
  * `usage` keeps each function's totals, updated in the same transactions as the rows, so that opening
- * never scans the lines to learn what each function holds.
+ * never scans the lines to learn what each function holds. A line's `seq` is AUTOINCREMENT: it only
+ * grows, even after every line has been deleted, so a follower's position stays valid (logs.ts).
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 
-/** The schema's version, in `PRAGMA user_version`. */
-const SCHEMA_VERSION = 1;
+/**
+ * The schema's version, in `PRAGMA user_version`. 2: `lines.seq` is AUTOINCREMENT. A database of
+ * version 1 is migrated when it is opened (its lines copied into the new table, in one transaction).
+ */
+const SCHEMA_VERSION = 2;
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS invocations (
@@ -33,7 +37,7 @@ CREATE TABLE IF NOT EXISTS invocations (
 );
 CREATE INDEX IF NOT EXISTS invocations_by_function_time ON invocations (function, started);
 CREATE TABLE IF NOT EXISTS lines (
-  seq INTEGER PRIMARY KEY,
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
   time INTEGER NOT NULL,
   function TEXT NOT NULL,
   invocation_id TEXT,
@@ -70,6 +74,7 @@ export function openDatabase(file: string): Database.Database {
     if (version > SCHEMA_VERSION) {
       throw new Error(`the records database ${file} has schema version ${version}, newer than this fnix's ${SCHEMA_VERSION}; move it away or upgrade fnix`);
     }
+    if (version === 1) migrateFrom1(db);
     db.exec(DDL);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
     return db;
@@ -77,4 +82,15 @@ export function openDatabase(file: string): Database.Database {
     db.close();
     throw error;
   }
+}
+
+/** Version 1 to 2: the lines move to a table whose `seq` is AUTOINCREMENT (keeping their seq). */
+function migrateFrom1(db: Database.Database): void {
+  const columns = 'seq, time, function, invocation_id, instance, stream, line, bytes';
+  db.transaction(() => {
+    db.exec('ALTER TABLE lines RENAME TO lines_v1; DROP INDEX IF EXISTS lines_by_function_time; DROP INDEX IF EXISTS lines_by_invocation');
+    db.exec(DDL);
+    db.exec(`INSERT INTO lines (${columns}) SELECT ${columns} FROM lines_v1 ORDER BY seq; DROP TABLE lines_v1`);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  })();
 }

@@ -23,8 +23,8 @@ import { type LinesQuery, RecordQueries, type RecordsQuery } from './queries.ts'
 import { type DroppedReport, RateBudget } from './rate.ts';
 import { openDatabase } from './schema.ts';
 import type { InvocationRecord, LineInput } from './types.ts';
-import { Usage } from './usage.ts';
-import { type PendingLine, RecordWriter } from './writer.ts';
+import { type FunctionUsage, Usage } from './usage.ts';
+import { type BatchResult, type PendingLine, RecordWriter } from './writer.ts';
 
 /** Options for {@link RecordStore.open}. */
 export interface RecordStoreOptions {
@@ -75,13 +75,14 @@ export class RecordStore {
   readonly #log: Logger | undefined;
   readonly #flushRows: number;
   readonly #writer: RecordWriter;
-  readonly #write: Database.Transaction<() => void>;
+  readonly #write: Database.Transaction<() => BatchResult>;
   readonly #timers: NodeJS.Timeout[] = [];
   /** Invocations started and not yet recorded, with whoever waits for their record (made only when someone does). */
   readonly #waiting = new Map<string, Array<() => void> | undefined>();
+  /** Told when no invocation is expected any more ({@link settle}). */
+  readonly #idle = new Set<() => void>();
   #lines: PendingLine[] = [];
   #records: InvocationRecord[] = [];
-  #written: StoredLine[] = [];
   #closed = false;
   readonly #stats = { flushes: 0, rowsWritten: 0, maxFlushMs: 0, lastFlushMs: 0, linesDropped: 0, rowsTrimmed: 0 };
 
@@ -97,13 +98,7 @@ export class RecordStore {
     this.#log = options.log;
     this.#flushRows = options.flushRows ?? 1000;
     this.#writer = new RecordWriter(db, this.#usage);
-    this.#write = db.transaction(() => {
-      const { written, trimmed } = this.#writer.write(this.#lines, this.#records, (fn) => this.#followers.has(fn));
-      this.#lines = [];
-      this.#records = [];
-      this.#written = written;
-      this.#stats.rowsTrimmed += trimmed;
-    });
+    this.#write = db.transaction(() => this.#writer.write(this.#lines, this.#records, (fn) => this.#followers.has(fn)));
     const flushTimer = setInterval(() => this.#tick(), options.flushMs ?? 100);
     // The first maintenance waits a while, so that opening stays fast however much has expired.
     const maintenance = setInterval(() => this.maintain(), options.maintenanceMs ?? 60_000);
@@ -187,6 +182,7 @@ export class RecordStore {
     const waiters = this.#waiting.get(record.id);
     this.#waiting.delete(record.id);
     for (const resolve of waiters ?? []) resolve();
+    if (this.#waiting.size === 0) for (const done of [...this.#idle]) done();
   }
 
   /** Says that invocation `id` has started: a query for it may wait for its record ({@link waitFor}). */
@@ -195,17 +191,51 @@ export class RecordStore {
     this.#waiting.set(id, undefined);
   }
 
+  /** Whether invocation `id` has started and its record is not written yet. */
+  expects(id: string): boolean {
+    return this.#waiting.has(id);
+  }
+
   /** Waits up to `ms` for the record of a started invocation; resolves at once for any other id. */
   async waitFor(id: string, ms: number): Promise<void> {
     if (!this.#waiting.has(id)) return;
-    let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve) => {
       const waiters = this.#waiting.get(id) ?? [];
-      waiters.push(resolve);
+      const timer = setTimeout(() => {
+        // Gone, so that polling an invocation that runs for long does not pile up waiters.
+        const index = waiters.indexOf(done);
+        if (index >= 0) waiters.splice(index, 1);
+        resolve();
+      }, ms);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      waiters.push(done);
       this.#waiting.set(id, waiters);
-      timer = setTimeout(resolve, ms);
     });
-    clearTimeout(timer);
+  }
+
+  /**
+   * Waits up to `ms` for the records of every invocation started and not yet recorded (at shutdown,
+   * before {@link close}: records are written a moment after their invocation ends).
+   */
+  async settle(ms: number): Promise<void> {
+    if (this.#closed || this.#waiting.size === 0) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#idle.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#idle.add(done);
+    });
+  }
+
+  /** Waiters of `id`'s record now (for tests: a timed-out wait leaves none). */
+  waitersOf(id: string): number {
+    return this.#waiting.get(id)?.length ?? 0;
   }
 
   /** Writes what is pending, in one transaction, and tells the followers. */
@@ -213,24 +243,25 @@ export class RecordStore {
     if (this.#lines.length === 0 && this.#records.length === 0) return;
     const begin = performance.now();
     const rows = this.#lines.length + this.#records.length;
+    let result: BatchResult;
     try {
-      this.#write();
+      // The totals in memory change only if the transaction commits (usage.ts).
+      result = this.#usage.within(this.#write);
     } catch (error) {
       // A full disk, say: what was pending is lost (memory stays bounded), and the store goes on.
       this.#log?.warn('records could not be written', { rows, error: (error as Error).message });
+      return;
+    } finally {
       this.#lines = [];
       this.#records = [];
-      this.#written = [];
-      return;
     }
     const ms = performance.now() - begin;
     this.#stats.flushes += 1;
     this.#stats.rowsWritten += rows;
+    this.#stats.rowsTrimmed += result.trimmed;
     this.#stats.lastFlushMs = ms;
     this.#stats.maxFlushMs = Math.max(this.#stats.maxFlushMs, ms);
-    const written = this.#written;
-    this.#written = [];
-    for (const line of written) this.#followers.publish(line);
+    for (const line of result.written) this.#followers.publish(line);
   }
 
   /** The last lines of a function, oldest first (flushing first). */
@@ -256,6 +287,11 @@ export class RecordStore {
     return this.#usage.of(name).lines > 0 || this.#usage.of(name).records > 0;
   }
 
+  /** What the store counts of function `name` (its rows, as the bounds see them). */
+  usage(name: string): FunctionUsage {
+    return { ...this.#usage.of(name) };
+  }
+
   /**
    * Tells `listener` every line of `fn` stored from now on, and `onClose` if the store closes first;
    * returns the unsubscribe. Throws NO_CAPACITY when the most followers are connected.
@@ -270,12 +306,16 @@ export class RecordStore {
     this.flush();
     const cutoff = this.#now() - this.bounds.maxAgeMs;
     try {
-      this.#db.transaction(() => {
-        for (const fn of this.#usage.functions()) {
-          const { lines, records } = this.#usage.expire(fn, cutoff);
-          this.#stats.rowsTrimmed += lines + records;
-        }
-      })();
+      this.#stats.rowsTrimmed += this.#usage.within(
+        this.#db.transaction(() => {
+          let expired = 0;
+          for (const fn of this.#usage.functions()) {
+            const { lines, records } = this.#usage.expire(fn, cutoff);
+            expired += lines + records;
+          }
+          return expired;
+        }),
+      );
       this.#db.pragma('incremental_vacuum');
     } catch (error) {
       this.#log?.warn('records maintenance failed', { error: (error as Error).message });
@@ -297,6 +337,7 @@ export class RecordStore {
     this.#followers.closeAll();
     for (const waiters of this.#waiting.values()) for (const resolve of waiters ?? []) resolve();
     this.#waiting.clear();
+    for (const done of [...this.#idle]) done();
     try {
       this.#db.pragma('wal_checkpoint(TRUNCATE)');
     } finally {

@@ -18,9 +18,13 @@ export class LineTap {
   /** A chunk was dropped: what follows, up to the next newline, is the rest of a torn line. */
   #torn = false;
 
-  constructor(store: RecordStore, base: Omit<LineInput, 'line' | 'time'>) {
+  /** Masks the function's secrets in each line (runtime/secrets/mask.ts). */
+  readonly #mask: (line: string) => string;
+
+  constructor(store: RecordStore, base: Omit<LineInput, 'line' | 'time'>, mask: (line: string) => string = (line) => line) {
     this.#store = store;
     this.#base = base;
+    this.#mask = mask;
     this.#splitter = this.#newSplitter();
   }
 
@@ -50,7 +54,7 @@ export class LineTap {
   }
 
   #newSplitter(): LineSplitter {
-    return new LineSplitter({ onLine: (line) => this.#store.line({ ...this.#base, line }), maxBytes: Number.POSITIVE_INFINITY });
+    return new LineSplitter({ onLine: (line) => this.#store.line({ ...this.#base, line: this.#mask(line) }), maxBytes: Number.POSITIVE_INFINITY });
   }
 }
 

@@ -3,7 +3,8 @@
  * Keeps each function within its bounds: its totals (the `usage` table, mirrored in memory), and the
  * deletions, oldest first, that bring a function back under its log bytes and record count, or drop
  * what is older than the age bound. Every change to the rows goes through here, inside the store's
- * transactions, so the totals stay exact.
+ * transactions ({@link Usage.within}), so the totals stay exact: a transaction's changes reach the
+ * totals in memory only once it has committed, and are forgotten if it rolls back.
  */
 import type Database from 'better-sqlite3';
 import type { RecordBounds } from './bounds.ts';
@@ -21,10 +22,20 @@ export interface FunctionUsage {
  */
 const TRIM_TO = 0.9;
 
+/**
+ * The most rows one trim deletes of a function beyond what brings it back under its bound: the rest of
+ * the way down to {@link TRIM_TO} is left to its next trims, so that no flush blocks the event loop for
+ * long (deleting 10 % of 16 MiB of short lines, about 9,000 rows, took 40 ms or more; docs/logs.md).
+ */
+export const TRIM_MAX_ROWS = 2000;
+
 /** The totals and the deletions of one database. */
 export class Usage {
   readonly #bounds: RecordBounds;
+  /** The committed totals. */
   readonly #byFunction = new Map<string, FunctionUsage>();
+  /** The totals changed by the transaction under way, not yet committed. */
+  readonly #staged = new Map<string, FunctionUsage>();
   readonly #add: Database.Statement;
   readonly #oldestLines: Database.Statement;
   readonly #deleteOldestLines: Database.Statement;
@@ -54,9 +65,29 @@ export class Usage {
     this.#dropEmpty = db.prepare('DELETE FROM usage WHERE function = ? AND lines = 0 AND records = 0');
   }
 
-  /** What `fn` holds now. */
+  /** What `fn` holds now (inside a transaction, with its changes so far). */
   of(fn: string): FunctionUsage {
-    return this.#byFunction.get(fn) ?? { lineBytes: 0, lines: 0, records: 0 };
+    return this.#staged.get(fn) ?? this.#byFunction.get(fn) ?? { lineBytes: 0, lines: 0, records: 0 };
+  }
+
+  /**
+   * Runs `transaction` (a better-sqlite3 transaction that changes the rows through this object): its
+   * changes to the totals are kept if it commits, and dropped if it throws (a failed COMMIT included).
+   */
+  within<T>(transaction: () => T): T {
+    let result: T;
+    try {
+      result = transaction();
+    } catch (error) {
+      this.#staged.clear();
+      throw error;
+    }
+    for (const [fn, usage] of this.#staged) {
+      if (usage.lines <= 0 && usage.records <= 0) this.#byFunction.delete(fn);
+      else this.#byFunction.set(fn, usage);
+    }
+    this.#staged.clear();
+    return result;
   }
 
   /** Every function that holds something. */
@@ -64,35 +95,41 @@ export class Usage {
     return [...this.#byFunction.keys()];
   }
 
-  /** Adds (or, negative, takes away) to `fn`'s totals. Inside a transaction. */
+  /** Adds (or, negative, takes away) to `fn`'s totals. Inside a transaction ({@link within}). */
   change(fn: string, delta: FunctionUsage): void {
     const now = this.of(fn);
     const next = { lineBytes: now.lineBytes + delta.lineBytes, lines: now.lines + delta.lines, records: now.records + delta.records };
     this.#add.run(fn, delta.lineBytes, delta.lines, delta.records);
-    if (next.lines <= 0 && next.records <= 0) {
-      this.#byFunction.delete(fn);
-      this.#dropEmpty.run(fn);
-    } else this.#byFunction.set(fn, next);
+    if (next.lines <= 0 && next.records <= 0) this.#dropEmpty.run(fn);
+    this.#staged.set(fn, next);
   }
 
-  /** Brings `fn` back within its log bytes and record count, deleting its oldest rows. Inside a transaction. */
+  /**
+   * Brings `fn` back within its log bytes and record count, deleting its oldest rows: always under the
+   * bound, and down towards {@link TRIM_TO} of it, {@link TRIM_MAX_ROWS} rows at a time (more only when
+   * more are needed to get under the bound). Inside a transaction.
+   */
   enforce(fn: string): { lines: number; records: number } {
     const usage = this.of(fn);
     let lines = 0;
     let records = 0;
-    if (usage.lineBytes > this.#bounds.maxLogBytes) {
-      const excess = usage.lineBytes - Math.floor(this.#bounds.maxLogBytes * TRIM_TO);
+    const { maxLogBytes, maxRecords } = this.#bounds;
+    if (usage.lineBytes > maxLogBytes) {
+      const needed = usage.lineBytes - maxLogBytes;
+      const wanted = usage.lineBytes - Math.floor(maxLogBytes * TRIM_TO);
       let freed = 0;
       for (const row of this.#oldestLines.iterate(fn) as IterableIterator<{ bytes: number }>) {
         freed += row.bytes;
         lines += 1;
-        if (freed >= excess) break;
+        if (freed >= wanted || (freed >= needed && lines >= TRIM_MAX_ROWS)) break;
       }
       this.#deleteOldestLines.run(fn, lines);
       this.change(fn, { lineBytes: -freed, lines: -lines, records: 0 });
     }
-    if (usage.records > this.#bounds.maxRecords) {
-      records = usage.records - Math.floor(this.#bounds.maxRecords * TRIM_TO);
+    if (usage.records > maxRecords) {
+      const needed = usage.records - maxRecords;
+      const wanted = usage.records - Math.floor(maxRecords * TRIM_TO);
+      records = Math.max(needed, Math.min(wanted, TRIM_MAX_ROWS));
       this.#deleteOldestRecords.run(fn, records);
       this.change(fn, { lineBytes: 0, lines: 0, records: -records });
     }

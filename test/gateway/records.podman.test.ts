@@ -4,7 +4,8 @@
  * stderr lines; a failed one found from its error response's id, with its exit code and lines, also
  * after a restart on the same state folder; a session's record; a serve request's record with its
  * instance, and the instance's output lines; following a function's log as NDJSON and as server-sent
- * events; the since, limit, invocation and outcome filters; unknown ids and functions; the token.
+ * events; the since, limit, invocation and outcome filters; unknown ids and functions; the token;
+ * the record of an invocation still running when the gateway process is stopped.
  */
 import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { type IncomingMessage, request } from 'node:http';
@@ -12,7 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RecordStore } from '../../runtime/records/store.ts';
 import { startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
+import { type MainProcess, startMain } from '../helpers/main-process.ts';
 import { waitUntil } from '../helpers/processes.ts';
 import { openSession } from '../helpers/session-client.ts';
 
@@ -27,6 +30,8 @@ const FUNCTIONS: Record<string, string> = {
   fail: "echo 'about to fail' >&2; echo 'second line' >&2; exit 3",
   // A session: a line on stderr, then what the client types, back on stdout.
   chat: 'echo session-err >&2; read line; echo "got $line"',
+  // Still running when the gateway stops.
+  slow: 'echo slow-started >&2; sleep 60; echo done',
 };
 
 let gateway: TestGateway;
@@ -284,6 +289,55 @@ describe('GET /api/functions/<name>/logs?follow=1', () => {
 });
 
 describe('after a restart on the same state folder', () => {
+  it.each([
+    { fn: 'slow', path: 'slow', started: 'slow-started', kind: 'http' },
+    { fn: 'lab', path: 'lab/sleep?ms=60000&tag=at-shutdown', started: 'sleep at-shutdown began', kind: 'serve' },
+  ])(
+    'keeps the record of a $kind invocation still running when the gateway process is stopped (SIGTERM)',
+    async ({ fn, path, started, kind }) => {
+      const mainState = await mkdtemp(join(tmpdir(), 'fnix-records-main-'));
+      let child: MainProcess['child'] | undefined;
+      try {
+        const main = await startMain({ FNIX_STATE_DIR: mainState, FNIX_FUNCTIONS_DIR: functionsDir, FNIX_TOKEN: TEST_TOKEN, FNIX_SHUTDOWN_GRACE_MS: '500' });
+        child = main.child;
+        const running = fetch(`${main.url}/fn/${path}`).then(
+          (response) => response.text(),
+          () => 'cut',
+        );
+        let id = '';
+        await waitUntil(
+          async () => {
+            const response = await fetch(`${main.url}/api/functions/${fn}/logs`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
+            const body = (await response.json()) as any;
+            id = body.lines?.find((l: any) => l.line === started)?.invocationId ?? '';
+            return id !== '';
+          },
+          PATIENCE_MS,
+          `the ${kind} invocation to start`,
+        );
+        // The runtime stops it after the grace; its record is written a moment later (a serve request's once
+        // its failure is explained, up to 1 s), before the store closes.
+        main.child.kill('SIGTERM');
+        const result = await main.child;
+        expect(result.exitCode).toBe(0);
+        await running;
+        const store = RecordStore.open({ stateDir: mainState });
+        try {
+          const found = store.invocation(id);
+          expect(found?.invocation).toMatchObject({ id, function: fn, kind });
+          expect(found?.invocation.outcome).not.toBe('OK');
+          expect(found?.lines.map((l) => l.line)).toContain(started);
+        } finally {
+          store.close();
+        }
+      } finally {
+        child?.kill('SIGKILL');
+        await rm(mainState, { recursive: true, force: true });
+      }
+    },
+    300_000,
+  );
+
   it("still leads from a failed invocation's id to its record and lines", async () => {
     const { id } = await invoke('fail');
     // Stopping the gateway writes what is pending; the next one opens the same database.

@@ -30,6 +30,7 @@ const fn = { name: 'hello', version: 'abc123' };
 describe('Recorder', () => {
   it("takes the status noted by the route (a head already sent) over the outcome's", () => {
     const r = recorder();
+    r.started('a');
     r.note('a', { status: 201, bytesIn: 5 });
     r.ended({ id: 'a', fn, kind: 'http', startedAt: Date.now(), durationMs: 3, outcome: 'FUNCTION_FAILED', exitCode: 1 });
     expect(r.store.invocation('a')?.invocation).toMatchObject({
@@ -57,5 +58,16 @@ describe('Recorder', () => {
     const [record] = r.store.invocations({ function: 'hello', limit: 10 });
     expect(record).toMatchObject({ kind: 'session', outcome: 'NO_CAPACITY', status: 503, exitCode: null, cold: null });
     expect(record!.id).toMatch(/^[\w-]{21}$/);
+  });
+
+  it('ignores a note that comes after the record is written (a request body still counted when its response failed)', () => {
+    const r = recorder();
+    r.started('late');
+    r.note('late', { status: 502 });
+    r.ended({ id: 'late', fn, kind: 'http', startedAt: Date.now(), durationMs: 1, outcome: 'FUNCTION_FAILED' });
+    r.note('late', { bytesIn: 100 });
+    r.note('never-started', { bytesIn: 1 });
+    expect(r.notes).toBe(0);
+    expect(r.store.invocation('late')?.invocation).toMatchObject({ status: 502, bytesIn: 0 });
   });
 });
