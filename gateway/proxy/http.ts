@@ -22,6 +22,7 @@ import type { Logger } from '../../runtime/log.ts';
 import type { Recorder } from '../../runtime/records/recorder.ts';
 import { isRetired } from '../../runtime/serve/group.ts';
 import type { ServeInstances, Slot } from '../../runtime/serve/instances.ts';
+import type { KeyGuard } from '../auth/keys/guard.ts';
 import { bodyTooLarge } from '../errors.ts';
 import type { GatewayMetrics } from '../metrics/metrics.ts';
 import { initOf } from '../routes/function-response.ts';
@@ -61,12 +62,27 @@ export interface ServeProxyOptions {
   maxOutput: number;
   log: Logger;
   metrics: GatewayMetrics;
+  /**
+   * Checks the key again when a queued request moves to the version served now, which may be private
+   * when the one it was checked against was not (gateway/auth/keys/guard.ts).
+   */
+  keys: Pick<KeyGuard, 'check'>;
   /** Where each request's record goes (kind `serve`, with its instance). @default none */
   records?: Recorder | undefined;
 }
 
-/** Takes a slot in an instance of `fn`; when `fn` was replaced under the request, in the version served now. */
-export async function acquireServed(instances: ServeInstances, registry: FunctionRegistry, fn: FunctionVersion, signal: AbortSignal): Promise<Slot> {
+/**
+ * Takes a slot in an instance of `fn`; when `fn` was replaced under the request, in the version served
+ * now, once `admit` has let the request into it: the request's key was checked against `fn`'s manifest,
+ * and the version served now may be private when `fn` was not (admit throws to refuse it).
+ */
+export async function acquireServed(
+  instances: ServeInstances,
+  registry: FunctionRegistry,
+  fn: FunctionVersion,
+  signal: AbortSignal,
+  admit: (now: FunctionVersion) => void,
+): Promise<Slot> {
   try {
     return await instances.acquire(fn, signal);
   } catch (error) {
@@ -74,13 +90,17 @@ export async function acquireServed(instances: ServeInstances, registry: Functio
     // The version served now: another one, or the same served again by a group of its own (a rollback).
     const now = registry.get(fn.name);
     if (!now.manifest.serve) throw error;
+    admit(now);
     return instances.acquire(now, signal);
   }
 }
 
+/** The codes of the key check's refusals, which add no series with the function's label. */
+const KEY_REFUSALS = new Set(['KEY_REQUIRED', 'KEY_INVALID', 'AUTH_RATE_LIMITED']);
+
 /** Creates the handler that passes a serve function's requests to its instances. */
 export function createServeProxy(options: ServeProxyOptions) {
-  const { registry, instances, maxBody, maxOutput, log, metrics, records } = options;
+  const { registry, instances, maxBody, maxOutput, log, metrics, keys, records } = options;
   return async function proxy(c: Context<GatewayEnv>, fn: FunctionVersion): Promise<Response> {
     const begin = performance.now();
     const startedAt = Date.now();
@@ -99,11 +119,14 @@ export function createServeProxy(options: ServeProxyOptions) {
       const waiting = new AbortController();
       const onClientGone = () => waiting.abort(new FnixError('INVOCATION_ABORTED', 'the client went away while its request waited for an instance'));
       outgoing.once('close', onClientGone);
+      // The same check the route made (routes/invoke.ts), against the version the request moves to.
+      const admit = (now: FunctionVersion) =>
+        void keys.check({ fn: now, headers: incoming.headers, address: incoming.socket.remoteAddress ?? '', route: 'invoke' });
       try {
-        slot = await acquireServed(instances, registry, fn, waiting.signal);
+        slot = await acquireServed(instances, registry, fn, waiting.signal, admit);
       } catch (error) {
         const code = (error as FnixError).code ?? 'INTERNAL_ERROR';
-        metrics.invocationRefused(fn.name, 'http', code, performance.now() - begin);
+        if (!KEY_REFUSALS.has(code)) metrics.invocationRefused(fn.name, 'http', code, performance.now() - begin);
         records?.refused({ id, fn, kind: 'serve', outcome: code, startedAt, waitMs: performance.now() - begin });
         throw error;
       } finally {

@@ -18,7 +18,7 @@ import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { Logger } from '../../runtime/log.ts';
 import type { Recorder } from '../../runtime/records/recorder.ts';
 import type { ServeInstances, Slot } from '../../runtime/serve/instances.ts';
-import type { KeyGuard } from '../auth/keys/guard.ts';
+import { type KeyGuard, revokedKeyError } from '../auth/keys/guard.ts';
 import { INVOCATION_ID_HEADER } from '../routes/invoke.ts';
 import { type UpgradeBindings, type UpgradeHandler, upgradeTaken } from '../upgrade.ts';
 import { requestHeaders, upstreamPath } from './headers.ts';
@@ -32,8 +32,11 @@ export interface ServeUpgradeOptions {
   registry: FunctionRegistry;
   instances: ServeInstances;
   log: Logger;
-  /** Refuses upgrades to private functions without a key that opens them (gateway/auth/keys/guard.ts). */
-  keys: Pick<KeyGuard, 'check'>;
+  /**
+   * Refuses upgrades to private functions without a key that opens them, and closes the WebSockets
+   * whose key is revoked (gateway/auth/keys/guard.ts).
+   */
+  keys: Pick<KeyGuard, 'check' | 'hold'>;
   /** Where each WebSocket's record goes when it closes (kind `websocket`), refused ones included. @default none */
   records?: Recorder | undefined;
 }
@@ -53,7 +56,8 @@ export function createServeUpgrade(options: ServeUpgradeOptions): UpgradeHandler
       );
     }
     // Before an instance is taken: a refused upgrade holds nothing.
-    keys.check({ fn, headers: incoming.headers, address: incoming.socket.remoteAddress ?? '', route: 'websocket' });
+    const address = incoming.socket.remoteAddress ?? '';
+    const keyId = keys.check({ fn, headers: incoming.headers, address, route: 'websocket' });
     // Its own id, once it is passed on: a refused upgrade carries none, as every refused upgrade.
     const id = nanoid();
     const begin = performance.now();
@@ -63,10 +67,27 @@ export function createServeUpgrade(options: ServeUpgradeOptions): UpgradeHandler
     const client = upgrade.socket;
     const onClientGone = () => abort.abort(new FnixError('INVOCATION_ABORTED', 'the client went away while its WebSocket waited for an instance'));
     client.once('close', onClientGone);
+    // The key it came with, revoked: before the splice, the upgrade is refused (KEY_INVALID); after, the
+    // connection is closed.
+    let closeSplice: ((why: string, outcome: SpliceOutcome) => void) | undefined;
+    let release = () => {};
+    const holdKey = (held: string | undefined, name: string) => {
+      release();
+      release =
+        held === undefined
+          ? () => {}
+          : keys.hold(held, () => {
+              if (closeSplice) closeSplice('its invoke key was revoked', 'KEY_INVALID');
+              else abort.abort(revokedKeyError(name, held));
+            });
+    };
+    holdKey(keyId, fn.name);
+    // Moved to the version served now, which may be private when `fn` was not: checked again.
+    const admit = (now: typeof fn) => holdKey(keys.check({ fn: now, headers: incoming.headers, address, route: 'websocket' }), now.name);
     let slot: Slot | undefined;
     let server: Socket | undefined;
     try {
-      slot = await acquireServed(instances, registry, fn, abort.signal);
+      slot = await acquireServed(instances, registry, fn, abort.signal, admit);
       server = await slot.instance.connect();
       const headers = requestHeaders({ incoming, invocationId: id, upgrade: true });
       let head = `${incoming.method} ${upstreamPath(incoming.url ?? '/')} HTTP/1.1\r\n`;
@@ -81,24 +102,35 @@ export function createServeUpgrade(options: ServeUpgradeOptions): UpgradeHandler
       const alone = instance.settings.concurrency === 1;
       if (alone) instance.currentRequest = id;
       const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(answer.head.toString('latin1'))?.[1] ?? 0) || null;
-      splice(client, server, withHeader(answer.head, `${INVOCATION_ID_HEADER}: ${id}`), answer.rest, slot, log, id, ({ timedOut, bytesIn, bytesOut }) => {
-        if (alone) endCurrentRequest(instance, id);
-        records?.ended({
-          id,
-          fn: instance.fn,
-          kind: 'websocket',
-          startedAt,
-          durationMs: performance.now() - begin,
-          outcome: timedOut ? 'SESSION_TIMEOUT' : 'OK',
-          status,
-          bytesIn,
-          bytesOut,
-          instance: instance.id,
-          container: instance.containerName,
-        });
-      });
+      closeSplice = splice(
+        client,
+        server,
+        withHeader(answer.head, `${INVOCATION_ID_HEADER}: ${id}`),
+        answer.rest,
+        slot,
+        log,
+        id,
+        ({ outcome, bytesIn, bytesOut }) => {
+          release();
+          if (alone) endCurrentRequest(instance, id);
+          records?.ended({
+            id,
+            fn: instance.fn,
+            kind: 'websocket',
+            startedAt,
+            durationMs: performance.now() - begin,
+            outcome,
+            status,
+            bytesIn,
+            bytesOut,
+            instance: instance.id,
+            container: instance.containerName,
+          });
+        },
+      );
       return taken;
     } catch (error) {
+      release();
       client.off('close', onClientGone);
       server?.destroy();
       slot?.release();
@@ -149,15 +181,21 @@ function withHeader(head: Buffer, line: string): Buffer {
   return Buffer.concat([head, Buffer.from(`${line}\r\n\r\n`, 'latin1')]);
 }
 
+/** Why a spliced connection closed, for its record: by itself, at sessionTimeoutMs, or its key revoked. */
+type SpliceOutcome = 'OK' | 'SESSION_TIMEOUT' | 'KEY_INVALID';
+
 /** What a spliced connection passed, told when it closes. */
 interface SpliceEnd {
-  timedOut: boolean;
+  outcome: SpliceOutcome;
   /** Bytes from the client to the server, after the upgrade request; and back, after the answer's head. */
   bytesIn: number;
   bytesOut: number;
 }
 
-/** Passes bytes both ways until either side ends; then both close, the slot is released, and `ended` is told. */
+/**
+ * Passes bytes both ways until either side ends; then both close, the slot is released, and `ended` is
+ * told. Returns what closes it from outside.
+ */
 function splice(
   client: Duplex,
   server: Socket,
@@ -167,13 +205,13 @@ function splice(
   log: Logger,
   id: string,
   ended: (end: SpliceEnd) => void = () => {},
-): void {
+): (why: string, outcome: SpliceOutcome) => void {
   const begin = performance.now();
   const { instance } = slot;
   let closed = false;
   let bytesIn = 0;
   let bytesOut = rest.length;
-  const close = (why: string, timedOut = false) => {
+  const close = (why: string, outcome: SpliceOutcome = 'OK') => {
     if (closed) return;
     closed = true;
     clearTimeout(timer);
@@ -181,10 +219,10 @@ function splice(
     server.destroy();
     slot.release();
     log.info('websocket closed', { function: instance.fn.name, id, instance: instance.id, ms: (performance.now() - begin).toFixed(1), why });
-    ended({ timedOut, bytesIn, bytesOut });
+    ended({ outcome, bytesIn, bytesOut });
   };
   const limit = instance.fn.manifest.sessionTimeoutMs;
-  const timer = setTimeout(() => close(`its sessionTimeoutMs of ${limit} ms passed`, true), limit);
+  const timer = setTimeout(() => close(`its sessionTimeoutMs of ${limit} ms passed`, 'SESSION_TIMEOUT'), limit);
   client.on('data', (chunk: Buffer) => {
     bytesIn += chunk.length;
   });
@@ -201,4 +239,5 @@ function splice(
   client.on('close', () => close('client closed'));
   // A server that dies closes its relays, and with them this connection.
   server.on('close', () => close('server closed'));
+  return close;
 }

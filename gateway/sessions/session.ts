@@ -39,6 +39,8 @@ export interface Session {
   ended: Promise<SessionStatus>;
   /** Ends the session because the gateway is shutting down (status SHUTTING_DOWN, close 1001). */
   shutdown(): void;
+  /** Ends the session for `error` (its status) with close code `closeCode`, e.g. KEY_INVALID and 1008 for a revoked key. */
+  stop(error: FnixError, closeCode: number): void;
 }
 
 /** After the server's close frame, how long a client has to answer before its socket is dropped. */
@@ -142,6 +144,9 @@ export function runSession(options: SessionOptions): Session {
     ended,
     shutdown() {
       end(new FnixError('SHUTTING_DOWN', 'fnix is shutting down'), 1001);
+    },
+    stop(error, closeCode) {
+      end(error, closeCode);
     },
   };
 }

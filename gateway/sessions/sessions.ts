@@ -14,7 +14,7 @@ import type { Invocation } from '../../runtime/invocation/invocation.ts';
 import type { Logger } from '../../runtime/log.ts';
 import type { Recorder } from '../../runtime/records/recorder.ts';
 import type { Runner } from '../../runtime/runner.ts';
-import type { KeyGuard } from '../auth/keys/guard.ts';
+import { type KeyGuard, revokedKeyError } from '../auth/keys/guard.ts';
 import { KEY_PROTOCOL_PREFIX } from '../auth/keys/key-text.ts';
 import { buildCgiEnv } from '../cgi/env.ts';
 import type { GatewayMetrics } from '../metrics/metrics.ts';
@@ -41,8 +41,11 @@ export interface SessionsOptions {
   heartbeatMs?: number | undefined;
   /** True once shutdown has begun: new sessions are refused. */
   isShuttingDown: () => boolean;
-  /** Refuses sessions of private functions without a key that opens them (gateway/auth/keys/guard.ts). */
-  keys: Pick<KeyGuard, 'check'>;
+  /**
+   * Refuses sessions of private functions without a key that opens them, and ends those whose key is
+   * revoked (gateway/auth/keys/guard.ts).
+   */
+  keys: Pick<KeyGuard, 'check' | 'hold'>;
   /**
    * Keeps the sessions' stderr lines, and notes their status (101) and the bytes the client sent; the
    * runner (instrumented with the same recorder) writes their records. @default none
@@ -89,7 +92,7 @@ export function createSessions(options: SessionsOptions): Sessions {
     const url = new URL(c.req.url);
     const fn = registry.get(c.req.param('name') ?? '');
     // Before a container is found and before the function's refusals are counted: no series grows.
-    options.keys.check({ fn, headers: incoming.headers, address: incoming.socket.remoteAddress ?? '', route: 'session' });
+    const keyId = options.keys.check({ fn, headers: incoming.headers, address: incoming.socket.remoteAddress ?? '', route: 'session' });
     let tty: { cols: number; rows: number } | undefined;
     try {
       if (closing || options.isShuttingDown()) throw new FnixError('SHUTTING_DOWN', 'fnix is shutting down and accepts no new sessions');
@@ -130,17 +133,38 @@ export function createSessions(options: SessionsOptions): Sessions {
       FNIX_SESSION: '1',
       ...(tty ? { TERM: 'xterm-256color' } : {}),
     };
+    // The key it came with, revoked: while a container is found, the wait ends (401 KEY_INVALID); once
+    // the session runs, the session does (status KEY_INVALID, close 1008).
+    let session: Session | undefined;
+    const revoked = new AbortController();
+    const release =
+      keyId === undefined
+        ? () => {}
+        : options.keys.hold(keyId, () => {
+            const error = revokedKeyError(fn.name, keyId);
+            if (session) session.stop(error, 1008);
+            else revoked.abort(error);
+          });
     reserved++;
     let invocation: Invocation;
     try {
-      ({ invocation } = await runner.invoke({ fn, id, env, tty, timeoutMs: fn.manifest.sessionTimeoutMs, signal: left.signal }));
+      const signal = AbortSignal.any([left.signal, revoked.signal]);
+      ({ invocation } = await runner.invoke({ fn, id, env, tty, timeoutMs: fn.manifest.sessionTimeoutMs, signal }));
     } catch (error) {
       reserved--;
-      throw error;
+      release();
+      throw revoked.signal.aborted && !left.signal.aborted ? revoked.signal.reason : error;
     }
-    void invocation.done.then(() => reserved--);
+    void invocation.done.then(() => {
+      reserved--;
+      release();
+    });
     // The signal has killed the command, and the client has gone: there is no one to answer.
     if (left.signal.aborted) return upgradeTaken(upgrade);
+    if (revoked.signal.aborted) {
+      invocation.kill('aborted');
+      throw revoked.signal.reason;
+    }
     if (closing) {
       invocation.kill('shutdown');
       throw new FnixError('SHUTTING_DOWN', 'fnix is shutting down and accepts no new sessions');
@@ -150,7 +174,7 @@ export function createSessions(options: SessionsOptions): Sessions {
     try {
       wss.handleUpgrade(incoming, socket, head, (ws) => {
         metrics.sessionOpened();
-        const session = runSession({
+        const running = runSession({
           ws,
           invocation,
           tty: tty !== undefined,
@@ -162,11 +186,14 @@ export function createSessions(options: SessionsOptions): Sessions {
             if ('error' in status) metrics.overrideOutcome(invocation, status.error.code);
           },
         });
-        sessions.add(session);
+        session = running;
+        // Revoked in the moment between the container and the handshake.
+        if (revoked.signal.aborted) running.stop(revoked.signal.reason as FnixError, 1008);
+        sessions.add(running);
         if (options.records) keepSession(ws, invocation, options.records);
         log.info('session started', { function: fn.name, id, tty: tty ? `${tty.cols}x${tty.rows}` : 'no' });
-        void session.ended.then((status) => {
-          sessions.delete(session);
+        void running.ended.then((status) => {
+          sessions.delete(running);
           metrics.sessionClosed();
           log.info('session ended', { function: fn.name, id, status: JSON.stringify(status) });
         });
@@ -196,7 +223,7 @@ function keepSession(ws: WebSocket, invocation: Invocation, records: Recorder): 
   ws.on('message', (data: Buffer) => {
     bytesIn += data.length;
   });
-  const lines = records.tap({ function: invocation.functionName, invocationId: id, stream: 'stderr' });
+  const lines = records.tap({ function: invocation.functionName, invocationId: id, stream: 'stderr' }, (line) => invocation.mask(line));
   invocation.stderr.on('data', (chunk: Buffer) => lines.write(chunk));
   invocation.stderr.on('end', () => lines.end());
   // Before the record is written: that waits a turn past the end (metrics.settled).

@@ -3,9 +3,10 @@
  * Private functions and invoke keys against a real gateway, real Podman and real containers: the
  * refusals (KEY_REQUIRED, KEY_INVALID) on every way in (/fn for CGI and serve functions, a serve
  * function's WebSocket, /sessions), taken before any container or instance and adding no metric series
- * with the function's label; keys in either header, scoped, revoked at once; the function never seeing
- * the key; the key in no log line nor file of the state folder; /metrics behind FNIX_METRICS_TOKEN; and
- * the limit on wrong keys per client address.
+ * with the function's label; keys in either header, scoped, revoked at once, and a revoked key's open
+ * session and serve WebSocket ended; the function never seeing the key; the key in no log line nor file
+ * of the state folder; /metrics behind FNIX_METRICS_TOKEN; and the limit on wrong keys per client
+ * address, which a right key passes.
  *
  * Each test that sends wrong keys does so from a loopback address of its own (127.0.0.x), so that the
  * limit one test reaches does not refuse the next one's requests.
@@ -378,18 +379,98 @@ describe('/metrics with FNIX_METRICS_TOKEN', () => {
 });
 
 describe('wrong keys', () => {
-  it('are limited per client address: past ten, even the right key is refused with 429', async () => {
+  it('are limited per client address: past ten, wrong keys get 429, and a right key still opens the function', async () => {
     const { key } = await createKey({ function: 'priv-env' });
+    const sessionKey = await createKey({ function: 'priv-shell' });
     const from = '127.0.0.7';
     for (let i = 0; i < 10; i++) expectRefusal(await send('/fn/priv-env', { headers: { 'x-fnix-key': `wrong-${i}` }, from }), 401, 'KEY_INVALID');
-    const limited = expectRefusal(await send('/fn/priv-env', { headers: { 'x-fnix-key': key }, from }), 429, 'AUTH_RATE_LIMITED');
+    const limited = expectRefusal(await send('/fn/priv-env', { headers: { 'x-fnix-key': 'wrong-10' }, from }), 429, 'AUTH_RATE_LIMITED');
     expect(limited.retryAfterSeconds).toBeGreaterThan(0);
-    expectRefusal(await refusedUpgrade('/sessions/priv-shell', { 'x-fnix-key': key }, from), 429, 'AUTH_RATE_LIMITED');
+    expectRefusal(await refusedUpgrade('/sessions/priv-shell', { 'x-fnix-key': 'wrong-11' }, from), 429, 'AUTH_RATE_LIMITED');
+    // A guessed 256-bit key is hopeless: the right key passes from the locked-out address, on every way in.
+    const right = await send('/fn/priv-env', { headers: { 'x-fnix-key': key }, from });
+    expect(right.status, right.said).toBe(200);
+    const session = await openSession(gateway.url, '/sessions/priv-shell', { headers: { 'x-fnix-key': sessionKey.key }, localAddress: from });
+    session.send(0, 'echo done-$((6*7)); exit 4\n');
+    expect((await session.closed).status).toEqual({ exitCode: 4 });
+    // Without a key it is still asked for, not limited: a missing key is no guess.
+    expectRefusal(await send('/fn/priv-env', { from }), 401, 'KEY_REQUIRED');
     // Another address is not concerned, and neither are public functions nor the deploy token.
-    expect((await send('/fn/priv-env', { headers: { 'x-fnix-key': key }, from: '127.0.0.8' })).status).toBe(200);
+    expectRefusal(await send('/fn/priv-env', { headers: { 'x-fnix-key': 'wrong' }, from: '127.0.0.8' }), 401, 'KEY_INVALID');
     expect((await send('/fn/env-dump', { from })).status).toBe(200);
     expect((await send('/api/keys', { headers: { authorization: `Bearer ${TEST_TOKEN}` }, from })).status).toBe(200);
     expect(gateway.logs.some((line) => line.includes('too many wrong invoke keys from one client') && line.includes('127.0.0.7'))).toBe(true);
+  });
+});
+
+describe('revoking a key', () => {
+  it('ends a session it opened, with status KEY_INVALID and close 1008, and no other session', async () => {
+    const doomed = await createKey({ function: 'priv-shell' });
+    const kept = await createKey({ function: 'priv-shell' });
+    const session = await openSession(gateway.url, '/sessions/priv-shell', { headers: { 'x-fnix-key': doomed.key } });
+    const other = await openSession(gateway.url, '/sessions/priv-shell', { headers: { 'x-fnix-key': kept.key } });
+    session.send(0, 'echo up-$((6*7))\n');
+    await session.waitFor('up-42');
+    const begin = performance.now();
+    await revokeKey(doomed.id);
+    const { code, status } = await session.closed;
+    const ms = performance.now() - begin;
+    expect(code).toBe(1008);
+    expect(status?.error?.code).toBe('KEY_INVALID');
+    expect(status?.error?.message).toContain(doomed.id);
+    // Within about a second (the revoke's own disk write included); generous for a loaded machine.
+    expect(ms).toBeLessThan(3000);
+    // The other key's session is untouched.
+    other.send(0, 'echo still-$((6*7)); exit 5\n');
+    await other.waitFor('still-42');
+    expect((await other.closed).status).toEqual({ exitCode: 5 });
+    expect(gateway.logs.some((line) => line.includes('session ended') && line.includes('KEY_INVALID'))).toBe(true);
+  });
+
+  it('refuses a serve WebSocket that waits for an instance when its key is revoked meanwhile', async () => {
+    const holder = await createKey({ function: 'priv-lab' });
+    const waiter = await createKey({ function: 'priv-lab' });
+    // priv-lab has one instance at concurrency 1: while this WebSocket holds it, the next one waits.
+    const ws = new WebSocket(`${gateway.url.replace('http', 'ws')}/fn/priv-lab/ws`, { headers: { 'x-fnix-key': holder.key } });
+    try {
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      let settled = false;
+      const waiting = refusedUpgrade('/fn/priv-lab/ws', { 'x-fnix-key': waiter.key }, '127.0.0.1').finally(() => (settled = true));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(settled, 'the second upgrade waits for the one instance').toBe(false);
+      const failedBefore = await metricValue('fnix_auth_failures_total{route="websocket"}');
+      await revokeKey(waiter.id);
+      const error = expectRefusal(await waiting, 401, 'KEY_INVALID');
+      // Ended by the revocation (its message names the key), not refused by a check of its key.
+      expect(error.message).toContain(`${waiter.id} was revoked`);
+      expect(await metricValue('fnix_auth_failures_total{route="websocket"}')).toBe(failedBefore);
+    } finally {
+      ws.terminate();
+    }
+  });
+
+  it("closes a serve WebSocket it opened, and frees the instance's slot", async () => {
+    const doomed = await createKey({ function: 'priv-lab' });
+    const ws = new WebSocket(`${gateway.url.replace('http', 'ws')}/fn/priv-lab/ws`, { headers: { 'x-fnix-key': doomed.key } });
+    const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+    ws.on('error', () => {}); // the connection is cut, not closed with a frame
+    try {
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      const echoed = new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))));
+      ws.send('before');
+      expect(await echoed).toMatch(/^echo from i-\w+: before$/);
+      const begin = performance.now();
+      await revokeKey(doomed.id);
+      await closed;
+      expect(performance.now() - begin).toBeLessThan(3000);
+    } finally {
+      ws.terminate();
+    }
+    // priv-lab has one instance at concurrency 1: the next request gets it, so the WebSocket let go of it.
+    const { key } = await createKey({ function: 'priv-lab' });
+    const next = await send('/fn/priv-lab/pid', { headers: { 'x-fnix-key': key } });
+    expect(next.status, next.said).toBe(200);
+    await waitUntil(() => gateway.logs.some((line) => line.includes('websocket closed') && line.includes('revoked')), PATIENCE_MS, 'the close to be logged');
   });
 });
 

@@ -12,6 +12,7 @@ import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { FnixError } from '../../../runtime/errors.ts';
 import { assertFunctionName } from '../../../runtime/functions/name.ts';
+import { removeMatching } from '../../../runtime/secrets/atomic-file.ts';
 import { makeKeyText, parseKeyText, secretDigest } from './key-text.ts';
 import type { CreatedKey, KeyChange, KeyInfo, KeyRequest, KeyStore } from './store.ts';
 
@@ -74,6 +75,9 @@ export class FileKeyStore implements KeyStore {
   /** Reads `<stateDir>/keys.json` (none yet is no keys). Throws when it is not a keys file. */
   static async open(options: FileKeyStoreOptions): Promise<FileKeyStore> {
     const file = join(options.stateDir, KEYS_FILE);
+    // Temporary files a process killed mid-write left (`.keys.json.<pid>.<n>.tmp`); opened once the
+    // state folder is this process's, so none is being written.
+    await removeMatching(options.stateDir, new RegExp(`^\\.${KEYS_FILE.replaceAll('.', '\\.')}\\.\\d+\\.\\d+\\.tmp$`));
     const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') return undefined;
       throw error;
@@ -177,7 +181,7 @@ export class FileKeyStore implements KeyStore {
     const text = `${JSON.stringify({ version: 1, keys }, null, 1)}\n`;
     const temporary = join(dirname(this.#file), `.${basename(this.#file)}.${process.pid}.${++this.#writes}.tmp`);
     try {
-      const handle = await open(temporary, 'w', 0o600);
+      const handle = await open(temporary, 'wx', 0o600);
       try {
         await handle.writeFile(text);
         await handle.sync();

@@ -2,8 +2,9 @@
  * @module
  * The check in front of private functions (gateway/auth/keys/guard.ts), with a real key store on a
  * temporary folder and the failure limiter on a fake clock: public functions pass untouched, the codes
- * for no key, a wrong, a revoked and an out-of-scope key, the limit on wrong keys per address, that
- * refusals are counted by route alone, and that the key never reaches the log. Also the HTTP shape of
+ * for no key, a wrong, a revoked and an out-of-scope key, the limit on wrong keys per address (a right
+ * key always passes), that refusals are counted by route alone, that what a key holds open is ended
+ * when it is revoked, and that the key never reaches the log. Also the HTTP shape of
  * the refusals (gateway/errors.ts) and the keys' removal from CGI variables and proxied headers.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
@@ -92,18 +93,57 @@ describe('KeyGuard', () => {
     expect(outcome(headers, { route: 'invoke' })).toBe('KEY_REQUIRED');
   });
 
-  it('limits wrong keys per address: after the burst even the right key is refused, until a try comes back', async () => {
+  it('limits wrong keys per address, but lets a right key through whatever its address sent before', async () => {
     const { key } = await store.create({});
     for (let i = 0; i < 3; i++) expect(outcome({ 'x-fnix-key': `wrong-${i}` })).toBe('KEY_INVALID');
-    expect(outcome({ 'x-fnix-key': key })).toBe('AUTH_RATE_LIMITED');
-    expect(outcome({})).toBe('AUTH_RATE_LIMITED');
-    // Another address is not concerned; a missing key is no failure.
-    expect(outcome({ 'x-fnix-key': key }, { address: '10.0.0.2' })).toBe('passed');
-    for (let i = 0; i < 5; i++) expect(outcome({}, { address: '10.0.0.3' })).toBe('KEY_REQUIRED');
-    expect(outcome({ 'x-fnix-key': key }, { address: '10.0.0.3' })).toBe('passed');
-    clock.now += 6000;
+    // Out of tries: wrong keys are 429, the right key still passes, and no key is still asked for.
+    expect(outcome({ 'x-fnix-key': 'wrong-3' })).toBe('AUTH_RATE_LIMITED');
     expect(outcome({ 'x-fnix-key': key })).toBe('passed');
-    expect(counted.filter((c) => c === 'refused invoke')).toHaveLength(2);
+    expect(outcome({ authorization: `Bearer ${key}` }, { route: 'session' })).toBe('passed');
+    expect(outcome({})).toBe('KEY_REQUIRED');
+    expect(outcome({ 'x-fnix-key': 'wrong-4' })).toBe('AUTH_RATE_LIMITED');
+    // Another address is not concerned; a missing key is no failure.
+    expect(outcome({ 'x-fnix-key': 'wrong' }, { address: '10.0.0.2' })).toBe('KEY_INVALID');
+    for (let i = 0; i < 5; i++) expect(outcome({}, { address: '10.0.0.3' })).toBe('KEY_REQUIRED');
+    expect(outcome({ 'x-fnix-key': 'wrong' }, { address: '10.0.0.3' })).toBe('KEY_INVALID');
+    // A refused guess is not a failure counted again: one try comes back after refillMs all the same.
+    clock.now += 6000;
+    expect(outcome({ 'x-fnix-key': 'wrong-5' })).toBe('KEY_INVALID');
+    expect(outcome({ 'x-fnix-key': 'wrong-6' })).toBe('AUTH_RATE_LIMITED');
+    expect(counted.filter((c) => c === 'refused invoke')).toHaveLength(3);
+    expect(logged.filter((line) => line.startsWith('a request came with a wrong invoke key'))).toHaveLength(6);
+  });
+
+  it('returns the id of the key that opened the function, and nothing for a public one', async () => {
+    const created = await store.create({ function: 'secret-fn' });
+    expect(guard.check({ fn: privateFn, headers: { 'x-fnix-key': created.key }, address: '10.0.0.1', route: 'invoke' })).toBe(created.id);
+    expect(guard.check({ fn: publicFn, headers: { 'x-fnix-key': created.key }, address: '10.0.0.1', route: 'invoke' })).toBeUndefined();
+  });
+
+  it('ends what a key holds open when that key is revoked, and only that', async () => {
+    const one = await store.create({});
+    const two = await store.create({});
+    const ended: string[] = [];
+    guard.hold(one.id, () => ended.push('one a'));
+    const letGo = guard.hold(one.id, () => ended.push('one b'));
+    guard.hold(two.id, () => ended.push('two'));
+    letGo(); // ended by itself: no longer held
+    expect(guard.holding(one.id)).toBe(1);
+    await store.revoke(one.id);
+    expect(ended).toEqual(['one a']);
+    expect(guard.holding(one.id)).toBe(0);
+    expect(guard.holding(two.id)).toBe(1);
+    // A failing end is logged and does not stop the others.
+    guard.hold(two.id, () => {
+      throw new Error('boom');
+    });
+    guard.hold(two.id, () => ended.push('two b'));
+    await store.revoke(two.id);
+    expect(ended).toEqual(['one a', 'two', 'two b']);
+    expect(logged.some((line) => line.startsWith('could not end what a revoked invoke key had opened'))).toBe(true);
+    // Made again, nothing of the old holds is left.
+    await store.create({});
+    expect(ended).toHaveLength(3);
   });
 
   it('never logs the key, and names a scoped key by its id only', async () => {
