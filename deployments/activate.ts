@@ -6,6 +6,7 @@
  * is built again from its commit first (quick: Nix's store and the builds are cached).
  */
 import { FnixError } from '../runtime/errors.ts';
+import { secretUses } from '../runtime/functions/manifest.ts';
 import { buildCommit, replaceStaleContainers } from './build.ts';
 import { missingSecrets } from './check.ts';
 import type { DeployContext, Prepared } from './context.ts';
@@ -19,7 +20,7 @@ export const DEPLOYMENT_REFS = 'refs/fnix/deployments/';
 /** Makes deployment `id` the one served. Throws DEPLOYMENT_NOT_FOUND or DEPLOYMENT_REFUSED. */
 export async function activateDeployment(ctx: DeployContext, held: Held, id: string): Promise<DeploymentRecord> {
   const begin = performance.now();
-  const { store, log } = ctx;
+  const { store } = ctx;
   const record = await store.get(id);
   if (!record) throw new FnixError('DEPLOYMENT_NOT_FOUND', `no deployment ${JSON.stringify(id)}; GET /api/deployments lists them`);
   if (record.result !== 'ready') {
@@ -48,18 +49,35 @@ export async function activateDeployment(ctx: DeployContext, held: Held, id: str
       });
     }
   }
-  const { versions, broken } = prepared;
-  // A secret removed since the deployment was checked (a rollback to it, say): refused before anything changes.
-  const unset = [...missingSecrets(ctx, versions).values()];
-  if (unset.length > 0) {
-    throw new FnixError(
-      'DEPLOYMENT_REFUSED',
-      `deployment ${id} cannot be activated: ${unset.map((error) => error.message.replace(/, then push again$/, '')).join('; ')}`,
-      {
-        details: { deployment: id, missingSecrets: unset.map((error) => error.details) },
-      },
-    );
+  const { versions } = prepared;
+  // The secrets its functions declare are held from here to the switch (the store refuses to remove
+  // them; once it is live, the live registry keeps them), and checked in the same turn: a removal
+  // under way by now is no longer listed, and one asked for later is refused (SECRET_IN_USE).
+  const release = ctx.holdSecrets(versions.flatMap((version) => secretUses(version.manifest).map((use) => use.name)));
+  try {
+    // A secret removed since the deployment was checked (a rollback to it, say): refused before anything changes.
+    const unset = [...missingSecrets(ctx, versions).values()];
+    if (unset.length > 0) {
+      throw new FnixError(
+        'DEPLOYMENT_REFUSED',
+        `deployment ${id} cannot be activated: ${unset.map((error) => error.message.replace(/, then push again$/, '')).join('; ')}`,
+        {
+          details: { deployment: id, missingSecrets: unset.map((error) => error.details) },
+        },
+      );
+    }
+    await switchTo(ctx, held, record, prepared, begin);
+  } finally {
+    release();
   }
+  return record;
+}
+
+/** From the warm start to the switch and after: what {@link activateDeployment} does once its checks passed. */
+async function switchTo(ctx: DeployContext, held: Held, record: DeploymentRecord, prepared: Prepared, begin: number): Promise<void> {
+  const { store, log } = ctx;
+  const { id } = record;
+  const { versions, broken } = prepared;
   // The new version's serve instances ready first (before the record says it is active).
   await warm(ctx, prepared, id);
   // A ref of its own keeps the commit through a force-push and `git gc`, so that a rollback finds it.
@@ -73,7 +91,6 @@ export async function activateDeployment(ctx: DeployContext, held: Held, id: str
   // A push counts from the start of its checks; a rollback, its activation alone.
   ctx.onDeployment(broken.size > 0 ? 'partial' : 'activated', ctx.prepared.takeCheckMs(id) + performance.now() - begin);
   log.info('deployment active', { id, commit: record.commit.slice(0, 12), functions: versions.map((v) => v.name).join(',') });
-  return record;
 }
 
 /**

@@ -45,6 +45,8 @@ export interface DeployContext {
   onDeployment: (outcome: DeploymentOutcome, durationMs: number) => void;
   /** The names of the secrets set now: a deployment whose function declares another is refused (check.ts). */
   secretNames: () => ReadonlySet<string>;
+  /** Holds secrets from removal while a deployment declaring them is activated; returns the release (activate.ts). */
+  holdSecrets: (names: Iterable<string>) => () => void;
 }
 
 /** What activating a deployment serves: its built versions, and the functions it holds broken. */

@@ -43,6 +43,12 @@ export interface DeploymentsOptions {
    * @default none is set
    */
   secretNames?: (() => ReadonlySet<string>) | undefined;
+  /**
+   * Holds secrets from removal (the store refuses to remove them) until the returned function is
+   * called: an activation holds those its functions declare from its check to its switch.
+   * @default nothing is held
+   */
+  holdSecrets?: ((names: Iterable<string>) => () => void) | undefined;
   /** How long a push waits for another one. @default 120000 */
   pushWaitMs?: number | undefined;
   /**
@@ -96,6 +102,7 @@ export async function startDeployments(options: DeploymentsOptions): Promise<Dep
     prepared: new PreparedDeployments(),
     onDeployment: options.onDeployment ?? (() => {}),
     secretNames: options.secretNames ?? (() => new Set()),
+    holdSecrets: options.holdSecrets ?? (() => () => {}),
   };
   const pushes = new PushDeploys(ctx, {
     waitMs: options.pushWaitMs,

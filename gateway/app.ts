@@ -103,7 +103,16 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
     c.set('invocationId', nanoid());
     return next();
   });
-  const serve = createServeProxy({ registry, instances, maxBody: options.maxBody, maxOutput: options.maxOutput, log, metrics, records: options.records });
+  const serve = createServeProxy({
+    registry,
+    instances,
+    maxBody: options.maxBody,
+    maxOutput: options.maxOutput,
+    log,
+    metrics,
+    keys: options.access.guard,
+    records: options.records,
+  });
   const invoke = createInvokeHandler({
     ...options,
     serve,

@@ -31,6 +31,8 @@ import { createSessions, type Sessions } from './sessions/sessions.ts';
 
 /** The largest WebSocket frame a session client may send. */
 export const SESSION_MAX_FRAME = 1024 * 1024;
+/** How long shutdown waits for the records of the invocations that have ended but are not yet recorded. */
+const RECORDS_SETTLE_MS = 1500;
 
 /** What {@link startGateway} needs. */
 export interface GatewayOptions {
@@ -117,6 +119,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         refreshDeployment();
       },
       secretNames: () => new Set(runtime.secrets.list().map((secret) => secret.name)),
+      holdSecrets: (names) => runtime.secrets.hold(names),
     });
     liveDeployment = await deployments.records.current();
     // A secret set (or rotated) restarts the serve functions declaring it; the names, never the values, are logged.
@@ -173,7 +176,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         // The keys' last uses are only a note: failing to write them must not keep the runtime up.
         await keys.close().catch((error: unknown) => log.error("could not write the invoke keys' last uses", { error: String(error) }));
         await runtime.close(graceMs);
-        // Last, so that what the runtime's last invocations and instances wrote is in.
+        // Last, so that what the runtime's last invocations and instances wrote is in; their records
+        // are written a moment after they end (a serve request's after its failure is explained): waited for.
+        await records.settle(RECORDS_SETTLE_MS);
         records.close();
       },
     };

@@ -19,6 +19,8 @@ import { type RunningServer, startServer } from './server.ts';
 import { createUpgradeHandler, type UpgradeBindings } from './upgrade.ts';
 
 const log = createLogger();
+/** The variables that carry credentials, dropped from the environment once read (docs/configuration.md). */
+const CREDENTIAL_VARIABLES = ['FNIX_TOKEN', 'FNIX_SECRETS_KEY', 'FNIX_METRICS_TOKEN'] as const;
 /** While Podman or Nix does not work, how often starting the runtime is tried again. */
 const RETRY_MS = 5000;
 /** How often the open-files limit is read again (`prlimit` can lower it under a running process). */
@@ -28,6 +30,9 @@ async function main(): Promise<void> {
   const unhandled = guardProcess(log);
   guardSpawn();
   const config = loadConfig(process.env);
+  // Read once, into the config: no child (podman, conmon, nix, git) inherits them, where they would
+  // show in its /proc/<pid>/environ. Nothing reads them from process.env after this.
+  for (const name of CREDENTIAL_VARIABLES) delete process.env[name];
   const budget = connectionBudget({ openFiles: readOpenFilesLimit(), maxContainers: config.maxContainers, configured: config.maxConnections });
   log.info('connections', { maxConnections: budget.maxConnections, openFilesLimit: budget.openFiles, keptForFnix: budget.reserve });
   let shuttingDown = false;

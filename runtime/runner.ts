@@ -8,6 +8,7 @@ import type { FunctionVersion } from './functions/version.ts';
 import type { Invocation } from './invocation/invocation.ts';
 import type { Lease, Pool } from './pool/pool.ts';
 import { deliverSecrets } from './secrets/delivery.ts';
+import { secretMask } from './secrets/mask.ts';
 import type { SecretValues } from './secrets/store.ts';
 
 /** Where a function's processes run: its files are at /fn, which is also the working directory. */
@@ -90,17 +91,21 @@ export class PoolRunner implements Runner {
       throw error;
     }
     const env = functionEnv(fn, request.env, { ...secrets.env, FNIX_INVOCATION_ID: request.id });
+    // Copies of the values, to mask them in what is kept of its output (runtime/secrets/mask.ts).
+    const mask = secretMask(secrets.files);
     let started: ReturnType<typeof lease.container.invoke>;
     try {
       started = lease.container.invoke({
         id: request.id,
         functionName: fn.name,
         spawn: { argv: fn.manifest.command, env, cwd: FUNCTION_DIR, tty: request.tty, files: secrets.files },
+        mask,
         timeoutMs: request.timeoutMs ?? fn.manifest.timeoutMs,
         maxOutputBytes: this.#maxOutputBytes,
         signal: request.signal,
       });
     } catch (error) {
+      mask.wipe();
       this.#pool.release(lease.container, false); // in an unknown state: it goes
       throw error;
     } finally {

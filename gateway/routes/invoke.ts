@@ -127,9 +127,9 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
   };
 }
 
-/** Keeps the function's stderr in the records store, a line at a time (the store's rate budget bounds it). */
+/** Keeps the function's stderr in the records store, a line at a time (the store's rate budget bounds it), its secrets masked. */
 function keepStderr(invocation: Invocation, records: Recorder): void {
-  const lines = records.tap({ function: invocation.functionName, invocationId: invocation.id, stream: 'stderr' });
+  const lines = records.tap({ function: invocation.functionName, invocationId: invocation.id, stream: 'stderr' }, (line) => invocation.mask(line));
   invocation.stderr.on('data', (chunk: Buffer) => lines.write(chunk));
   invocation.stderr.on('end', () => lines.end());
 }
@@ -151,7 +151,8 @@ function countBody(incoming: IncomingMessage, body: Promise<unknown>, id: string
 /** Sends the function's stderr to the log, a line at a time, prefixed with function and invocation. */
 function logStderr(invocation: Invocation, log: Logger): void {
   const prefix = `[${invocation.functionName} ${invocation.id}]`;
-  const lines = new LineSplitter({ onLine: (line) => log.info(`${prefix} ${line}`) });
+  // Its secrets' values masked (runtime/secrets/mask.ts): the log is fnix's, not the function's caller's.
+  const lines = new LineSplitter({ onLine: (line) => log.info(`${prefix} ${invocation.mask(line)}`) });
   invocation.stderr.on('data', (chunk: Buffer) => lines.write(chunk));
   invocation.stderr.on('end', () => lines.end());
 }

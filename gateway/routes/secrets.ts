@@ -7,7 +7,8 @@
  *     DELETE /api/secrets/<NAME>                                       -> {"name","removed":true}
  *
  * No route ever answers with a value, and no error quotes one. Removing a secret that a function of
- * the live deployment declares is refused (409 SECRET_IN_USE, naming them): deploy without it first.
+ * the live deployment declares is refused (409 SECRET_IN_USE, naming them): deploy without it first;
+ * so is one a deployment being activated declares (the store refuses it: the activation holds it).
  * The store and the rotation do the work (runtime/secrets/); this file reads requests and writes answers.
  */
 import type { HttpBindings } from '@hono/node-server';

@@ -110,15 +110,23 @@ export class AgentConnection {
   /**
    * Queues a frame. Frames sent in one turn of the event loop go in one write (SPAWN and the end of an
    * empty stdin, say): the socket is corked until the turn's callbacks and promise reactions have run.
+   * With `wipe` (a SPAWN frame, which may carry secrets), the frame is zeroed once it is written.
    */
-  send(frame: Buffer): void {
-    if (this.#isClosed) return;
+  send(frame: Buffer, options?: { wipe?: boolean }): void {
+    const wipe = options?.wipe ? () => frame.fill(0) : undefined;
+    if (this.#isClosed) {
+      wipe?.();
+      return;
+    }
     if (!this.#corked) {
       this.#corked = true;
       this.#socket.cork();
       process.nextTick(this.#uncork);
     }
-    this.#socket.write(frame);
+    // The callback runs once the bytes are handed to the kernel, or with an error once the socket is
+    // destroyed: either way no write reads the frame any more.
+    if (wipe) this.#socket.write(frame, wipe);
+    else this.#socket.write(frame);
   }
 
   #corked = false;

@@ -111,7 +111,9 @@ export function encodeSpawn(request: SpawnRequest): Buffer {
   }
   if (length > MAX_FRAME) throw new RangeError(`a SPAWN frame of ${length} bytes exceeds ${MAX_FRAME}`);
   // One buffer, written in place: the frame's header, the fixed fields, then each string and its NUL.
-  const frame = Buffer.allocUnsafe(HEADER_SIZE + length);
+  // Its own memory, never a slice of Node's shared pool: it may carry secrets, and the sender zeroes
+  // it once it is written (AgentConnection.send's `wipe`), which must leave no copy behind.
+  const frame = Buffer.allocUnsafeSlow(HEADER_SIZE + length);
   frame[0] = FRAME.SPAWN;
   frame.writeUInt32BE(length, 1);
   frame[HEADER_SIZE] = (request.tty ? SPAWN_TTY : 0) | (files.length > 0 ? SPAWN_FILES : 0);

@@ -108,7 +108,7 @@ export class Container {
     this.invocationCount += 1;
     const connection = this.#connection;
     const channel: AgentChannel = {
-      send: (frame) => connection.send(frame),
+      send: (frame, sending) => connection.send(frame, sending),
       pause: () => connection.pause(),
       resume: () => connection.resume(),
       stdinWindow: connection.stdinWindow,

@@ -8,12 +8,13 @@ import { constants as osConstants } from 'node:os';
 import { Readable, Writable } from 'node:stream';
 import { InvocationError, type ErrorCode } from '../errors.ts';
 import { encodeFrame, encodeResize, encodeSpawn, FRAME, type SpawnRequest } from '../agent/protocol.ts';
+import { NO_MASK, type SecretMask } from '../secrets/mask.ts';
 import { TailBuffer } from '../stdio/tail.ts';
 
 /** The agent side of an invocation, as the invocation sees it. */
 export interface AgentChannel {
-  /** Sends one encoded frame. */
-  send(frame: Buffer): void;
+  /** Sends one encoded frame; with `wipe`, zeroes it once it is written (or the connection is gone). */
+  send(frame: Buffer, options?: { wipe?: boolean }): void;
   /** Stops reading frames from the agent, so the agent stops reading the child's output. */
   pause(): void;
   /** Reads frames again. */
@@ -73,6 +74,12 @@ export interface InvocationOptions {
    * undefined when that cannot be known.
    */
   limitCheck?: (() => { oomKilled: boolean; pidsLimitHit: boolean } | undefined) | undefined;
+  /**
+   * Masks the values of the secrets the function declares (runtime/secrets/mask.ts): in the stderr
+   * tail of the result, and for whoever keeps its output ({@link Invocation.mask}). Wiped once
+   * stderr has ended. @default none
+   */
+  mask?: SecretMask | undefined;
 }
 
 /** After a KILL, how long the agent has to report EXIT before the container is torn down. */
@@ -99,7 +106,10 @@ export class Invocation {
   /** The command's pid inside the container, once started. */
   pid: number | undefined;
 
-  readonly #options: InvocationOptions;
+  /** The options, but the spawn request: that goes once it is sent (its env may hold secrets). */
+  readonly #options: Omit<InvocationOptions, 'spawn'>;
+  #spawn: SpawnRequest | undefined;
+  readonly #mask: SecretMask;
   readonly #channel: AgentChannel;
   readonly #tail = new TailBuffer(STDERR_TAIL_BYTES);
   #resolveDone!: (result: InvocationResult) => void;
@@ -121,7 +131,10 @@ export class Invocation {
     this.id = options.id;
     this.functionName = options.functionName;
     this.#channel = channel;
-    this.#options = options;
+    const { spawn, ...rest } = options;
+    this.#options = rest;
+    this.#spawn = spawn;
+    this.#mask = options.mask ?? NO_MASK;
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
     this.stdout = new Readable({ highWaterMark: STREAM_HIGH_WATER_MARK, read: () => this.#unpause('stdout') });
     this.stderr = new Readable({ highWaterMark: STREAM_HIGH_WATER_MARK, read: () => this.#unpause('stderr') });
@@ -141,13 +154,26 @@ export class Invocation {
 
   /** Sends SPAWN and starts the clock. Called once, by the container. */
   start(): void {
+    const spawn = this.#spawn;
+    if (!spawn) throw new Error(`invocation ${this.id} was started already`);
+    this.#spawn = undefined;
     this.#startedAt = performance.now();
-    this.#channel.send(encodeSpawn(this.#options.spawn));
+    // Its own buffer, zeroed once written: it may carry secrets (their files, their variables).
+    this.#channel.send(encodeSpawn(spawn), { wipe: true });
     const { timeoutMs } = this.#options;
     if (timeoutMs !== undefined) this.#timers.push(setTimeout(() => this.kill('timeout'), timeoutMs));
     const signal = this.#options.signal;
     if (signal?.aborted) this.kill('aborted');
     else signal?.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  /**
+   * `text` (a line of its output, say) with the values of the secrets the function declares masked
+   * as `[secret NAME]` (runtime/secrets/mask.ts): for what fnix keeps of its output, never for what
+   * goes to its caller. Use it before the stderr stream has ended.
+   */
+  mask(text: string): string {
+    return this.#mask(text);
   }
 
   /** Kills the command and every process it started. The first reason given is the one reported. */
@@ -287,7 +313,7 @@ export class Invocation {
       firstOutputMs: this.#firstOutputMs,
       stdoutBytes: this.#stdoutBytes,
       stderrBytes: this.#stderrBytes,
-      stderrTail: this.#tail.toString(),
+      stderrTail: this.#mask(this.#tail.toString()),
       oomKilled: limits.oomKilled,
       pidsLimitHit: limits.pidsLimitHit,
       error: undefined,
@@ -295,6 +321,8 @@ export class Invocation {
     result.error = this.#makeError(result);
     // The result is known before the streams end, so a consumer that sees the end can read it.
     this.#resolveDone(result);
+    // Wiped after whoever keeps the stderr lines has had its last ones: their 'end' listeners came first.
+    if (this.#mask !== NO_MASK) this.stderr.once('end', () => this.#mask.wipe());
     this.stdout.push(null);
     this.stderr.push(null);
   }

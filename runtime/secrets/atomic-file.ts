@@ -5,8 +5,8 @@
  * never a part of either. {@link createFileOnce} does the same for a file that must never be replaced.
  */
 import { randomBytes } from 'node:crypto';
-import { link, open, rename, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { link, open, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
 /** Replaces `path` with `data`, atomically; the file gets `mode` whatever the umask. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode: number): Promise<void> {
@@ -37,6 +37,37 @@ export async function createFileOnce(path: string, data: string | Uint8Array, mo
   }
   await syncFolder(dirname(path));
   return true;
+}
+
+/**
+ * Removes the temporary files that {@link writeFileAtomic} and {@link createFileOnce} leave beside
+ * `path` when the process dies between writing one and renaming it (`<name>.<pid>.<hex>.tmp`); call
+ * it when the store opens, once the state folder is this process's. Resolves with the paths removed.
+ */
+export async function removeTemporaries(path: string): Promise<string[]> {
+  return removeMatching(dirname(path), new RegExp(`^${escapeRegExp(basename(path))}\\.\\d+\\.[0-9a-f]+\\.tmp$`));
+}
+
+/** Removes the files of `dir` whose name matches `pattern`; resolves with their paths. A missing folder has none. */
+export async function removeMatching(dir: string, pattern: RegExp): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!pattern.test(name)) continue;
+    await rm(join(dir, name), { force: true });
+    removed.push(join(dir, name));
+  }
+  return removed;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 async function writeTemporary(path: string, data: string | Uint8Array, mode: number): Promise<string> {

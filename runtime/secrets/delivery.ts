@@ -5,6 +5,7 @@
  * environment variable. Read from the store at each invocation, so that a rotation needs no push.
  * Nothing else: a function never gets a secret it did not declare.
  */
+import { isUtf8 } from 'node:buffer';
 import { FnixError } from '../errors.ts';
 import { secretUses } from '../functions/manifest.ts';
 import type { FunctionVersion } from '../functions/version.ts';
@@ -32,15 +33,24 @@ const NOTHING: SecretDelivery = Object.freeze({ files: [], env: Object.freeze({}
 
 /**
  * The secrets `fn` declares, read now. Throws SECRET_MISSING naming the first that is not set and the
- * fix, or SECRET_INVALID when a value cannot be an environment variable (it holds a NUL byte) or the
- * values are too large to deliver.
+ * fix, or SECRET_INVALID when a value cannot be an environment variable (it holds a NUL byte, or is
+ * not valid UTF-8) or the values are too large to deliver; the values read so far are zeroed then.
  */
 export function deliverSecrets(fn: FunctionVersion, values: SecretValues | undefined): SecretDelivery {
   const uses = secretUses(fn.manifest);
   if (uses.length === 0) return NOTHING;
   const delivery: SecretDelivery = { files: [], env: {} };
+  try {
+    return deliverInto(fn, values, delivery);
+  } catch (error) {
+    for (const file of delivery.files) file.data.fill(0);
+    throw error;
+  }
+}
+
+function deliverInto(fn: FunctionVersion, values: SecretValues | undefined, delivery: SecretDelivery): SecretDelivery {
   let bytes = 0;
-  for (const use of uses) {
+  for (const use of secretUses(fn.manifest)) {
     const data = values?.value(use.name);
     if (!data) {
       throw new FnixError(
@@ -56,6 +66,14 @@ export function deliverSecrets(fn: FunctionVersion, values: SecretValues | undef
         throw new FnixError(
           'SECRET_INVALID',
           `function '${fn.name}' asks for the secret ${use.name} as the variable ${use.env}, but its value holds a NUL byte, which no environment variable can: read /run/secrets/${use.name} instead`,
+          { details: { function: fn.name, secret: use.name } },
+        );
+      }
+      // A variable is text: bytes that are not UTF-8 would be changed (to U+FFFD) on the way, silently.
+      if (!isUtf8(data)) {
+        throw new FnixError(
+          'SECRET_INVALID',
+          `function '${fn.name}' asks for the secret ${use.name} as the variable ${use.env}, but its value is not valid UTF-8, which a variable must be: read /run/secrets/${use.name} instead (a file holds any bytes), or set a UTF-8 value`,
           { details: { function: fn.name, secret: use.name } },
         );
       }

@@ -7,9 +7,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FnixError } from '../errors.ts';
-import { writeFileAtomic } from './atomic-file.ts';
+import { removeTemporaries, writeFileAtomic } from './atomic-file.ts';
 import { openValue, type SealedValue, SealError, sealValue } from './cipher.ts';
-import { loadSecretsKey, type SecretsKey } from './key.ts';
+import { loadSecretsKey, SECRETS_KEY_FILE, type SecretsKey } from './key.ts';
 import type { SecretChange, SecretInfo, SecretStore } from './store.ts';
 
 /** The ciphertexts' file in the state folder. */
@@ -36,6 +36,10 @@ export class FileSecretStore implements SecretStore {
   readonly #key: Buffer;
   readonly #entries: Map<string, StoredSecret>;
   readonly #listeners = new Set<(change: SecretChange) => void>();
+  /** Names a deployment being activated declares (by how many holds): {@link remove} refuses them. */
+  readonly #held = new Map<string, number>();
+  /** Names whose removal is being written: no longer listed nor `has`, so that nothing starts to depend on them. */
+  readonly #removing = new Set<string>();
   /** Writes one after the other, so that the file always ends as the last change left it. */
   #writes: Promise<void> = Promise.resolve();
 
@@ -51,8 +55,12 @@ export class FileSecretStore implements SecretStore {
    * do not decrypt with the key (another key, or a damaged file), naming the fix.
    */
   static async open(options: FileSecretStoreOptions): Promise<FileSecretStore> {
-    const key = await loadSecretsKey(options.stateDir, options.key);
     const file = join(options.stateDir, SECRETS_FILE);
+    // What a process killed between writing a temporary file and renaming it left (the store is
+    // opened once the state folder is this process's: no other writes there).
+    await removeTemporaries(file);
+    await removeTemporaries(join(options.stateDir, SECRETS_KEY_FILE));
+    const key = await loadSecretsKey(options.stateDir, options.key);
     const entries = await readEntries(file);
     const failed: string[] = [];
     for (const [name, entry] of entries) {
@@ -77,11 +85,14 @@ export class FileSecretStore implements SecretStore {
   }
 
   list(): SecretInfo[] {
-    return [...this.#entries].map(([name, { setAt }]) => ({ name, setAt })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return [...this.#entries]
+      .filter(([name]) => !this.#removing.has(name))
+      .map(([name, { setAt }]) => ({ name, setAt }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   has(name: string): boolean {
-    return this.#entries.has(name);
+    return this.#entries.has(name) && !this.#removing.has(name);
   }
 
   value(name: string): Buffer | undefined {
@@ -96,9 +107,36 @@ export class FileSecretStore implements SecretStore {
   }
 
   async remove(name: string): Promise<boolean> {
-    if (!this.#entries.has(name)) return false;
-    await this.#change(name, undefined);
+    if (!this.has(name)) return false;
+    if (this.#held.has(name)) {
+      throw new FnixError(
+        'SECRET_IN_USE',
+        `the secret ${name} is declared by a deployment being activated: once it is live, deploy its functions without it, then remove it`,
+        { details: { secret: name } },
+      );
+    }
+    this.#removing.add(name);
+    try {
+      await this.#change(name, undefined);
+    } finally {
+      this.#removing.delete(name);
+    }
     return true;
+  }
+
+  hold(names: Iterable<string>): () => void {
+    const held = [...new Set(names)];
+    for (const name of held) this.#held.set(name, (this.#held.get(name) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const name of held) {
+        const count = (this.#held.get(name) ?? 1) - 1;
+        if (count > 0) this.#held.set(name, count);
+        else this.#held.delete(name);
+      }
+    };
   }
 
   onChange(listener: (change: SecretChange) => void): () => void {

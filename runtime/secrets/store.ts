@@ -28,12 +28,21 @@ export interface SecretValues {
 export interface SecretStore extends SecretValues {
   /** Every secret, by name. */
   list(): SecretInfo[];
-  /** Whether `name` is set. */
+  /** Whether `name` is set (a secret whose removal is being written no longer is). */
   has(name: string): boolean;
   /** Sets (or replaces) `name`; resolves once it is durable, after the change listeners were told. */
   set(name: string, value: Uint8Array): Promise<SecretInfo>;
-  /** Removes `name`; resolves with false when it was not set. */
+  /**
+   * Removes `name`; resolves with false when it was not set. Throws SECRET_IN_USE, at the call, when
+   * `name` is held ({@link hold}). From the call on, `has` and `list` no longer show it.
+   */
   remove(name: string): Promise<boolean>;
+  /**
+   * Holds `names` until the returned function is called: {@link remove} refuses them meanwhile. A
+   * deployment being activated holds the secrets it declares from its check to its switch, so that
+   * none is removed in between (deployments/activate.ts).
+   */
+  hold(names: Iterable<string>): () => void;
   /** Calls `listener` after every change (synchronously, before set or remove resolves); returns an unsubscribe. */
   onChange(listener: (change: SecretChange) => void): () => void;
 }

@@ -20,6 +20,7 @@ import type { Logger } from '../log.ts';
 import type { Pool } from '../pool/pool.ts';
 import { FUNCTION_DIR, functionEnv } from '../runner.ts';
 import { deliverSecrets } from '../secrets/delivery.ts';
+import { secretMask } from '../secrets/mask.ts';
 import type { SecretValues } from '../secrets/store.ts';
 import { ServerLog } from './server-log.ts';
 
@@ -124,6 +125,8 @@ export class ServeInstance {
     pool.hold(container);
     let hub: RelayHub;
     let started: ReturnType<Container['invoke']>;
+    // Copies of the values, to mask them in its log and records lines (runtime/secrets/mask.ts).
+    const mask = secretMask(secrets.files);
     try {
       hub = await container.openRelays();
       started = container.invoke({
@@ -137,8 +140,10 @@ export class ServeInstance {
         },
         timeoutMs: undefined,
         maxOutputBytes: Number.POSITIVE_INFINITY,
+        mask,
       });
     } catch (error) {
+      mask.wipe();
       pool.release(container, false);
       throw new FnixError('CONTAINER_START_FAILED', `preparing an instance of '${fn.name}' failed: ${(error as Error).message}`, { cause: error });
     } finally {
@@ -153,7 +158,7 @@ export class ServeInstance {
     const output = options.output;
     const sink =
       output && ((stream: 'stdout' | 'stderr', line: string) => output({ function: fn.name, instance: id, stream, line, invocationId: made?.currentRequest }));
-    const serverLog = new ServerLog({ log, prefix: `[${fn.name} ${id}]`, sink });
+    const serverLog = new ServerLog({ log, prefix: `[${fn.name} ${id}]`, sink, mask: (line) => invocation.mask(line) });
     serverLog.attach(invocation.stdout, 'stdout');
     serverLog.attach(invocation.stderr, 'stderr');
     const instance = new ServeInstance(fn, id, container, hub, invocation);

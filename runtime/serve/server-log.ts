@@ -23,6 +23,8 @@ export interface ServerLogOptions {
   sink?: ServerOutputSink | undefined;
   /** `[name instance]`. */
   prefix: string;
+  /** Masks the function's secrets in each line, before the sink and the log (runtime/secrets/mask.ts). @default none */
+  mask?: ((line: string) => string) | undefined;
   /** @default LOG_BUDGET_BYTES */
   budgetBytes?: number;
   /** @default LOG_WINDOW_MS */
@@ -47,13 +49,14 @@ export class ServerLog {
 
   /** Logs what `stream` carries, line by line, until it ends; `name` is the stream the sink is told. */
   attach(stream: Readable, name: 'stdout' | 'stderr' = 'stdout'): void {
-    const { sink } = this.#options;
+    const { sink, mask = (line: string) => line } = this.#options;
     const onLine = sink
-      ? (line: string) => {
+      ? (text: string) => {
+          const line = mask(text);
           sink(name, line);
           this.line(line);
         }
-      : (line: string) => this.line(line);
+      : (text: string) => this.line(mask(text));
     const lines = new LineSplitter({ onLine, maxBytes: Number.POSITIVE_INFINITY });
     stream.on('data', (chunk: Buffer) => lines.write(chunk));
     stream.on('end', () => {
