@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
-import { git } from '../helpers/git.ts';
+import { git, pushFixtures } from '../helpers/git.ts';
 import { startMain } from '../helpers/main-process.ts';
 import { waitUntil } from '../helpers/processes.ts';
 import { openSession } from '../helpers/session-client.ts';
@@ -53,12 +53,7 @@ async function request(path: string, init: RequestInit = {}) {
 }
 
 async function push(message: string, functions: Record<string, string>) {
-  await rm(join(repo, 'functions'), { recursive: true, force: true });
-  await mkdir(join(repo, 'functions'), { recursive: true });
-  for (const [name, fixture] of Object.entries(functions)) await cp(fixture, join(repo, 'functions', name), { recursive: true });
-  await git(repo, 'add', '--all');
-  await git(repo, 'commit', '--quiet', '--allow-empty', '-m', message);
-  const result = await git(repo, 'push', 'origin', 'main');
+  const result = await pushFixtures(repo, message, functions);
   seen.push(result.all ?? '');
   return result;
 }

@@ -17,7 +17,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FnixError } from '../../runtime/errors.ts';
 import { startTestGateway, TEST_TOKEN, type TestGateway } from '../helpers/gateway.ts';
-import { git } from '../helpers/git.ts';
+import { git, pushFixtures } from '../helpers/git.ts';
 import { startMain } from '../helpers/main-process.ts';
 import { openSession } from '../helpers/session-client.ts';
 
@@ -63,12 +63,7 @@ function facts(text: string): Record<string, string> {
 
 /** Copies fixture functions into the clone (replacing what is there) and pushes; git's result. */
 async function push(message: string, functions: Record<string, string>) {
-  await rm(join(repo, 'functions'), { recursive: true, force: true });
-  await mkdir(join(repo, 'functions'), { recursive: true });
-  for (const [name, fixture] of Object.entries(functions)) await cp(fixture, join(repo, 'functions', name), { recursive: true });
-  await git(repo, 'add', '--all');
-  await git(repo, 'commit', '--quiet', '--allow-empty', '-m', message);
-  const result = await git(repo, 'push', 'origin', 'main');
+  const result = await pushFixtures(repo, message, functions);
   seen.push(result.all ?? '');
   return result;
 }
