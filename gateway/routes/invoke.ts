@@ -5,7 +5,6 @@
  * to its own server instead (gateway/proxy/http.ts).
  */
 import type { HttpBindings } from '@hono/node-server';
-import type { IncomingMessage } from 'node:http';
 import type { Context } from 'hono';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { FunctionVersion } from '../../runtime/functions/version.ts';
@@ -99,8 +98,7 @@ export function createInvokeHandler(options: InvokeRouteOptions) {
         container: lease.container.name,
       }),
     );
-    const body = deliverBody(incoming, invocation, maxBody);
-    if (records) countBody(incoming, body, id, records);
+    const body = deliverBody(incoming, invocation, maxBody, records && ((bytesIn) => records.note(id, { bytesIn })));
     const responding = respondWithInvocation({
       invocation,
       body,
@@ -132,20 +130,6 @@ function keepStderr(invocation: Invocation, records: Recorder): void {
   const lines = records.tap({ function: invocation.functionName, invocationId: invocation.id, stream: 'stderr' }, (line) => invocation.mask(line));
   invocation.stderr.on('data', (chunk: Buffer) => lines.write(chunk));
   invocation.stderr.on('end', () => lines.end());
-}
-
-/** Counts the request body's bytes until it has ended, and notes them for the record. */
-function countBody(incoming: IncomingMessage, body: Promise<unknown>, id: string, records: Recorder): void {
-  if (incoming.readableEnded || incoming.destroyed) return;
-  let bytes = 0;
-  const count = (chunk: Buffer) => {
-    bytes += chunk.length;
-  };
-  incoming.on('data', count);
-  void body.then(() => {
-    incoming.off('data', count);
-    records.note(id, { bytesIn: bytes });
-  });
 }
 
 /** Sends the function's stderr to the log, a line at a time, prefixed with function and invocation. */

@@ -32,8 +32,11 @@ function hasNoBody(incoming: IncomingMessage): boolean {
   return headers['transfer-encoding'] === undefined && (headers['content-length'] === undefined || headers['content-length'] === '0');
 }
 
-/** Starts delivering the request's body to the invocation's stdin; resolves when the client's body has ended. */
-export function deliverBody(incoming: IncomingMessage, invocation: Invocation, maxBody: number): Promise<BodyOutcome> {
+/**
+ * Starts delivering the request's body to the invocation's stdin; resolves when the client's body has
+ * ended. `received` is told the body bytes that came, once it has (not for a request without a body).
+ */
+export function deliverBody(incoming: IncomingMessage, invocation: Invocation, maxBody: number, received?: (bytes: number) => void): Promise<BodyOutcome> {
   if (hasNoBody(incoming) || incoming.readableEnded) {
     invocation.stdin.end();
     // The parser still ends the (empty) stream; nothing needs to wait for it.
@@ -86,6 +89,7 @@ export function deliverBody(incoming: IncomingMessage, invocation: Invocation, m
       incoming.off('end', onEnd);
       incoming.off('close', onClose);
       incoming.off('error', onClose);
+      received?.(total);
       // What the client still sends (after a 413, say) is read and dropped, so the connection can be reused.
       if (result !== 'aborted') incoming.resume();
       signal();

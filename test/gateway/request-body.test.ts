@@ -42,6 +42,21 @@ describe('deliverBody', () => {
     expect(target.ended()).toBe(true);
   });
 
+  it('tells `received` the body bytes once the body has ended, and the bytes up to the limit when it is passed', async () => {
+    const counted: number[] = [];
+    const incoming = request({ 'transfer-encoding': 'chunked' });
+    const outcome = deliverBody(incoming, invocation().invocation, 1 << 20, (bytes) => counted.push(bytes));
+    incoming.write(Buffer.alloc(3000));
+    incoming.end(Buffer.alloc(17));
+    expect(await outcome).toBe('complete');
+    expect(counted).toEqual([3017]);
+    const over = request({ 'transfer-encoding': 'chunked' });
+    const tooLarge = deliverBody(over, invocation().invocation, 10, (bytes) => counted.push(bytes));
+    over.write(Buffer.alloc(11));
+    expect(await tooLarge).toBe('too_large');
+    expect(counted).toEqual([3017, 11]);
+  });
+
   it('gathers many small chunks of a chunked body, in order', async () => {
     const incoming = request({ 'transfer-encoding': 'chunked' });
     const target = invocation();
