@@ -37,19 +37,6 @@ function flushHead(outgoing: ServerResponse): void {
   outgoing.flushHeaders();
 }
 
-/**
- * How long after a request at concurrency 1 its instance's output lines are still its own: what the
- * server wrote while answering comes through the agent, and may arrive just after the response.
- */
-export const LATE_OUTPUT_MS = 250;
-
-/** Lets `instance`'s output lines stop carrying request `id`, a moment after it ended (unless another has begun). */
-export function endCurrentRequest(instance: Slot['instance'], id: string): void {
-  setTimeout(() => {
-    if (instance.currentRequest === id) instance.currentRequest = undefined;
-  }, LATE_OUTPUT_MS).unref();
-}
-
 /** How long a request whose connection broke waits to learn whether the server died (and of what). */
 const CRASH_WAIT_MS = 1000;
 
@@ -138,7 +125,7 @@ export function createServeProxy(options: ServeProxyOptions) {
     const served = instance.fn;
     // One request at a time: the server's output lines while it lasts are this request's.
     const alone = instance.settings.concurrency === 1;
-    if (alone) instance.currentRequest = id;
+    if (alone) instance.beginRequest(id);
     const bodyBytes = { count: 0 };
     // Hono answers HEAD by running the GET route and making its response anew (hono-base's dispatch),
     // which loses RESPONSE_ALREADY_SENT: a HEAD's head goes back through Hono instead.
@@ -165,7 +152,7 @@ export function createServeProxy(options: ServeProxyOptions) {
       // The head is out: a broken body can only be told by a connection that does not end cleanly.
       if (error && exchange.headSent) outgoing.destroy();
       const outcome = error?.code ?? 'OK';
-      if (alone) endCurrentRequest(instance, id);
+      if (alone) instance.endRequest(id);
       // At concurrency 1, a server that did not answer in time would make the next request wait too.
       taken.release({ replace: outcome === 'FUNCTION_TIMEOUT' && instance.settings.concurrency === 1 });
       const totalMs = performance.now() - begin;

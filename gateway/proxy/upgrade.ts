@@ -22,7 +22,7 @@ import { type KeyGuard, revokedKeyError } from '../auth/keys/guard.ts';
 import { INVOCATION_ID_HEADER } from '../routes/invoke.ts';
 import { type UpgradeBindings, type UpgradeHandler, upgradeTaken } from '../upgrade.ts';
 import { requestHeaders, upstreamPath } from './headers.ts';
-import { acquireServed, endCurrentRequest } from './http.ts';
+import { acquireServed } from './http.ts';
 
 /** The most of the server's answer read before the blank line that ends its head. */
 const MAX_HEAD_BYTES = 64 * 1024;
@@ -100,7 +100,7 @@ export function createServeUpgrade(options: ServeUpgradeOptions): UpgradeHandler
       const taken = upgradeTaken(upgrade);
       const { instance } = slot;
       const alone = instance.settings.concurrency === 1;
-      if (alone) instance.currentRequest = id;
+      if (alone) instance.beginRequest(id);
       const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(answer.head.toString('latin1'))?.[1] ?? 0) || null;
       closeSplice = splice(
         client,
@@ -112,7 +112,7 @@ export function createServeUpgrade(options: ServeUpgradeOptions): UpgradeHandler
         id,
         ({ outcome, bytesIn, bytesOut }) => {
           release();
-          if (alone) endCurrentRequest(instance, id);
+          if (alone) instance.endRequest(id);
           records?.ended({
             id,
             fn: instance.fn,

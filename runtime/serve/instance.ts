@@ -65,6 +65,9 @@ export function serveSettings(fn: FunctionVersion): ServeSettings {
   return serve;
 }
 
+/** How long after a request at concurrency 1 its instance's output lines are still its own. */
+export const LATE_OUTPUT_MS = 250;
+
 /** One running server of one function version. */
 export class ServeInstance {
   readonly id: string;
@@ -75,11 +78,6 @@ export class ServeInstance {
   inFlight = 0;
   /** Requests it has taken, in all. */
   requests = 0;
-  /**
-   * The id of the request it serves, set by the gateway while an instance of concurrency 1 serves one:
-   * its output lines then carry that id. Undefined otherwise.
-   */
-  currentRequest: string | undefined;
   readonly startedAt = new Date();
   /** From the request for a container to the first ready answer, in ms. */
   startMs = 0;
@@ -91,6 +89,30 @@ export class ServeInstance {
   readonly #server: Invocation;
   #stopReason: string | undefined;
   #endError: FnixError | undefined;
+
+  /** The request an instance of concurrency 1 serves, or served last, and when that one ended (see {@link requestOfOutput}). */
+  #request: { id: string; endedAt: number | undefined } | undefined;
+
+  /** Says that the gateway hands request `id` to this instance, at concurrency 1: its output lines are then that request's. */
+  beginRequest(id: string): void {
+    this.#request = { id, endedAt: undefined };
+  }
+
+  /** Says that request `id` has ended. */
+  endRequest(id: string): void {
+    if (this.#request?.id === id) this.#request.endedAt = performance.now();
+  }
+
+  /**
+   * The request an output line written now belongs to: the one being served, or the one that ended
+   * under {@link LATE_OUTPUT_MS} ago (what the server wrote while answering comes through the agent, and
+   * may arrive just after the response). Undefined when there is none, and always at concurrency above 1.
+   */
+  requestOfOutput(): string | undefined {
+    const request = this.#request;
+    if (!request) return undefined;
+    return request.endedAt === undefined || performance.now() - request.endedAt < LATE_OUTPUT_MS ? request.id : undefined;
+  }
 
   private constructor(fn: FunctionVersion, id: string, container: Container, hub: RelayHub, server: Invocation) {
     this.fn = fn;
@@ -157,7 +179,8 @@ export class ServeInstance {
     let made: ServeInstance | undefined;
     const output = options.output;
     const sink =
-      output && ((stream: 'stdout' | 'stderr', line: string) => output({ function: fn.name, instance: id, stream, line, invocationId: made?.currentRequest }));
+      output &&
+      ((stream: 'stdout' | 'stderr', line: string) => output({ function: fn.name, instance: id, stream, line, invocationId: made?.requestOfOutput() }));
     const serverLog = new ServerLog({ log, prefix: `[${fn.name} ${id}]`, sink, mask: (line) => invocation.mask(line) });
     serverLog.attach(invocation.stdout, 'stdout');
     serverLog.attach(invocation.stderr, 'stderr');
