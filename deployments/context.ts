@@ -13,11 +13,22 @@ import type { Pool } from '../runtime/pool/pool.ts';
 import type { Runner } from '../runtime/runner.ts';
 import type { ServeInstances } from '../runtime/serve/instances.ts';
 import type { DeployLock } from './lock.ts';
-import type { DeploymentStore } from './records.ts';
+import type { DeploymentRecord, DeploymentStore } from './records.ts';
 import type { Repository } from './repository.ts';
 
 /** Told each line of a deployment's progress (a push shows them as `remote:` lines). */
 export type Progress = (line: string) => void;
+
+/**
+ * Makes a checked deployment live: on one host, `activate()` alone (the default); in a cluster
+ * (cluster/), the store published, the cluster's live key changed, `activate()` here, and every node's
+ * acknowledgement awaited, told through `progress`. `versions`: what the push built, when it built it.
+ */
+export type GoLive = (
+  deployment: { id: string; versions: readonly FunctionVersion[] | undefined },
+  activate: () => Promise<DeploymentRecord>,
+  progress: Progress,
+) => Promise<DeploymentRecord>;
 
 /** How a deployment ended, for the metrics: `partial` is the first import, served with broken functions. */
 export type DeploymentOutcome = 'activated' | 'partial' | 'refused';
@@ -47,6 +58,10 @@ export interface DeployContext {
   secretNames: () => ReadonlySet<string>;
   /** Holds secrets from removal while a deployment declaring them is activated; returns the release (activate.ts). */
   holdSecrets: (names: Iterable<string>) => () => void;
+  /** How a push or a rollback goes live (see {@link GoLive}). */
+  goLive: GoLive;
+  /** Why this node takes no push now (a cluster node that is not the builder), or undefined when it does. */
+  refusePush: () => string | undefined;
 }
 
 /** What activating a deployment serves: its built versions, and the functions it holds broken. */

@@ -14,7 +14,8 @@ import type { PackageResolver } from '../runtime/nix/resolve.ts';
 import type { Pool } from '../runtime/pool/pool.ts';
 import type { Runner } from '../runtime/runner.ts';
 import type { ServeInstances } from '../runtime/serve/instances.ts';
-import { type DeployContext, type DeploymentOutcome, PreparedDeployments } from './context.ts';
+import { activateDeployment } from './activate.ts';
+import { type DeployContext, type DeploymentOutcome, type GoLive, PreparedDeployments } from './context.ts';
 import { startHookServer } from './hooks/socket.ts';
 import { deployLayout } from './layout.ts';
 import { removeDeployLeftovers } from './leftovers.ts';
@@ -49,6 +50,10 @@ export interface DeploymentsOptions {
    * @default nothing is held
    */
   holdSecrets?: ((names: Iterable<string>) => () => void) | undefined;
+  /** How a push or a rollback goes live (a cluster's: cluster/). @default activation on this host alone */
+  goLive?: GoLive | undefined;
+  /** Why this node takes no push now (a cluster node that is not the builder). @default it always does */
+  refusePush?: (() => string | undefined) | undefined;
   /** How long a push waits for another one. @default 120000 */
   pushWaitMs?: number | undefined;
   /**
@@ -67,11 +72,18 @@ export interface Deployments {
   pushEnded(pushId: string): Promise<void>;
   /** Activates an earlier deployment again (rollback.ts). */
   rollback(id: string): Promise<DeploymentRecord>;
+  /**
+   * Activates deployment `id` here, its record already saved (a cluster node following the live deployment,
+   * cluster/follower.ts): false when it is active already. Waits for a push or rollback under way.
+   */
+  activateHere(id: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
 const HOOK_SCRIPT = fileURLToPath(new URL('./hooks/hook.mjs', import.meta.url));
 const DEFAULT_HISTORY_LIMIT = 50;
+/** How long a cluster node's activation waits for a push or rollback under way here. */
+const FOLLOW_WAIT_MS = 15 * 60_000;
 
 /** Starts deployments and serves what should be served (start.ts). */
 export async function startDeployments(options: DeploymentsOptions): Promise<Deployments> {
@@ -103,6 +115,8 @@ export async function startDeployments(options: DeploymentsOptions): Promise<Dep
     onDeployment: options.onDeployment ?? (() => {}),
     secretNames: options.secretNames ?? (() => new Set()),
     holdSecrets: options.holdSecrets ?? (() => () => {}),
+    goLive: options.goLive ?? ((_deployment, activate) => activate()),
+    refusePush: options.refusePush ?? (() => undefined),
   };
   const pushes = new PushDeploys(ctx, {
     waitMs: options.pushWaitMs,
@@ -121,6 +135,12 @@ export async function startDeployments(options: DeploymentsOptions): Promise<Dep
     repository,
     pushEnded: (pushId) => pushes.pushEnded(pushId),
     rollback: (id) => rollback(ctx, id),
+    activateHere: (id) =>
+      ctx.lock.with(`the activation of ${id}`, FOLLOW_WAIT_MS, async (held) => {
+        if ((await store.current()) === id) return false;
+        await activateDeployment(ctx, held, id);
+        return true;
+      }),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

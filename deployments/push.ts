@@ -76,6 +76,11 @@ export class PushDeploys {
       progress('refused: main cannot be deleted, it is what fnix serves');
       return false;
     }
+    const refusal = this.#ctx.refusePush();
+    if (refusal) {
+      progress(`refused: ${refusal}`);
+      return false;
+    }
     let held: Held;
     try {
       held = await this.#ctx.lock.acquire(
@@ -157,7 +162,9 @@ export class PushDeploys {
         progress(`main is not at ${pending.commit.slice(0, 12)}: deployment ${pending.deploymentId} was not activated`);
         return;
       }
-      const record = await activateDeployment(this.#ctx, pending.held, pending.deploymentId);
+      const { deploymentId } = pending;
+      const versions = this.#ctx.prepared.get(deploymentId)?.versions;
+      const record = await this.#ctx.goLive({ id: deploymentId, versions }, () => activateDeployment(this.#ctx, pending.held, deploymentId), progress);
       progress(`deployment ${record.id} is live: ${record.functions.map((f) => f.name).join(', ')}`);
     } finally {
       pending.held.release();

@@ -51,6 +51,8 @@ interface Current {
 /** The records, in `<state>/deployments/`. */
 export class DeploymentStore {
   readonly dir: string;
+  /** Told of every record {@link save} wrote (a cluster keeps the history in etcd); not of {@link saveReplica}'s. */
+  onSave: ((record: DeploymentRecord) => void) | undefined;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -64,6 +66,13 @@ export class DeploymentStore {
 
   /** Writes (or rewrites) a record. */
   async save(record: DeploymentRecord): Promise<void> {
+    await this.saveReplica(record);
+    this.onSave?.(record);
+  }
+
+  /** Writes a record that came from elsewhere (another node of a cluster), telling no {@link onSave}. */
+  async saveReplica(record: DeploymentRecord): Promise<void> {
+    if (!/^d-[\w-]+$/.test(record.id)) throw new TypeError(`not a deployment id: ${JSON.stringify(record.id)}`);
     await writeAtomically(join(this.dir, `${record.id}.json`), `${JSON.stringify(record, null, 2)}\n`);
   }
 

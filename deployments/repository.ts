@@ -54,6 +54,9 @@ export class Repository {
       ['gc.auto', '0'], // no background gc racing a push; fnix's history is small
       // fnix's own refs (each activated deployment's commit) are not offered to clients, nor writable by them.
       ['transfer.hideRefs', 'refs/fnix'],
+      // A cluster's nodes fetch a deployment's commit by its id (cluster/replica.ts), whatever refs point at it
+      // now. Every fetch is authenticated with the deploy token too, which can read the whole repository anyway.
+      ['uploadpack.allowAnySHA1InWant', 'true'],
     ];
     for (const [key, value] of settings) await repository.git(['config', key, value]);
     const hooksDir = join(repository.gitDir, 'hooks');
@@ -64,9 +67,12 @@ export class Repository {
   }
 
   /** Runs git on the repository; `env` may carry a hook's quarantine variables. */
-  async git(args: string[], options: { env?: QuarantineEnv; input?: string | Buffer; encoding?: 'buffer'; reject?: boolean } = {}) {
+  async git(
+    args: string[],
+    options: { env?: QuarantineEnv; extraEnv?: Record<string, string>; input?: string | Buffer; encoding?: 'buffer'; reject?: boolean } = {},
+  ) {
     return execa('git', ['--git-dir', this.gitDir, ...args], {
-      env: { ...options.env, ...this.#baseEnv() },
+      env: { ...options.extraEnv, ...options.env, ...this.#baseEnv() },
       extendEnv: true,
       input: options.input,
       encoding: options.encoding === 'buffer' ? 'buffer' : 'utf8',

@@ -18,7 +18,13 @@ export async function rollback(ctx: DeployContext, id: string, waitMs = ROLLBACK
   if (!(await ctx.store.get(id)))
     throw new FnixError('DEPLOYMENT_NOT_FOUND', `no deployment ${JSON.stringify(id.slice(0, 80))}; GET /api/deployments lists them`);
   try {
-    return await ctx.lock.with(`the activation of ${id}`, waitMs, (held) => activateDeployment(ctx, held, id));
+    return await ctx.lock.with(`the activation of ${id}`, waitMs, (held) =>
+      ctx.goLive(
+        { id, versions: ctx.prepared.get(id)?.versions },
+        () => activateDeployment(ctx, held, id),
+        (line) => ctx.log.info(`rollback: ${line}`),
+      ),
+    );
   } catch (error) {
     if (isFnixError(error, 'DEPLOY_IN_PROGRESS')) throw new FnixError('DEPLOY_IN_PROGRESS', `${error.message}; try again when it is done`, { cause: error });
     throw error;

@@ -21,7 +21,9 @@ import type { TokenGuard } from './auth/guard.ts';
 import type { KeyGuard } from './auth/keys/guard.ts';
 import type { KeyStore } from './auth/keys/store.ts';
 import { createGitHandler, GIT_PATH } from './git/http-backend.ts';
+import type { Cluster } from '../cluster/cluster.ts';
 import { createAdminApi } from './routes/admin.ts';
+import { createClusterRoutes } from './routes/cluster.ts';
 import { createHealthHandler } from './routes/health.ts';
 import { createLogsApi } from './routes/logs.ts';
 import type { Recorder } from '../runtime/records/recorder.ts';
@@ -62,6 +64,8 @@ export interface AppOptions {
   access: AccessOptions;
   /** The secrets /api/secrets manages, and the restarts a change starts (docs/secrets.md). */
   secrets: Pick<SecretsApiOptions, 'secrets' | 'rotation'>;
+  /** This node's cluster, when it is one (docs/cluster.md): /healthz says so, and /api/cluster and /cluster/ answer. @default none */
+  cluster?: Cluster | undefined;
 }
 
 /** Who may invoke private functions, and read /metrics. */
@@ -121,9 +125,13 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
   });
   app.all('/fn/:name', invoke);
   app.all('/fn/:name/*', invoke);
-  app.get('/healthz', createHealthHandler({ health: options.health, registry, instances, isShuttingDown: options.isShuttingDown ?? (() => false) }));
+  app.get(
+    '/healthz',
+    createHealthHandler({ health: options.health, registry, instances, isShuttingDown: options.isShuttingDown ?? (() => false), cluster: options.cluster }),
+  );
   app.get('/metrics', createMetricsHandler(metrics, options.access.metricsToken));
   const { deployments, token, gitRoot, maxPushBytes } = options.deploys;
+  if (options.cluster) app.route('/', createClusterRoutes({ cluster: options.cluster, token }));
   app.all(`${GIT_PATH}/*`, createGitHandler({ gitRoot, token, deployments, log: options.log, maxBodyBytes: maxPushBytes + 1024 * 1024 }));
   app.route('/api', createAdminApi({ deployments, registry, instances, token }));
   app.route('/api', createKeysApi({ keys: options.access.keys, token }));

@@ -15,6 +15,7 @@ import { RecordStore } from '../runtime/records/store.ts';
 import { type Runtime, startRuntime } from '../runtime/runtime.ts';
 import { FileSecretStore } from '../runtime/secrets/file-store.ts';
 import { SecretRotation } from '../runtime/secrets/rotation.ts';
+import { type Cluster, createCluster } from '../cluster/cluster.ts';
 import { createApp } from './app.ts';
 import { FailureLimiter } from './auth/failure-limiter.ts';
 import { TokenGuard } from './auth/guard.ts';
@@ -59,6 +60,18 @@ export interface Gateway {
 
 /** Starts the runtime and everything around it. Throws RUNTIME_UNAVAILABLE when Podman or Nix does not work. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const { config, log } = options;
+  // A cluster node (docs/cluster.md): its etcd client first, since the secrets and the deployments go through it.
+  const cluster = config.cluster ? createCluster({ settings: config.cluster, stateDir: config.stateDir, token: config.token!, log }) : undefined;
+  try {
+    return await assembleGateway(options, cluster);
+  } catch (error) {
+    await cluster?.close().catch(() => {});
+    throw error;
+  }
+}
+
+async function assembleGateway(options: GatewayOptions, cluster: Cluster | undefined): Promise<Gateway> {
   const { config, log, tuning = {} } = options;
   const runtime = await startRuntime({
     stateDir: config.stateDir,
@@ -109,7 +122,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     deployments = await startDeployments({
       runtime,
       stateDir: config.stateDir,
-      functionsDir: config.functionsDir,
+      // A cluster's first deployment is a push to its builder; every node then follows the live one.
+      functionsDir: cluster ? undefined : config.functionsDir,
+      goLive: cluster?.goLive,
+      refusePush: cluster?.refusePush,
       maxPushBytes: config.maxPushBytes,
       pushWaitMs: tuning.pushWaitMs,
       historyLimit: config.historyLimit,
@@ -121,6 +137,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       secretNames: () => new Set(runtime.secrets.list().map((secret) => secret.name)),
       holdSecrets: (names) => runtime.secrets.hold(names),
     });
+    // A cluster node serves the cluster's live deployment before it says it is healthy.
+    if (cluster) await cluster.start({ deployments, onStoreChanged: () => runtime.pool.markStoreChanged() });
     liveDeployment = await deployments.records.current();
     // A secret set (or rotated) restarts the serve functions declaring it; the names, never the values, are logged.
     const rotation = new SecretRotation({ store: runtime.secrets, registry: runtime.registry, instances: runtime.instances, log });
@@ -158,6 +176,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       access: { keys, guard: keyGuard, metricsToken },
       secrets: { secrets: runtime.secrets, rotation },
       records: recorder,
+      cluster,
     });
     if (token.source === 'generated') {
       // Shown once; it stays in the state folder (mode 0600).
@@ -171,6 +190,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       runtime,
       metrics,
       async close(graceMs) {
+        // First: another builder is elected at once, and pushes stop waiting for this node.
+        await cluster?.close().catch((error: unknown) => log.warn('leaving the cluster failed', { error: String(error) }));
         await sessions.closeAll();
         await started.close();
         // The keys' last uses are only a note: failing to write them must not keep the runtime up.

@@ -11,6 +11,7 @@ import { splitList } from '../runtime/nix/url-list.ts';
 import { decodeSecretsKey } from '../runtime/secrets/key.ts';
 import type { ContainerLimits } from '../runtime/podman/run.ts';
 import { DEFAULT_RECORD_BOUNDS, type RecordBounds } from '../runtime/records/bounds.ts';
+import { type ClusterSettings, ClusterSettingsError, readClusterSettings } from '../cluster/settings.ts';
 import { ALLOWED_HOST_PATTERN } from './host-check.ts';
 
 /** The gateway's and the runtime's settings. */
@@ -88,6 +89,11 @@ export interface Config {
    * FNIX_LOG_MAX_RECORDS (@default 10000) and FNIX_LOG_RATE (log bytes per second, @default 1 MiB).
    */
   records: RecordBounds;
+  /**
+   * A cluster node's settings (docs/cluster.md): FNIX_CLUSTER_ETCD turns cluster mode on, and then
+   * FNIX_TOKEN and FNIX_SECRETS_KEY must be set, the same on every node. @default undefined: one host
+   */
+  cluster: ClusterSettings | undefined;
 }
 
 const MIB = 1024 * 1024;
@@ -174,7 +180,24 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     historyLimit: env['FNIX_HISTORY'] ? readInteger(env, 'FNIX_HISTORY', 0, 1, MAX_HISTORY) : undefined,
     maxConnections: env['FNIX_MAX_CONNECTIONS'] ? readInteger(env, 'FNIX_MAX_CONNECTIONS', 0, 1, 1_048_576) : undefined,
     records: readRecordBounds(env),
+    cluster: readCluster(env, token),
   };
+}
+
+/** The cluster settings (cluster/settings.ts), with what a cluster needs of the rest: one token and one secrets key for all. */
+function readCluster(env: Env, token: string | undefined): ClusterSettings | undefined {
+  let settings: ClusterSettings | undefined;
+  try {
+    settings = readClusterSettings(env);
+  } catch (error) {
+    if (error instanceof ClusterSettingsError) throw new ConfigError(error.message);
+    throw error;
+  }
+  if (!settings) return undefined;
+  if (!token) throw new ConfigError('FNIX_TOKEN is unset: in a cluster every node needs the same deploy token (the nodes fetch from each other with it)');
+  if (!env['FNIX_SECRETS_KEY'])
+    throw new ConfigError('FNIX_SECRETS_KEY is unset: in a cluster every node needs the same secrets key (the secrets are kept in etcd, encrypted with it)');
+  return settings;
 }
 
 /** FNIX_LOG_MAX_BYTES, FNIX_LOG_MAX_AGE, FNIX_LOG_MAX_RECORDS and FNIX_LOG_RATE (runtime/records/bounds.ts has the defaults). */

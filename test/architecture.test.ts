@@ -35,12 +35,16 @@ async function importsOf(dir: string, forbidden: RegExp): Promise<string[]> {
 }
 
 describe('the layers', () => {
-  it('runtime/ imports neither deployments/, gateway/ nor anything HTTP', async () => {
-    expect(await importsOf('runtime', /^(deployments|gateway)\/|^(hono|@hono\/|ws$)/)).toEqual([]);
+  it('runtime/ imports neither deployments/, cluster/, gateway/ nor anything HTTP', async () => {
+    expect(await importsOf('runtime', /^(deployments|cluster|gateway)\/|^(hono|@hono\/|ws$)/)).toEqual([]);
   });
 
-  it('deployments/ imports neither gateway/ nor anything HTTP', async () => {
-    expect(await importsOf('deployments', /^gateway\/|^(hono|@hono\/|ws$)/)).toEqual([]);
+  it('deployments/ imports neither cluster/, gateway/ nor anything HTTP', async () => {
+    expect(await importsOf('deployments', /^(cluster|gateway)\/|^(hono|@hono\/|ws$)/)).toEqual([]);
+  });
+
+  it('cluster/ imports neither gateway/ nor an HTTP server', async () => {
+    expect(await importsOf('cluster', /^gateway\/|^(hono|@hono\/|ws$)/)).toEqual([]);
   });
 
   it('cli/ is a client: it imports neither runtime/, deployments/ nor gateway/', async () => {

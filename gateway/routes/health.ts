@@ -4,6 +4,7 @@
  * instances). 200 while serving, 503 once shutdown has begun.
  */
 import type { Context } from 'hono';
+import type { Cluster } from '../../cluster/cluster.ts';
 import type { FunctionRegistry } from '../../runtime/functions/registry.ts';
 import type { RuntimeHealth } from '../../runtime/runtime.ts';
 import type { ServeInstances } from '../../runtime/serve/instances.ts';
@@ -16,6 +17,8 @@ export interface HealthRouteOptions {
   instances: Pick<ServeInstances, 'list'>;
   /** True once the gateway is shutting down. */
   isShuttingDown: () => boolean;
+  /** A cluster node's state: 503 until it serves the live deployment (and while stale, if so configured). @default none */
+  cluster?: Pick<Cluster, 'health' | 'unhealthy'> | undefined;
 }
 
 /** Creates the /healthz handler. */
@@ -23,9 +26,13 @@ export function createHealthHandler(options: HealthRouteOptions) {
   return function healthz(c: Context): Response {
     const shuttingDown = options.isShuttingDown();
     const health = options.health();
+    const unhealthy = options.cluster?.unhealthy();
+    const cluster = options.cluster?.health();
     return c.json(
       {
-        status: shuttingDown ? 'shutting-down' : 'ok',
+        status: shuttingDown ? 'shutting-down' : unhealthy ? (cluster?.synced ? 'stale' : 'syncing') : 'ok',
+        ...(unhealthy ? { reason: unhealthy } : {}),
+        ...(cluster ? { cluster } : {}),
         podman: health.podman,
         nix: health.nix,
         packageSet: health.packageSet,
@@ -34,7 +41,7 @@ export function createHealthHandler(options: HealthRouteOptions) {
           .list()
           .map((entry) => (entry.status === 'ready' && entry.serve ? { ...entry, instances: options.instances.list(entry.name) } : entry)),
       },
-      shuttingDown ? 503 : 200,
+      shuttingDown || unhealthy ? 503 : 200,
     );
   };
 }

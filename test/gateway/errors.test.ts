@@ -58,6 +58,9 @@ const ALL_CODES = [
   'KEY_REQUIRED',
   'KEY_INVALID',
   'KEY_NOT_FOUND',
+  'DEPLOY_CONFLICT',
+  'CLUSTER_UNAVAILABLE',
+  'STORE_UNAVAILABLE',
   'INTERNAL_ERROR',
 ] as const satisfies readonly ErrorCode[];
 
@@ -66,7 +69,16 @@ type Unlisted = Exclude<ErrorCode, (typeof ALL_CODES)[number]>;
 const everyCodeListed: [Unlisted] extends [never] ? true : Unlisted = true;
 
 /** The codes answered with 503 (and so with retry-after). */
-const UNAVAILABLE: ErrorCode[] = ['FUNCTION_UNAVAILABLE', 'NO_CAPACITY', 'CONTAINER_START_FAILED', 'SHUTTING_DOWN', 'RUNTIME_UNAVAILABLE', 'SECRET_MISSING'];
+const UNAVAILABLE: ErrorCode[] = [
+  'FUNCTION_UNAVAILABLE',
+  'NO_CAPACITY',
+  'CONTAINER_START_FAILED',
+  'SHUTTING_DOWN',
+  'RUNTIME_UNAVAILABLE',
+  'SECRET_MISSING',
+  'CLUSTER_UNAVAILABLE',
+  'STORE_UNAVAILABLE',
+];
 
 describe('STATUS_BY_CODE', () => {
   it('has a status for exactly the listed codes', () => {
