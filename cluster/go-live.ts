@@ -19,7 +19,7 @@ import { readAcks } from './acks.ts';
 import { withDeadline } from './etcd.ts';
 import type { Follower } from './follower.ts';
 import type { ClusterKeys } from './keys.ts';
-import type { LiveKey } from './live.ts';
+import type { LiveDeployment, LiveKey } from './live.ts';
 import type { Membership } from './membership.ts';
 import { closureOfVersions, readPublication, type StoredPublication, savePublication } from './publication.ts';
 import type { StoreTransport } from './store/transport.ts';
@@ -69,7 +69,7 @@ export async function goLiveInCluster(
   await withDeadline('saving the deployment record', ctx.client.put(ctx.keys.deployment(id)).value(JSON.stringify(record)).exec());
   await savePublication(ctx.client, ctx.keys, id, publication);
   const members = ctx.membership.members();
-  const swapped = await ctx.live.swap(before.revision, {
+  const swapped = await swapOrLearn(ctx, before.revision, {
     deployment: id,
     commit: record.commit,
     by: ctx.self.name,
@@ -101,6 +101,44 @@ export async function goLiveInCluster(
   await ctx.follower.ackOwn(id, Math.round(performance.now() - activationBegin));
   await awaitAcks(ctx, id, progress, begin);
   return activated;
+}
+
+/** How long a swap whose answer was lost (etcd's leader died mid-call) is checked for, by reading the key again. */
+const LEARN_MS = 15_000;
+
+/**
+ * The swap; when etcd's answer is lost (no quorum for a while, a leader killed), whether it happened is
+ * learnt by reading the key again until etcd answers: the swap may have been applied all the same, and
+ * then the nodes follow it, so this node must too. Throws CLUSTER_UNAVAILABLE when etcd stays silent.
+ */
+async function swapOrLearn(ctx: GoLiveContext, expected: string, next: LiveDeployment): ReturnType<LiveKey['swap']> {
+  try {
+    return await ctx.live.swap(expected, next);
+  } catch (error) {
+    const until = performance.now() + LEARN_MS;
+    while (performance.now() < until) {
+      const now = await ctx.live.read().catch(() => undefined);
+      if (now) {
+        if (now.value?.deployment === next.deployment && now.value.at === next.at) return { swapped: true, revision: now.revision };
+        if (now.revision === expected) {
+          throw new FnixError(
+            'CLUSTER_UNAVAILABLE',
+            `the live deployment could not be changed (${(error as Error).message}); nothing was changed, push again`,
+            {
+              cause: error,
+            },
+          );
+        }
+        return { swapped: false, now };
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    throw new FnixError(
+      'CLUSTER_UNAVAILABLE',
+      `etcd did not answer whether ${next.deployment} went live (${(error as Error).message}); /api/cluster tells once it does, and the nodes follow whatever it says`,
+      { cause: error },
+    );
+  }
 }
 
 /** On the builder, with what the push built: publishes its closure. Otherwise, the publication it had. */
