@@ -169,7 +169,7 @@ export class Follower {
     const publication = await readPublication(client, keys, live.deployment);
     if (!publication) throw new Error(`the live deployment ${live.deployment} has no publication of its store paths in etcd`);
     const taken = await transport.take(publication.closure, { builderUrl: this.#o.builderUrl(), publication });
-    if (taken.added > 0) {
+    if (taken.added > 0 || taken.refreshed) {
       this.#o.onStoreChanged();
       this.#o.log.info('store paths taken', { mode: transport.mode, added: taken.added, refreshed: taken.refreshed, ms: Math.round(taken.ms) });
     }

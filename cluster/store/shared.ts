@@ -67,14 +67,14 @@ export class SharedStore implements StoreTransport {
 
   async take(closure: readonly string[], source: TakeSource): Promise<Taken> {
     const begin = performance.now();
-    const invalid = await invalidPaths(closure);
-    if (invalid.length === 0) return { added: 0, refreshed: false, ms: performance.now() - begin };
-    let missing = await this.#missing(invalid);
+    // Every path must be there, valid or not: a node's database may list a path its overlay does not show
+    // (a store seeded without it), and a path may be hidden by a cached negative lookup.
+    let missing = await this.#missing(closure);
     let refreshed = false;
     if (missing.length > 0) {
       refreshed = true;
       await this.#refresh(this.#storeDir);
-      missing = await this.#missing(invalid);
+      missing = await this.#missing(closure);
     }
     if (missing.length > 0) {
       throw new FnixError(
@@ -83,6 +83,8 @@ export class SharedStore implements StoreTransport {
         { details: { missing: missing.slice(0, 20) } },
       );
     }
+    const invalid = await invalidPaths(closure);
+    if (invalid.length === 0) return { added: 0, refreshed, ms: performance.now() - begin };
     const registration = selectRegistration(source.publication.registration ?? '', new Set(invalid));
     if (registration.count < invalid.length) {
       throw new FnixError('STORE_UNAVAILABLE', `the builder's registration of the deployment lacks ${invalid.length - registration.count} of its store paths`);
