@@ -88,6 +88,9 @@ export interface DeployRoutesOptions {
   maxPushBytes: number;
 }
 
+/** The response header that names the cluster node that answered. */
+export const NODE_HEADER = 'x-fnix-node';
+
 /**
  * Creates the gateway's Hono app.
  * @example
@@ -96,6 +99,18 @@ export interface DeployRoutesOptions {
 export function createApp(options: AppOptions): Hono<GatewayEnv> {
   const app = new Hono<GatewayEnv>();
   app.use('*', checkHost(options.hosts));
+  const cluster = options.cluster;
+  if (cluster) {
+    // Which node answered, for operators behind a load balancer (and the cluster tests).
+    app.use('*', async function nameTheNode(c, next) {
+      await next();
+      try {
+        c.res.headers.set(NODE_HEADER, cluster.self);
+      } catch {
+        // a response whose headers are immutable (a proxied one): it goes unlabelled
+      }
+    });
+  }
   // The one place that decides which routes take WebSocket upgrades: those registered here, before
   // refuseUpgrades answers any other upgrade with ROUTE_NOT_FOUND.
   const { metrics, registry, instances, log } = options;

@@ -145,6 +145,7 @@ describe('a cluster on one host', () => {
     for (const node of [nodes['a']!, nodes['b']!]) {
       const answer = await hello(node);
       expect(answer.status).toBe(200);
+      expect(answer.headers.get('x-fnix-node')).toBe(node.name);
       expect(await answer.text()).toMatch(/Hello/);
       expect((await health(node)).cluster).toMatchObject({ live: first, serving: first });
     }
