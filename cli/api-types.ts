@@ -85,6 +85,8 @@ export interface InvocationRecord {
   cold: boolean | null;
   instance: string | null;
   container: string | null;
+  /** The node that keeps it, in a cluster. */
+  node?: string;
 }
 
 export interface LogLine {
@@ -94,6 +96,14 @@ export interface LogLine {
   instance: string | null;
   stream: 'stdout' | 'stderr' | 'fnix';
   line: string;
+  /** The node that keeps it, in a cluster. */
+  node?: string;
+}
+
+/** A cluster member whose part is not in an answer (`missing`), or one gone from a follow (`node-gone`). */
+export interface MissingNode {
+  node: string;
+  error: string;
 }
 
 export interface Secret {
@@ -108,4 +118,17 @@ export interface Key {
   function: string | null;
   createdAt: string;
   lastUsedAt: string | null;
+}
+
+/** `GET /api/cluster`: the cluster as the node asked sees it. */
+export interface ClusterStatus {
+  /** The node that answered. */
+  self: string;
+  /** The elected builder, if any. */
+  builder: string | null;
+  members: { name: string; url: string; builderEligible: boolean; since: string }[];
+  /** The live deployment, and the etcd revision of the key that says so. */
+  live: { deployment: string; revision: string; by: string; at: string } | null;
+  /** By node: the deployment it acknowledged (the live one), and whether it serves it. */
+  acks: Record<string, { deployment: string; ok: boolean; error?: string }>;
 }

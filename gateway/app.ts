@@ -66,6 +66,8 @@ export interface AppOptions {
   secrets: Pick<SecretsApiOptions, 'secrets' | 'rotation'>;
   /** This node's cluster, when it is one (docs/cluster.md): /healthz says so, and /api/cluster and /cluster/ answer. @default none */
   cluster?: Cluster | undefined;
+  /** The deploy token, which a cluster node sends to the others when it gathers their logs. @default none */
+  clusterToken?: string | undefined;
 }
 
 /** Who may invoke private functions, and read /metrics. */
@@ -150,7 +152,10 @@ export function createApp(options: AppOptions): Hono<GatewayEnv> {
   app.all(`${GIT_PATH}/*`, createGitHandler({ gitRoot, token, deployments, log: options.log, maxBodyBytes: maxPushBytes + 1024 * 1024 }));
   app.route('/api', createAdminApi({ deployments, registry, instances, token }));
   app.route('/api', createKeysApi({ keys: options.access.keys, token }));
-  if (options.records) app.route('/api', createLogsApi({ store: options.records.store, registry, token, log }));
+  if (options.records) {
+    const gather = options.cluster && options.clusterToken ? { view: options.cluster, token: options.clusterToken } : undefined;
+    app.route('/api', createLogsApi({ store: options.records.store, registry, token, log, cluster: gather }));
+  }
   app.route('/api', createSecretsApi({ ...options.secrets, registry, token }));
   // The browser terminal; the WebSocket upgrade of the same URL was taken above.
   const terminal = createTerminalHandlers({ registry: options.registry });

@@ -177,6 +177,7 @@ async function assembleGateway(options: GatewayOptions, cluster: Cluster | undef
       secrets: { secrets: runtime.secrets, rotation },
       records: recorder,
       cluster,
+      clusterToken: cluster ? token.token : undefined,
     });
     if (token.source === 'generated') {
       // Shown once; it stays in the state folder (mode 0600).

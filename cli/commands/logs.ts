@@ -2,9 +2,11 @@
  * @module
  * `fnix logs <fn>` (the function's log lines, or --follow them as they come), `fnix invocations <fn>`
  * (its invocation records, newest first) and `fnix invocation <ID>` (one record and its lines).
+ * Against a cluster, lines and records carry the node that keeps them, which is printed before them;
+ * `--node` asks one node, and a node that did not answer is said on stderr (docs/logs.md#in-a-cluster).
  */
 import type { Command } from 'commander';
-import type { InvocationRecord, LogLine } from '../api-types.ts';
+import type { InvocationRecord, LogLine, MissingNode } from '../api-types.ts';
 import { chunksOf } from '../client.ts';
 import { type CliContext, jsonOption } from '../context.ts';
 import { CliError } from '../errors.ts';
@@ -21,27 +23,36 @@ export function registerLogs(program: Command, context: CliContext): void {
       .option('-f, --follow', 'keep printing new lines as they come, until interrupted')
       .option('--since <when>', 'only lines since then: a duration back from now (30s, 10m, 2h, 7d) or an ISO time')
       .option('--invocation <id>', "only this invocation's lines")
-      .option('--limit <n>', 'at most the last n lines (default 100, at most 10000)'),
-  ).action(async (name: string, options: { follow?: boolean; since?: string; invocation?: string; limit?: string; json?: boolean }) => {
+      .option('--limit <n>', 'at most the last n lines (default 100, at most 10000)')
+      .option('--node <name>', 'in a cluster: only the lines kept on this node'),
+  ).action(async (name: string, options: { follow?: boolean; since?: string; invocation?: string; limit?: string; node?: string; json?: boolean }) => {
     const query = new URLSearchParams();
     if (options.since) query.set('since', sinceParam(options.since));
     if (options.limit) query.set('limit', String(parseCount(options.limit, '--limit', 10_000)));
     if (options.invocation) query.set('invocation', options.invocation);
+    if (options.node) query.set('node', options.node);
     const client = await context.client();
     const path = `/api/functions/${encodeURIComponent(name)}/logs`;
     const { out, paint } = context.output;
     const print = (line: LogLine) => out(options.json ? `${JSON.stringify(line)}\n` : formatLogLine(line, paint));
     if (!options.follow) {
-      const { lines } = await client.json<{ lines: LogLine[] }>(`${path}?${query}`);
-      if (options.json) return out(formatJson({ lines }));
-      for (const line of lines) print(line);
+      const answer = await client.json<{ lines: LogLine[]; missing?: MissingNode[] }>(`${path}?${query}`);
+      if (options.json) return out(formatJson(answer));
+      for (const line of answer.lines) print(line);
+      for (const missing of answer.missing ?? []) context.output.err(describeMissing(missing, 'lines', context.output.paintErr));
       return;
     }
     query.set('follow', '1');
     const response = await client.fetch(`${path}?${query}`, { headers: { accept: 'application/x-ndjson' } });
     if (!response.ok) throw client.errorOf(response, await client.text(response));
     // A connection that breaks (the gateway stopped) ends it with CONNECTION_LOST, exit 3.
-    for await (const line of ndjson(response.body!, client.url)) print(line as LogLine);
+    for await (const value of ndjson(response.body!, client.url)) {
+      const event = (value as { event?: unknown }).event;
+      if (event === undefined) print(value as LogLine);
+      else if (options.json) out(`${JSON.stringify(value)}\n`);
+      // A node that failed, stopped or left the cluster: the others' lines go on.
+      else if (event === 'node-gone') context.output.err(describeGone(value as MissingNode, context.output.paintErr));
+    }
   });
 
   jsonOption(
@@ -51,33 +62,58 @@ export function registerLogs(program: Command, context: CliContext): void {
       .argument('<fn>', 'the function')
       .option('--limit <n>', 'at most n records')
       .option('--since <when>', 'only those since then (30s, 10m, 2h, 7d, or an ISO time)')
-      .option('--outcome <code>', 'only those with this outcome (OK, FUNCTION_FAILED, ...)'),
-  ).action(async (name: string, options: { limit?: string; since?: string; outcome?: string; json?: boolean }) => {
+      .option('--outcome <code>', 'only those with this outcome (OK, FUNCTION_FAILED, ...)')
+      .option('--node <name>', 'in a cluster: only the records kept on this node'),
+  ).action(async (name: string, options: { limit?: string; since?: string; outcome?: string; node?: string; json?: boolean }) => {
     const query = new URLSearchParams();
     if (options.limit) query.set('limit', String(parseCount(options.limit, '--limit')));
     if (options.since) query.set('since', sinceParam(options.since));
     if (options.outcome) query.set('outcome', options.outcome);
-    const answer = await (await context.client()).json<{ invocations: InvocationRecord[] }>(`/api/functions/${encodeURIComponent(name)}/invocations?${query}`);
+    if (options.node) query.set('node', options.node);
+    const answer = await (await context.client()).json<{ invocations: InvocationRecord[]; missing?: MissingNode[] }>(
+      `/api/functions/${encodeURIComponent(name)}/invocations?${query}`,
+    );
     if (options.json) return context.output.out(formatJson(answer));
     context.output.out(describeInvocations(answer.invocations, context.output.paint));
+    for (const missing of answer.missing ?? []) context.output.err(describeMissing(missing, 'records', context.output.paintErr));
   });
 
-  jsonOption(program.command('invocation').description('one invocation: its record and its log lines').argument('<id>', 'the invocation id')).action(
-    async (id: string, options: { json?: boolean }) => {
-      const answer = await (await context.client()).json<{ invocation: InvocationRecord; lines: LogLine[] }>(`/api/invocations/${encodeURIComponent(id)}`);
-      if (options.json) return context.output.out(formatJson(answer));
-      const { paint } = context.output;
-      context.output.out(describeInvocation(answer.invocation, paint));
-      context.output.out(answer.lines.length ? `\n${answer.lines.map((l) => formatLogLine(l, paint)).join('')}` : '\nno log lines\n');
-    },
-  );
+  jsonOption(
+    program
+      .command('invocation')
+      .description('one invocation: its record and its log lines')
+      .argument('<id>', 'the invocation id')
+      .option('--node <name>', 'in a cluster: ask this node only'),
+  ).action(async (id: string, options: { node?: string; json?: boolean }) => {
+    const query = options.node ? `?${new URLSearchParams({ node: options.node })}` : '';
+    const answer = await (await context.client()).json<{ invocation: InvocationRecord; lines: LogLine[] }>(
+      `/api/invocations/${encodeURIComponent(id)}${query}`,
+    );
+    if (options.json) return context.output.out(formatJson(answer));
+    const { paint } = context.output;
+    context.output.out(describeInvocation(answer.invocation, paint));
+    // The record names the node; its lines are all from there.
+    const lines = answer.lines.map(({ node: _node, ...line }) => formatLogLine(line, paint));
+    context.output.out(lines.length ? `\n${lines.join('')}` : '\nno log lines\n');
+  });
 }
 
-/** A log line as people read it: `time stream [invocation] line`. */
+/** A log line as people read it: `time stream [invocation] line`, after its node in a cluster (`n2 time ...`). */
 export function formatLogLine(line: LogLine, paint: Palette): string {
   const stream = line.stream === 'stderr' ? paint.yellow('stderr') : line.stream === 'fnix' ? paint.dim('fnix  ') : 'stdout';
   const source = line.invocationId ?? line.instance;
-  return `${paint.dim(line.time)} ${stream} ${source ? `[${source}] ` : ''}${line.line}\n`;
+  const node = line.node ? `${paint.bold(line.node)} ` : '';
+  return `${node}${paint.dim(line.time)} ${stream} ${source ? `[${source}] ` : ''}${line.line}\n`;
+}
+
+/** A node whose lines (or records) are not in the answer: `fnix: n3 did not answer, so its lines are not shown: <why>`. */
+export function describeMissing(missing: MissingNode, what: 'lines' | 'records', paint: Palette): string {
+  return paint.yellow(`fnix: ${missing.node} did not answer, so its ${what} are not shown: ${missing.error}\n`);
+}
+
+/** A node gone from a follow: `fnix: n3 is gone from the stream: <why>`; the others' lines go on. */
+export function describeGone(gone: MissingNode, paint: Palette): string {
+  return paint.yellow(`fnix: ${gone.node} is gone from the stream: ${gone.error}\n`);
 }
 
 /** An outcome, green when OK. */
@@ -88,9 +124,12 @@ function outcomeOf(record: InvocationRecord, paint: Palette): string {
 /** Invocation records as a table. */
 export function describeInvocations(records: readonly InvocationRecord[], paint: Palette): string {
   if (records.length === 0) return 'no invocations\n';
+  // In a cluster, each record's node comes first.
+  const nodes = records.some((r) => r.node !== undefined);
   return formatTable(
-    ['ID', 'STARTED', 'KIND', 'OUTCOME', 'STATUS', 'EXIT', 'DURATION', 'IN', 'OUT', 'START'],
+    [...(nodes ? ['NODE'] : []), 'ID', 'STARTED', 'KIND', 'OUTCOME', 'STATUS', 'EXIT', 'DURATION', 'IN', 'OUT', 'START'],
     records.map((r) => [
+      ...(nodes ? [r.node ?? '-'] : []),
       r.id,
       r.startedAt,
       r.kind,
@@ -110,6 +149,7 @@ export function describeInvocations(records: readonly InvocationRecord[], paint:
 export function describeInvocation(r: InvocationRecord, paint: Palette): string {
   const fields: [string, string][] = [
     ['id', r.id],
+    ...(r.node ? [['node', r.node] as [string, string]] : []),
     ['function', `${r.function} (version ${r.version}${r.deployment ? `, deployment ${r.deployment}` : ''})`],
     ['kind', r.kind],
     ['started', r.startedAt],
