@@ -249,12 +249,19 @@ export class Cluster implements ClusterView {
     };
   }
 
-  /** Leaves: the campaign resigned (another builder is elected at once), the lease revoked, the client closed. */
-  async close(): Promise<void> {
+  /**
+   * Leaves: the campaign resigned (another builder is elected at once), the lease revoked. The client
+   * stays open for what still uses it (the secrets' and keys' mirrors) until {@link disconnect}.
+   */
+  async leave(): Promise<void> {
     await this.#follower?.close();
     await this.#live.close();
     await this.#election.close();
     await this.#membership.leave();
+  }
+
+  /** Closes the etcd client, last. */
+  disconnect(): void {
     this.client.close();
   }
 }

@@ -6,13 +6,15 @@
  */
 import { Etcd3 } from 'etcd3';
 import { FnixError } from '../runtime/errors.ts';
+import { watchBackoff } from './state/mirror.ts';
 
 /** How long one etcd call may take before it fails with CLUSTER_UNAVAILABLE. */
 export const ETCD_CALL_MS = 5000;
 
 /** A client of the etcd members at `endpoints`. */
 export function connectEtcd(endpoints: readonly string[]): Etcd3 {
-  return new Etcd3({ hosts: [...endpoints], dialTimeout: 2000 });
+  // etcd3's own watch backoff waits up to 30 s to reconnect once etcd is back; a node's watches should not.
+  return new Etcd3({ hosts: [...endpoints], dialTimeout: 2000, faultHandling: { watchBackoff: watchBackoff() } });
 }
 
 /** `call`, failed with CLUSTER_UNAVAILABLE when it takes longer than `ms`, naming `what`. */

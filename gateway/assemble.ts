@@ -17,6 +17,8 @@ import { FileSecretStore } from '../runtime/secrets/file-store.ts';
 import { SecretRotation } from '../runtime/secrets/rotation.ts';
 import { type Cluster, createCluster } from '../cluster/cluster.ts';
 import { createApp } from './app.ts';
+import { type ClusterState, openClusterState } from './cluster-state.ts';
+import type { KeyStore } from './auth/keys/store.ts';
 import { FailureLimiter } from './auth/failure-limiter.ts';
 import { TokenGuard } from './auth/guard.ts';
 import { FileKeyStore } from './auth/keys/file-store.ts';
@@ -63,15 +65,20 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const { config, log } = options;
   // A cluster node (docs/cluster.md): its etcd client first, since the secrets and the deployments go through it.
   const cluster = config.cluster ? createCluster({ settings: config.cluster, stateDir: config.stateDir, token: config.token!, log }) : undefined;
+  let state: ClusterState | undefined;
   try {
-    return await assembleGateway(options, cluster);
+    // The cluster's secrets and invoke keys, in etcd: opened first, so that a wrong FNIX_SECRETS_KEY stops the start.
+    if (cluster) state = await openClusterState({ client: cluster.client, keys: cluster.keys, secretsKey: config.secretsKey!, log });
+    return await assembleGateway(options, cluster, state);
   } catch (error) {
-    await cluster?.close().catch(() => {});
+    await cluster?.leave().catch(() => {});
+    await state?.close().catch(() => {});
+    cluster?.disconnect();
     throw error;
   }
 }
 
-async function assembleGateway(options: GatewayOptions, cluster: Cluster | undefined): Promise<Gateway> {
+async function assembleGateway(options: GatewayOptions, cluster: Cluster | undefined, state: ClusterState | undefined): Promise<Gateway> {
   const { config, log, tuning = {} } = options;
   const runtime = await startRuntime({
     stateDir: config.stateDir,
@@ -86,10 +93,10 @@ async function assembleGateway(options: GatewayOptions, cluster: Cluster | undef
     limits: config.limits,
     log,
     cleanStateDir: cleanDeployLeftovers(config.stateDir, log),
-    openSecrets: (stateDir) => FileSecretStore.open({ stateDir, key: config.secretsKey }),
+    openSecrets: state ? async () => state.secrets : (stateDir) => FileSecretStore.open({ stateDir, key: config.secretsKey }),
   });
   let deployments: Deployments | undefined;
-  let keyStore: FileKeyStore | undefined;
+  let keyStore: (KeyStore & { close(): Promise<void> }) | undefined;
   let recordStore: RecordStore | undefined;
   try {
     // Invocation records and log lines (docs/logs.md): opened once the runtime holds the state folder's lock.
@@ -110,7 +117,7 @@ async function assembleGateway(options: GatewayOptions, cluster: Cluster | undef
     const hosts = new HostAllowlist(config.allowedHosts);
     // Invoke keys for private functions, and who may read /metrics (docs/keys.md). Wrong keys and
     // wrong metrics tokens are limited per address apart from the deploy token's failures.
-    const keys = await FileKeyStore.open({ stateDir: config.stateDir });
+    const keys = state ? state.invokeKeys : await FileKeyStore.open({ stateDir: config.stateDir });
     keyStore = keys;
     keys.onChange(({ type, key }) => log.info(`invoke key ${type}`, { id: key.id, name: key.name, function: key.function ?? '*' }));
     const keyGuard = new KeyGuard({ keys, limiter: new FailureLimiter(), log, metrics });
@@ -192,7 +199,7 @@ async function assembleGateway(options: GatewayOptions, cluster: Cluster | undef
       metrics,
       async close(graceMs) {
         // First: another builder is elected at once, and pushes stop waiting for this node.
-        await cluster?.close().catch((error: unknown) => log.warn('leaving the cluster failed', { error: String(error) }));
+        await cluster?.leave().catch((error: unknown) => log.warn('leaving the cluster failed', { error: String(error) }));
         await sessions.closeAll();
         await started.close();
         // The keys' last uses are only a note: failing to write them must not keep the runtime up.
@@ -202,6 +209,8 @@ async function assembleGateway(options: GatewayOptions, cluster: Cluster | undef
         // are written a moment after they end (a serve request's after its failure is explained): waited for.
         await records.settle(RECORDS_SETTLE_MS);
         records.close();
+        await state?.close().catch(() => {});
+        cluster?.disconnect();
       },
     };
   } catch (error) {

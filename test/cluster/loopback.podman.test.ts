@@ -7,7 +7,7 @@
  * git's `remote:` lines, pushes refused by other nodes, a node joining, a rollback through any node, the
  * builder's death and its successor, a restart catching up, and etcd's loss and return.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,8 @@ import { waitUntil } from '../helpers/processes.ts';
 
 const HELLO = join(import.meta.dirname, '../../functions/hello');
 const ECHO = join(import.meta.dirname, '../../functions/echo');
+const PRIVATE = join(import.meta.dirname, '../../functions/private-hello');
+const READER = join(import.meta.dirname, '../fixtures/secrets/reader');
 const TOKEN = `cluster-test-${randomBytes(8).toString('hex')}`;
 
 interface Node {
@@ -183,6 +185,31 @@ describe('a cluster on one host', () => {
     for (const node of Object.values(nodes)) {
       await waitUntil(async () => (await health(node)).cluster['serving'] === first, 15_000, `${node.name} to serve the rollback`);
       expect((await fetch(`${node.url}/fn/echo`, { method: 'POST', body: 'x' })).status).toBe(404);
+    }
+  });
+
+  it('keeps secrets and invoke keys in etcd: set or revoked on one node, they hold on every node at once', async () => {
+    const value = `s3cret-${randomBytes(6).toString('hex')}`;
+    expect((await api(nodes['b']!, '/api/secrets/API_TOKEN', { method: 'PUT', body: value })).status).toBe(200);
+    const pushed = await pushTo(nodes['a']!, 'private and reader', { hello: HELLO, 'private-hello': PRIVATE, reader: READER });
+    expect(pushed.all).toMatch(/all 3 node\(s\) live/);
+    const created = (await (await api(nodes['c']!, '/api/keys', { method: 'POST', body: '{"function":"private-hello"}' })).json()) as {
+      id: string;
+      key: string;
+    };
+    for (const node of Object.values(nodes)) {
+      const read = await fetch(`${node.url}/fn/reader`, { method: 'POST', body: '' });
+      expect(await read.text()).toContain(`file_sha=${createHash('sha256').update(value).digest('hex')}`);
+      const withKey = await fetch(`${node.url}/fn/private-hello`, { method: 'POST', headers: { authorization: `Bearer ${created.key}` } });
+      expect(withKey.status, node.name).toBe(200);
+    }
+    expect((await api(nodes['a']!, `/api/keys/${created.id}`, { method: 'DELETE' })).status).toBe(200);
+    for (const node of Object.values(nodes)) {
+      await waitUntil(
+        async () => (await fetch(`${node.url}/fn/private-hello`, { method: 'POST', headers: { authorization: `Bearer ${created.key}` } })).status === 401,
+        2000,
+        `the revoked key to be refused on ${node.name}`,
+      );
     }
   });
 
