@@ -7,6 +7,7 @@
  * its own, generated help, subcommands and types.
  */
 import { Command, CommanderError } from 'commander';
+import { registerCluster } from './commands/cluster.ts';
 import { registerDeploy } from './commands/deploy.ts';
 import { registerFunctions } from './commands/functions.ts';
 import { registerInvoke } from './commands/invoke.ts';
@@ -44,6 +45,7 @@ export function createProgram(env: NodeJS.ProcessEnv = process.env, version = '0
   registerSession(program, context);
   registerSecrets(program, context);
   registerKeys(program, context);
+  registerCluster(program, context);
   // Usage mistakes throw (exit 2) rather than exit at once, in every subcommand too.
   const exitOverride = (command: Command) => {
     command.exitOverride();

@@ -32,9 +32,16 @@ declare -A PACKAGES=(
 if [ "${1:-}" = "--test" ]; then
   PACKAGES[chromium]=/usr/bin/chromium
   PACKAGES[file]=/usr/bin/file  # the thumbnailer's test asks `file` what a PNG is
+  # The cluster suite (test/helpers/cluster/): hosts in network namespaces, the store over the network.
 fi
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   PACKAGES[wrk]=/usr/bin/wrk
+  # The cluster suite and benchmark (test/helpers/cluster/): hosts in network namespaces, the store over the network.
+  PACKAGES[sshfs]=/usr/bin/sshfs                   # each node mounts the shared store over sshfs (NFS's stand-in)
+  PACKAGES[openssh-server]=/usr/sbin/sshd          # the sshd that exports the store to sshfs, run by the lab only
+  PACKAGES[iproute2]=/usr/sbin/ip                  # `ip netns`, veths, a bridge and blackhole routes
+  PACKAGES[etcd-server]=/usr/bin/etcd              # the cluster's coordination: three real members
+  PACKAGES[haproxy]=/usr/sbin/haproxy              # the cluster's front: routes to the nodes
 fi
 # A package counts as installed when dpkg says so, not when its file exists: Debian's dynamic busybox
 # (which initramfs-tools recommends) installs /bin/busybox too, and the starter set needs the static one.
@@ -60,6 +67,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   log "installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Debian starts a package's service at install where no policy-rc.d forbids it: the tests run their
+  # own sshd, etcd and HAProxy in namespaces, so a system daemon that this install just started is stopped.
+  for pkg in "${missing[@]}"; do
+    case $pkg in openssh-server) svc=ssh ;; etcd-server) svc=etcd ;; haproxy) svc=haproxy ;; *) continue ;; esac
+    if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
+  done
 fi
 
 # npm dependencies, reinstalled when package-lock.json changes.

@@ -2,7 +2,8 @@
  * @module
  * The layers import only downwards: runtime/ knows nothing of HTTP, deployments or the gateway;
  * deployments/ knows nothing of HTTP or the gateway; cli/ is a client of the HTTP API and shares no
- * code with the server. Read from the source, so that a stray import fails here rather than in a review.
+ * code with the server but cluster/haproxy.ts, a pure function that imports nothing. Read from the
+ * source, so that a stray import fails here rather than in a review.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -47,7 +48,12 @@ describe('the layers', () => {
     expect(await importsOf('cluster', /^gateway\/|^(hono|@hono\/|ws$)/)).toEqual([]);
   });
 
-  it('cli/ is a client: it imports neither runtime/, deployments/ nor gateway/', async () => {
-    expect(await importsOf('cli', /^(runtime|deployments|gateway)\//)).toEqual([]);
+  it('cli/ is a client: it imports neither runtime/, deployments/, gateway/ nor cluster/, but for its HAProxy generator', async () => {
+    expect(await importsOf('cli', /^(runtime|deployments|gateway)\/|^cluster\/(?!haproxy\.ts$)/)).toEqual([]);
+  });
+
+  it('cluster/haproxy.ts, the one server module the CLI imports, imports nothing but types', async () => {
+    const text = await readFile(join(ROOT, 'cluster/haproxy.ts'), 'utf8');
+    expect([...text.matchAll(/^(?:import|export)\s+(?!type\s)[^;]*?from\s+'([^']+)'/gm)].map((m) => m[1])).toEqual([]);
   });
 });
