@@ -53,6 +53,8 @@ export class DeploymentStore {
   readonly dir: string;
   /** Told of every record {@link save} wrote (a cluster keeps the history in etcd); not of {@link saveReplica}'s. */
   onSave: ((record: DeploymentRecord) => void) | undefined;
+  /** Told of every record {@link remove} removed (the history pruned). */
+  onRemove: ((id: string) => void) | undefined;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -113,6 +115,7 @@ export class DeploymentStore {
   /** Removes a record (history beyond its limit). */
   async remove(id: string): Promise<void> {
     await rm(join(this.dir, `${id}.json`), { force: true });
+    this.onRemove?.(id);
   }
 }
 
