@@ -19,6 +19,7 @@ import { goLiveInCluster } from './go-live.ts';
 import { type ClusterKeys, clusterKeys } from './keys.ts';
 import { LiveKey, type LiveState } from './live.ts';
 import { Membership } from './membership.ts';
+import { readPublication } from './publication.ts';
 import type { ClusterSettings } from './settings.ts';
 import { BinaryCacheStore } from './store/cache.ts';
 import { SharedStore } from './store/shared.ts';
@@ -181,7 +182,31 @@ export class Cluster implements ClusterView {
     if (!(await follower.waitSynced(START_SYNC_MS))) {
       this.#log.error('the live deployment is not served here yet; /healthz answers 503 until it is', { error: follower.state().error ?? 'etcd unreachable' });
     }
+    // A new builder (cache mode) signs the live deployment into its own cache: nodes that join later substitute from it.
+    this.#election.onChange((leader) => {
+      if (leader === this.self && this.settings.storeMode === 'cache') void this.#publishLive();
+    });
     if (this.settings.builderEligible) this.#election.campaign();
+    let reading = false;
+    this.#leaderPoll = setInterval(() => {
+      if (reading) return;
+      reading = true;
+      void this.#election.refresh().finally(() => {
+        reading = false;
+      });
+    }, 1000);
+    this.#leaderPoll.unref();
+  }
+
+  async #publishLive(): Promise<void> {
+    try {
+      const live = await this.#live.read();
+      if (!live.value) return;
+      const publication = await readPublication(this.client, this.keys, live.value.deployment);
+      if (publication) await this.transport.publish(publication.closure);
+    } catch (error) {
+      this.#log.warn('the live deployment could not be published by the new builder', { error: (error as Error).message });
+    }
   }
 
   members(): ClusterMember[] {
@@ -254,11 +279,15 @@ export class Cluster implements ClusterView {
    * stays open for what still uses it (the secrets' and keys' mirrors) until {@link disconnect}.
    */
   async leave(): Promise<void> {
-    await this.#follower?.close();
-    await this.#live.close();
+    clearInterval(this.#leaderPoll);
+    // First the roles: another builder is elected at once, and pushes stop waiting for this node.
     await this.#election.close();
     await this.#membership.leave();
+    await this.#live.close();
+    await this.#follower?.close();
   }
+
+  #leaderPoll: NodeJS.Timeout | undefined;
 
   /** Closes the etcd client, last. */
   disconnect(): void {

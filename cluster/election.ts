@@ -37,6 +37,16 @@ export class BuilderElection {
     this.#setLeader(observer.leader() ?? this.#leader);
   }
 
+  /**
+   * Reads the leader again (the 1 s members poll calls it): etcd3's observer stops for good when its
+   * loop fails (a timeout at start, a watch cancelled by compaction), and the builder must not stay wrong.
+   */
+  async refresh(): Promise<void> {
+    if (this.#closed || this.#elected) return;
+    const leader = await withDeadline('reading the builder', this.#election.leader()).catch(() => this.#leader);
+    this.#setLeader(leader);
+  }
+
   /** Stands for builder, from now until {@link close}; a lost campaign is started again. */
   campaign(): void {
     if (this.#closed) return;

@@ -14,6 +14,8 @@ export const ETCD_CALL_MS = 5000;
 /** A client of the etcd members at `endpoints`. */
 export function connectEtcd(endpoints: readonly string[]): Etcd3 {
   // etcd3's own watch backoff waits up to 30 s to reconnect once etcd is back; a node's watches should not.
+  // No gRPC deadline per call (tried: with one, calls failed against a healthy member and opened etcd3's circuit
+  // breaker); withDeadline bounds what fnix waits for, and the polls never overlap (membership.ts, live.ts).
   return new Etcd3({ hosts: [...endpoints], dialTimeout: 2000, faultHandling: { watchBackoff: watchBackoff() } });
 }
 

@@ -60,6 +60,7 @@ export class Follower {
   #running: Promise<void> | undefined;
   #failures = 0;
   #retry: NodeJS.Timeout | undefined;
+  #retryFor: string | undefined;
   #closed = false;
   readonly #waiters = new Set<() => void>();
 
@@ -110,9 +111,19 @@ export class Follower {
       return;
     }
     if (this.#applied?.revision === state.revision || this.#applied?.deployment === state.value.deployment) {
-      if (this.#applied.revision !== state.revision) this.#applied = { deployment: state.value.deployment, revision: state.revision };
+      if (this.#applied.revision !== state.revision) {
+        // Live again on what this node serves (a rollback to it): it says so again under the new revision.
+        this.#applied = { deployment: state.value.deployment, revision: state.revision };
+        void this.#ack(state.value.deployment, { ok: true, ms: 0, at: new Date().toISOString() });
+      }
       this.#markSynced();
       return;
+    }
+    if (this.#retry && this.#retryFor !== state.revision) {
+      // A newer deployment does not wait behind an older one's backoff.
+      clearTimeout(this.#retry);
+      this.#retry = undefined;
+      this.#failures = 0;
     }
     this.#kick();
   }
@@ -131,6 +142,8 @@ export class Follower {
       const begin = performance.now();
       try {
         await this.#apply(target);
+        // `live` moved while this one waited for the lock: the newer one is applied instead.
+        if (this.#live?.revision !== target.revision) continue;
         const ms = Math.round(performance.now() - begin);
         this.#applied = { deployment: target.value.deployment, revision: target.revision };
         this.#error = undefined;
@@ -148,6 +161,7 @@ export class Follower {
           retryMs: wait,
         });
         await this.#ack(target.value.deployment, { ok: false, error: this.#error, ms: Math.round(performance.now() - begin), at: new Date().toISOString() });
+        this.#retryFor = target.revision;
         this.#retry = setTimeout(() => {
           this.#retry = undefined;
           this.#kick();
@@ -164,17 +178,24 @@ export class Follower {
     const record = await readRecord(client, keys, live.deployment);
     if (!record) throw new Error(`the live deployment ${live.deployment} has no record in etcd`);
     await copyRecords(client, keys, deployments.records);
-    const urls = [...new Set([live.byUrl, this.#o.builderUrl(), ...this.#o.peerUrls()].filter((url): url is string => url !== undefined))];
+    // Members first (the builder, then the others), the node that made it live last: it may have left.
+    const urls = [...new Set([this.#o.builderUrl(), ...this.#o.peerUrls(), live.byUrl].filter((url): url is string => url !== undefined))];
     await fetchCommit(deployments.repository, live.commit, urls, this.#o.token);
     const publication = await readPublication(client, keys, live.deployment);
     if (!publication) throw new Error(`the live deployment ${live.deployment} has no publication of its store paths in etcd`);
-    const taken = await transport.take(publication.closure, { builderUrl: this.#o.builderUrl(), publication });
+    const taken = await transport.take(publication.closure, { builderUrl: this.#o.builderUrl(), publisherUrl: live.byUrl, publication });
     if (taken.added > 0 || taken.refreshed) {
       this.#o.onStoreChanged();
       this.#o.log.info('store paths taken', { mode: transport.mode, added: taken.added, refreshed: taken.refreshed, ms: Math.round(taken.ms) });
     }
-    await deployments.activateHere(live.deployment);
+    // The first activation after a start is made even when it is the deployment restored at start, which
+    // may have held functions broken then (their store paths not visible yet).
+    const force = !this.#activatedOnce;
+    await deployments.activateHere(live.deployment, { force, stillWanted: () => this.#live?.revision === target.revision });
+    this.#activatedOnce = true;
   }
+
+  #activatedOnce = false;
 
   /** Acknowledges under the current lease; put again with each new lease (Membership.onLease). */
   async #ack(deployment: string, ack: Ack): Promise<void> {
@@ -208,6 +229,7 @@ export class Follower {
     this.#closed = true;
     clearTimeout(this.#retry);
     for (const waiter of [...this.#waiters]) waiter();
-    await this.#running?.catch(() => {});
+    // An activation under way may wait for the deploy lock for minutes: shutdown does not wait that long for it.
+    await Promise.race([this.#running?.catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
   }
 }

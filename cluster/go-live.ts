@@ -58,11 +58,13 @@ export async function goLiveInCluster(
   const record = await ctx.records().get(id);
   if (!record) throw new FnixError('DEPLOYMENT_NOT_FOUND', `no deployment ${JSON.stringify(id)}; GET /api/deployments lists them`);
   const before = await ctx.live.read();
-  const serving = ctx.follower.state().applied;
-  if (before.value && serving?.revision !== before.revision) {
+  // This node must have read the live deployment the swap is made against (its repository's main is then at
+  // its commit, or being fetched); serving it is not required, so that a builder a deployment failed on can
+  // still push a fix or roll back. The compare-and-swap itself refuses whatever changed since.
+  if (before.value && ctx.follower.state().live?.revision !== before.revision) {
     throw new FnixError(
       'DEPLOY_CONFLICT',
-      `this node does not serve the cluster's live deployment yet (${before.value.deployment}); nothing was changed, try again in a few seconds`,
+      `this node has not caught up with the cluster's live deployment yet (${before.value.deployment}); nothing was changed, try again in a few seconds`,
     );
   }
   const publication = await publish(ctx, id, deployment.versions, progress);
@@ -113,7 +115,11 @@ const LEARN_MS = 15_000;
  */
 async function swapOrLearn(ctx: GoLiveContext, expected: string, next: LiveDeployment): ReturnType<LiveKey['swap']> {
   try {
-    return await ctx.live.swap(expected, next);
+    const result = await ctx.live.swap(expected, next);
+    // etcd3 sends a call again when its answer was lost: the first attempt may have swapped, and the
+    // second's compare then fails against our own value.
+    if (!result.swapped && result.now.value?.by === next.by && result.now.value.at === next.at) return { swapped: true, revision: result.now.revision };
+    return result;
   } catch (error) {
     const until = performance.now() + LEARN_MS;
     while (performance.now() < until) {
@@ -145,7 +151,12 @@ async function swapOrLearn(ctx: GoLiveContext, expected: string, next: LiveDeplo
 async function publish(ctx: GoLiveContext, id: string, versions: readonly FunctionVersion[] | undefined, progress: Progress): Promise<StoredPublication> {
   const known = await readPublication(ctx.client, ctx.keys, id);
   if (!versions || !ctx.isBuilder()) {
-    if (known) return known;
+    if (known) {
+      // A rollback on the builder: its store has the paths; published again (quick, nothing is copied twice),
+      // since a builder elected after the first publication (cache mode) has none of them in its cache.
+      if (ctx.isBuilder()) await ctx.transport.publish(known.closure).catch(() => {});
+      return known;
+    }
     throw new FnixError('CLUSTER_UNAVAILABLE', `deployment ${id} was never published to the cluster's store; only the builder can, by a push of its commit`);
   }
   const closure = closureOfVersions(versions);

@@ -64,14 +64,23 @@ export class LiveKey {
   /** Calls `onState` with the key's state at every change the watch or a re-read finds (repeats are the caller's to skip). */
   async follow(onState: (state: LiveState) => void): Promise<void> {
     // A failed re-read is the stale view /healthz reports (membership.ts); the next one tries again.
-    const reread = () => this.read().then(onState, () => {});
-    this.#timer = setInterval(() => void reread(), REREAD_MS);
+    let reading = false;
+    const reread = () => {
+      if (reading) return;
+      reading = true;
+      this.read()
+        .then(onState, () => {})
+        .finally(() => {
+          reading = false;
+        });
+    };
+    this.#timer = setInterval(reread, REREAD_MS);
     this.#timer.unref();
     try {
       const watcher = await withDeadline('watching the live deployment', this.#client.watch().key(this.#key).create());
       this.#watcher = watcher;
-      watcher.on('put', () => void reread());
-      watcher.on('delete', () => void reread());
+      watcher.on('put', () => this.read().then(onState, () => {}));
+      watcher.on('delete', () => this.read().then(onState, () => {}));
       watcher.on('error', (error) => this.#log.warn('the watch of the live deployment failed; re-reading it every few seconds', { error: error.message }));
     } catch (error) {
       this.#log.warn('the live deployment could not be watched; re-reading it every few seconds', { error: (error as Error).message });

@@ -9,6 +9,7 @@
  * lease's time, its view is stale (/healthz says so).
  */
 import type { Etcd3, Lease } from 'etcd3';
+import { FnixError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { withDeadline } from './etcd.ts';
 import type { ClusterKeys } from './keys.ts';
@@ -41,9 +42,19 @@ export class Membership {
 
   /** Joins: a lease, the member key on it; then keeps both, and the member list, up to date. */
   async join(): Promise<void> {
-    await this.#takeLease();
+    await this.#takeLease(performance.now() + Membership.JOIN_MS);
     await this.#readMembers();
-    this.#poll = setInterval(() => void this.#readMembers().catch(() => {}), MEMBERS_POLL_MS);
+    let reading = false;
+    // One read at a time: while etcd hangs, reads must not pile up behind each other.
+    this.#poll = setInterval(() => {
+      if (reading) return;
+      reading = true;
+      void this.#readMembers()
+        .catch(() => {})
+        .finally(() => {
+          reading = false;
+        });
+    }, MEMBERS_POLL_MS);
     this.#poll.unref();
   }
 
@@ -71,7 +82,10 @@ export class Membership {
     return this.#members;
   }
 
-  async #takeLease(): Promise<void> {
+  /** How long {@link join} tries before it fails with CLUSTER_UNAVAILABLE (the start is then tried again). */
+  static readonly JOIN_MS = 30_000;
+
+  async #takeLease(giveUpAt = Number.POSITIVE_INFINITY): Promise<void> {
     while (!this.#closed) {
       const lease = this.#client.lease(this.#ttl);
       try {
@@ -79,6 +93,9 @@ export class Membership {
         await withDeadline('putting the member key', lease.put(this.#keys.member(this.#self.name)).value(JSON.stringify(this.#self)).exec());
       } catch (error) {
         lease.release();
+        if (performance.now() > giveUpAt) {
+          throw new FnixError('CLUSTER_UNAVAILABLE', `this node could not join its cluster within ${Membership.JOIN_MS / 1000} s: ${(error as Error).message}`);
+        }
         this.#log.warn('joining the cluster failed; trying again', { error: (error as Error).message });
         await new Promise((resolve) => setTimeout(resolve, 1000));
         continue;

@@ -15,14 +15,19 @@ import type { ClusterKeys } from './keys.ts';
 
 /** Copies every record in etcd that this node lacks (or holds older) into its history; returns how many. */
 export async function copyRecords(client: Etcd3, keys: ClusterKeys, store: DeploymentStore): Promise<number> {
-  const all = await withDeadline('reading the deployment history', client.getAll().prefix(keys.deployments).strings());
+  // The newest records only (the builder removes the ones it prunes; a history longer than this is not copied).
+  const all = await withDeadline(
+    'reading the deployment history',
+    client.getAll().prefix(keys.deployments).sort('Create', 'Descend').limit(COPIED_RECORDS).strings(),
+  );
   let copied = 0;
   for (const text of Object.values(all)) {
     let record: DeploymentRecord;
     try {
       record = JSON.parse(text) as DeploymentRecord;
+      if (typeof record.id !== 'string' || !/^d-[\w-]+$/.test(record.id)) continue;
     } catch {
-      continue;
+      continue; // a key someone else wrote: not a record
     }
     const mine = await store.get(record.id);
     if (mine && JSON.stringify(mine) === JSON.stringify({ ...mine, ...record, activations: mine.activations })) continue;
@@ -31,6 +36,9 @@ export async function copyRecords(client: Etcd3, keys: ClusterKeys, store: Deplo
   }
   return copied;
 }
+
+/** The most records a node copies from etcd at once (FNIX_HISTORY's default is 50). */
+const COPIED_RECORDS = 200;
 
 /** One record from etcd; undefined when it has none. */
 export async function readRecord(client: Etcd3, keys: ClusterKeys, id: string): Promise<DeploymentRecord | undefined> {
@@ -46,10 +54,11 @@ export async function fetchCommit(repository: Repository, commit: string, urls: 
   if (!(await repository.has(commit))) {
     const failures: string[] = [];
     for (const url of urls) {
-      const fetched = await repository.git(['fetch', '--no-tags', '--quiet', `${url}/git/functions.git`, commit], {
-        reject: false,
-        extraEnv: gitAuthEnv(token),
-      });
+      // A node that stalls mid-fetch is given up on (under 1 KB/s for 10 s), and so is a fetch over 2 minutes.
+      const fetched = await repository.git(
+        ['-c', 'http.lowSpeedLimit=1000', '-c', 'http.lowSpeedTime=10', 'fetch', '--no-tags', '--quiet', `${url}/git/functions.git`, commit],
+        { reject: false, extraEnv: gitAuthEnv(token), timeoutMs: 120_000 },
+      );
       if (fetched.exitCode === 0 && (await repository.has(commit))) break;
       failures.push(`${url}: ${String(fetched.stderr).trim().split('\n').at(-1) ?? ''}`);
     }

@@ -76,7 +76,7 @@ export interface Deployments {
    * Activates deployment `id` here, its record already saved (a cluster node following the live deployment,
    * cluster/follower.ts): false when it is active already. Waits for a push or rollback under way.
    */
-  activateHere(id: string): Promise<boolean>;
+  activateHere(id: string, options?: { force?: boolean; stillWanted?: () => boolean }): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -135,9 +135,13 @@ export async function startDeployments(options: DeploymentsOptions): Promise<Dep
     repository,
     pushEnded: (pushId) => pushes.pushEnded(pushId),
     rollback: (id) => rollback(ctx, id),
-    activateHere: (id) =>
+    // `force`: activated again even when it is the current one (a restore at start may have held functions
+    // broken that build now). `stillWanted`: checked once the lock is held, so that an activation that waited
+    // behind a push is dropped when the push moved on.
+    activateHere: (id, { force = false, stillWanted = () => true } = {}) =>
       ctx.lock.with(`the activation of ${id}`, FOLLOW_WAIT_MS, async (held) => {
-        if ((await store.current()) === id) return false;
+        if (!stillWanted()) return false;
+        if (!force && (await store.current()) === id) return false;
         await activateDeployment(ctx, held, id);
         return true;
       }),

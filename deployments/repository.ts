@@ -69,9 +69,17 @@ export class Repository {
   /** Runs git on the repository; `env` may carry a hook's quarantine variables. */
   async git(
     args: string[],
-    options: { env?: QuarantineEnv; extraEnv?: Record<string, string>; input?: string | Buffer; encoding?: 'buffer'; reject?: boolean } = {},
+    options: {
+      env?: QuarantineEnv;
+      extraEnv?: Record<string, string>;
+      input?: string | Buffer;
+      encoding?: 'buffer';
+      reject?: boolean;
+      timeoutMs?: number;
+    } = {},
   ) {
     return execa('git', ['--git-dir', this.gitDir, ...args], {
+      ...(options.timeoutMs ? { timeout: options.timeoutMs, killSignal: 'SIGKILL' as const } : {}),
       env: { ...options.extraEnv, ...options.env, ...this.#baseEnv() },
       extendEnv: true,
       input: options.input,

@@ -89,7 +89,8 @@ async function main(): Promise<void> {
       log.info(`fnix is serving at ${server.url}; deploy with: git push ${server.url}/git/functions.git main`);
       return;
     } catch (error) {
-      if (!(error instanceof FnixError && error.code === 'RUNTIME_UNAVAILABLE')) throw error;
+      // A cluster node whose etcd is unreachable at start (a cold boot of every host) tries again too.
+      if (!(error instanceof FnixError && (error.code === 'RUNTIME_UNAVAILABLE' || error.code === 'CLUSTER_UNAVAILABLE'))) throw error;
       cause = error;
       log.error(`fnix cannot serve functions yet: ${error.message}; trying again in ${RETRY_MS / 1000} s`);
       await new Promise<void>((resolve) => {

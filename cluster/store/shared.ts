@@ -12,7 +12,8 @@
  *
  * A path that a node looked up before it existed stays missing in its overlay (the kernel keeps the
  * negative lookup): taking a closure checks each path, and when one is missing, the overlay is remounted
- * (which drops those lookups), then, if that is not enough, the kernel's dentry cache is dropped.
+ * (which drops those lookups); when paths are still missing, the kernel's dentry cache is dropped, and
+ * they are checked once more.
  */
 import { randomBytes } from 'node:crypto';
 import { lstat, rename, rm, writeFile } from 'node:fs/promises';
@@ -28,8 +29,10 @@ export interface SharedStoreOptions {
   exportDir: string | undefined;
   /** The store the nodes see: `/nix/store`. */
   storeDir?: string;
-  /** How the overlay is refreshed; the default remounts it, then drops the dentry cache. */
+  /** How the overlay is refreshed; the default remounts it. */
   refresh?: ((storeDir: string) => Promise<void>) | undefined;
+  /** Whether the kernel's dentry cache (machine-wide) is dropped when a remount was not enough. @default true */
+  dropCaches?: boolean | undefined;
 }
 
 export class SharedStore implements StoreTransport {
@@ -37,11 +40,13 @@ export class SharedStore implements StoreTransport {
   readonly #exportDir: string | undefined;
   readonly #storeDir: string;
   readonly #refresh: (storeDir: string) => Promise<void>;
+  readonly #dropCaches: boolean;
 
   constructor(options: SharedStoreOptions) {
     this.#exportDir = options.exportDir;
     this.#storeDir = options.storeDir ?? '/nix/store';
     this.#refresh = options.refresh ?? refreshOverlay;
+    this.#dropCaches = options.dropCaches ?? true;
   }
 
   async publish(closure: readonly string[]): Promise<Publication> {
@@ -74,6 +79,11 @@ export class SharedStore implements StoreTransport {
     if (missing.length > 0) {
       refreshed = true;
       await this.#refresh(this.#storeDir);
+      missing = await this.#missing(closure);
+    }
+    if (missing.length > 0 && this.#dropCaches) {
+      // A lower layer that caches negative lookups of its own (NFS's attribute cache) outlives a remount.
+      await dropDentries();
       missing = await this.#missing(closure);
     }
     if (missing.length > 0) {
@@ -123,12 +133,16 @@ export function selectRegistration(text: string, wanted: ReadonlySet<string>): {
   return { text: out.length > 0 ? `${out.join('\n')}\n` : '', count };
 }
 
-/** Drops the overlay's cached negative lookups: a remount, then the kernel's dentry cache. */
+/** Drops the overlay's cached negative lookups: a remount (which keeps the mount's options and its users). */
 export async function refreshOverlay(storeDir: string): Promise<void> {
   const remount = await execa('mount', ['-o', 'remount', storeDir], { reject: false, timeout: 30_000, stdin: 'ignore' });
-  if (remount.exitCode === 0) return;
+  if (remount.exitCode !== 0) throw new FnixError('STORE_UNAVAILABLE', `the overlay on ${storeDir} could not be remounted: ${String(remount.stderr).trim()}`);
+}
+
+/** The kernel's unused dentries and inodes dropped (machine-wide, and cheap: nothing is written back). */
+async function dropDentries(): Promise<void> {
   await writeFile('/proc/sys/vm/drop_caches', '2\n').catch((error: unknown) => {
-    throw new FnixError('STORE_UNAVAILABLE', `the overlay on ${storeDir} could not be refreshed: ${String(remount.stderr).trim()}; ${describe(error)}`);
+    throw new FnixError('STORE_UNAVAILABLE', `the kernel's dentry cache could not be dropped: ${describe(error)}`);
   });
 }
 

@@ -19,6 +19,8 @@ export interface Publication {
 export interface TakeSource {
   /** The builder's URL (cache mode: its binary cache is `<url>/cluster/cache`). */
   builderUrl: string | undefined;
+  /** The node that made the deployment live (cache mode: its cache is asked too, after the builder's). */
+  publisherUrl?: string | undefined;
   publication: Publication;
 }
 

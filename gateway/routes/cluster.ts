@@ -42,7 +42,10 @@ export function createClusterRoutes(options: { cluster: Cluster; token: TokenGua
     const info = await stat(path).catch(() => undefined);
     if (!info?.isFile()) throw new FnixError('ROUTE_NOT_FOUND', `no cache file ${JSON.stringify(name.slice(0, 80))} here`);
     const type = name.endsWith('.narinfo') || name === 'nix-cache-info' ? 'text/x-nix-narinfo' : 'application/x-nix-nar';
-    return new Response(Readable.toWeb(createReadStream(path)) as ReadableStream, { headers: { 'content-type': type, 'content-length': String(info.size) } });
+    const headers = { 'content-type': type, 'content-length': String(info.size) };
+    // Hono answers HEAD with the GET handler, dropping the body: a stream opened for it would never be closed.
+    if (c.req.method === 'HEAD') return new Response(null, { headers });
+    return new Response(Readable.toWeb(createReadStream(path)) as ReadableStream, { headers });
   });
   return app;
 }
