@@ -4,7 +4,7 @@
  * builder-eligible ones, the same text for the same members in any order, stable server ids, and clear
  * refusals of what HAProxy could not use. `fnix cluster status` and `fnix cluster haproxy-config` run
  * in-process against a local HTTP server standing in for a node's /api/cluster. That HAProxy accepts
- * and routes by the output is test/cluster/haproxy-real.test.ts.
+ * and routes by the output is test/cluster/haproxy-real.podman.test.ts.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';

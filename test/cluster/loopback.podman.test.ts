@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { instanceOf } from '../../runtime/container/launcher.ts';
 import { type LocalEtcd, freePort, startEtcd } from '../helpers/etcd.ts';
 import { git, pushFixtures } from '../helpers/git.ts';
@@ -49,18 +49,31 @@ async function start(node: Node): Promise<void> {
   });
 }
 
-async function stop(node: Node, signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
+/** Sends `signal`; a SIGTERM is followed by a SIGKILL if the node has not exited within `graceMs`. */
+async function stop(node: Node, signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM', graceMs = 15_000): Promise<void> {
   const child = node.main?.child;
   node.main = undefined;
   if (!child || child.exitCode !== null) return;
+  const exited = child.then(
+    () => true,
+    () => true,
+  );
   child.kill(signal);
-  await child;
+  if (await Promise.race([exited, new Promise<false>((resolve) => setTimeout(() => resolve(false), graceMs))])) return;
+  child.kill('SIGKILL');
+  await exited;
 }
 
+/** Every fetch gives up after 5 s: a hang fails the test, it does not stall it. */
+const timed = (init: RequestInit = {}): RequestInit => ({ signal: AbortSignal.timeout(5000), ...init });
+const figure = (name: string, value: unknown) => console.log(`cluster-figure ${name} ${JSON.stringify(value)}`);
 const api = (node: Node, path: string, init: RequestInit = {}) =>
-  fetch(`${node.url}${path}`, { ...init, headers: { authorization: `Bearer ${TOKEN}`, ...(init.headers ?? {}) } });
-const health = async (node: Node) => (await (await fetch(`${node.url}/healthz`)).json()) as { status: string; cluster: Record<string, unknown> };
-const hello = (node: Node) => fetch(`${node.url}/fn/hello`, { method: 'POST', body: '' });
+  fetch(`${node.url}${path}`, timed({ ...init, headers: { authorization: `Bearer ${TOKEN}`, ...(init.headers ?? {}) } }));
+const health = async (node: Node) => (await (await fetch(`${node.url}/healthz`, timed())).json()) as { status: string; cluster: Record<string, unknown> };
+const hello = (node: Node, name?: string) => fetch(`${node.url}/fn/hello${name ? `?name=${name}` : ''}`, timed({ method: 'POST', body: '' }));
+const sha = (value: string) => createHash('sha256').update(value).digest('hex');
+const readerSha = async (node: Node) => /file_sha=(\w+)/.exec(await (await fetch(`${node.url}/fn/reader`, timed({ method: 'POST', body: '' }))).text())?.[1];
+const withKey = (node: Node, key: string) => fetch(`${node.url}/fn/private-hello`, timed({ method: 'POST', headers: { authorization: `Bearer ${key}` } }));
 
 /** Points the clone's origin at `node`'s /git/ and pushes `functions`. */
 async function pushTo(node: Node, message: string, functions: Record<string, string>) {
@@ -77,7 +90,7 @@ function deploymentOf(pushOutput: string): string {
 async function builderName(): Promise<string | undefined> {
   for (const node of Object.values(nodes)) {
     if (!node.main) continue;
-    const answer = await fetch(`${node.url}/cluster/builder`).catch(() => undefined);
+    const answer = await fetch(`${node.url}/cluster/builder`, timed()).catch(() => undefined);
     if (answer?.status === 200) return node.name;
   }
   return undefined;
@@ -110,8 +123,13 @@ beforeAll(async () => {
   await git(repo, 'remote', 'add', 'origin', 'http://unset');
 }, 180_000);
 
+afterEach(({ task }) => {
+  if (task.result?.state !== 'fail') return;
+  for (const node of Object.values(nodes)) if (node.main) console.log(`===== node ${node.name} =====\n${node.main.output().slice(-4000)}`);
+});
+
 afterAll(async () => {
-  for (const node of Object.values(nodes)) await stop(node);
+  await Promise.all(Object.values(nodes).map((node) => stop(node, 'SIGTERM', 10_000)));
   // A node killed with SIGKILL and not started again leaves its containers: removed by its label.
   for (const node of Object.values(nodes)) {
     const { stdout } = await execa('podman', ['ps', '-aq', '--filter', `label=io.fnix.instance=${instanceOf(node.stateDir)}`], { reject: false });
@@ -129,11 +147,18 @@ describe('a cluster on one host', () => {
     expect(status.builder).toBe('a');
     expect(status.members.map((m) => m.name)).toEqual(['a', 'b']);
     expect(status.live).toBeNull();
-    expect((await fetch(`${nodes['a']!.url}/cluster/builder`)).status).toBe(200);
-    expect((await fetch(`${nodes['b']!.url}/cluster/builder`)).status).toBe(503);
+    expect((await fetch(`${nodes['a']!.url}/cluster/builder`, timed())).status).toBe(200);
+    expect((await fetch(`${nodes['b']!.url}/cluster/builder`, timed())).status).toBe(503);
     const b = await health(nodes['b']!);
     expect(b.status).toBe('ok');
     expect(b.cluster).toMatchObject({ node: 'b', builder: 'a', isBuilder: false, live: null, synced: true, stale: false, members: 2 });
+    // The builder's own view (from its watch of members/) has b too, within a moment: the next push waits for b.
+    const seenMs = await waitUntil(
+      async () => ((await (await api(nodes['a']!, '/api/cluster')).json()) as { members: { name: string }[] }).members.length === 2,
+      5000,
+      "the builder's view to list b",
+    );
+    figure('builder-sees-joined-member-ms', Math.round(seenMs));
   });
 
   it('takes a push on the builder and reports each node going live in remote: lines', async () => {
@@ -162,7 +187,7 @@ describe('a cluster on one host', () => {
     expect(pushed.all).toContain('this node (b) is not the builder');
     expect(pushed.all).toContain(`${nodes['a']!.url}/git/functions.git`);
     await git(repo, 'reset', '--quiet', '--hard', 'HEAD~1');
-    expect((await fetch(`${nodes['b']!.url}/fn/echo`, { method: 'POST', body: 'x' })).status).toBe(404);
+    expect((await fetch(`${nodes['b']!.url}/fn/echo`, timed({ method: 'POST', body: 'x' }))).status).toBe(404);
     expect((await health(nodes['b']!)).cluster).toMatchObject({ serving: first });
   });
 
@@ -176,19 +201,36 @@ describe('a cluster on one host', () => {
     expect(stdout.trim()).toBe((await git(repo, 'rev-parse', 'HEAD')).stdout.trim());
   });
 
+  it("gathers a function's log lines from every node, each labelled with its node", async () => {
+    for (const node of Object.values(nodes)) expect((await hello(node, `from-${node.name}`)).status).toBe(200);
+    const wanted = Object.values(nodes).map((node) => ({ node: node.name, line: `greeted from-${node.name}` }));
+    let lines: { node: string; line: string; stream: string }[] = [];
+    // A line is kept as the node reads the function's stderr: within a moment of the answer.
+    await waitUntil(
+      async () => {
+        const answer = await api(nodes['b']!, '/api/functions/hello/logs?limit=1000');
+        lines = ((await answer.json()) as { lines: typeof lines }).lines;
+        return wanted.every((w) => lines.some((l) => l.node === w.node && l.line === w.line));
+      },
+      5000,
+      "the three nodes' lines",
+    );
+    for (const w of wanted) expect(lines.find((l) => l.line === w.line)).toMatchObject({ node: w.node, stream: 'stderr' });
+  });
+
   it('rolls back through any node, on every node', async () => {
     const pushed = await pushTo(nodes['a']!, 'echo too', { hello: HELLO, echo: ECHO });
     expect(pushed.all).toMatch(/all 3 node\(s\) live/);
-    for (const node of Object.values(nodes)) expect((await fetch(`${node.url}/fn/echo`, { method: 'POST', body: 'x' })).status).toBe(200);
+    for (const node of Object.values(nodes)) expect((await fetch(`${node.url}/fn/echo`, timed({ method: 'POST', body: 'x' }))).status).toBe(200);
     const rolled = await api(nodes['c']!, `/api/deployments/${first}/activate`, { method: 'POST' });
     expect(rolled.status, await rolled.clone().text()).toBe(200);
     for (const node of Object.values(nodes)) {
       await waitUntil(async () => (await health(node)).cluster['serving'] === first, 15_000, `${node.name} to serve the rollback`);
-      expect((await fetch(`${node.url}/fn/echo`, { method: 'POST', body: 'x' })).status).toBe(404);
+      expect((await fetch(`${node.url}/fn/echo`, timed({ method: 'POST', body: 'x' }))).status).toBe(404);
     }
   });
 
-  it('keeps secrets and invoke keys in etcd: set or revoked on one node, they hold on every node at once', async () => {
+  it('keeps secrets and invoke keys in etcd: set, rotated or revoked on one node, they hold on every node at once', async () => {
     const value = `s3cret-${randomBytes(6).toString('hex')}`;
     expect((await api(nodes['b']!, '/api/secrets/API_TOKEN', { method: 'PUT', body: value })).status).toBe(200);
     const pushed = await pushTo(nodes['a']!, 'private and reader', { hello: HELLO, 'private-hello': PRIVATE, reader: READER });
@@ -198,19 +240,36 @@ describe('a cluster on one host', () => {
       key: string;
     };
     for (const node of Object.values(nodes)) {
-      const read = await fetch(`${node.url}/fn/reader`, { method: 'POST', body: '' });
-      expect(await read.text()).toContain(`file_sha=${createHash('sha256').update(value).digest('hex')}`);
-      const withKey = await fetch(`${node.url}/fn/private-hello`, { method: 'POST', headers: { authorization: `Bearer ${created.key}` } });
-      expect(withKey.status, node.name).toBe(200);
+      expect(await readerSha(node), node.name).toBe(sha(value));
+      expect((await withKey(node, created.key)).status, node.name).toBe(200);
     }
+    // Rotated on b while the deployment runs: every node's next invocations see the new value.
+    const rotated = `r0tated-${randomBytes(6).toString('hex')}`;
+    const putAt = performance.now();
+    expect((await api(nodes['b']!, '/api/secrets/API_TOKEN', { method: 'PUT', body: rotated })).status).toBe(200);
+    const rotatedMs = await Promise.all(
+      Object.values(nodes).map(async (node) => {
+        await waitUntil(async () => (await readerSha(node)) === sha(rotated), 2000 - (performance.now() - putAt), `the rotated secret on ${node.name}`);
+        return Math.round(performance.now() - putAt);
+      }),
+    );
+    figure('secret-rotated-everywhere-ms', Object.fromEntries(Object.keys(nodes).map((name, i) => [name, rotatedMs[i]])));
+    expect(Math.max(...rotatedMs)).toBeLessThan(2000);
+    // Revoked on a: refused on every node.
+    const deleteAt = performance.now();
     expect((await api(nodes['a']!, `/api/keys/${created.id}`, { method: 'DELETE' })).status).toBe(200);
-    for (const node of Object.values(nodes)) {
-      await waitUntil(
-        async () => (await fetch(`${node.url}/fn/private-hello`, { method: 'POST', headers: { authorization: `Bearer ${created.key}` } })).status === 401,
-        2000,
-        `the revoked key to be refused on ${node.name}`,
-      );
-    }
+    const revokedMs = await Promise.all(
+      Object.values(nodes).map(async (node) => {
+        await waitUntil(
+          async () => (await withKey(node, created.key)).status === 401,
+          2000 - (performance.now() - deleteAt),
+          `the revoked key to be refused on ${node.name}`,
+        );
+        return Math.round(performance.now() - deleteAt);
+      }),
+    );
+    figure('key-revoked-everywhere-ms', Object.fromEntries(Object.keys(nodes).map((name, i) => [name, revokedMs[i]])));
+    expect(Math.max(...revokedMs)).toBeLessThan(2000);
   });
 
   it('elects another builder when the builder dies, and takes the next push there', async () => {
@@ -230,24 +289,24 @@ describe('a cluster on one host', () => {
     const pushed = await pushTo(nodes[elected]!, 'echo again', { hello: HELLO, echo: ECHO });
     expect(pushed.exitCode, pushed.all).toBe(0);
     expect(pushed.all).toMatch(/all 2 node\(s\) live/);
-    for (const node of [nodes['b']!, nodes['c']!]) expect((await fetch(`${node.url}/fn/echo`, { method: 'POST', body: 'x' })).status).toBe(200);
+    for (const node of [nodes['b']!, nodes['c']!]) expect((await fetch(`${node.url}/fn/echo`, timed({ method: 'POST', body: 'x' }))).status).toBe(200);
   });
 
   it('has a restarted node catch up with what went live while it was down', async () => {
     const live = ((await (await api(nodes['b']!, '/api/cluster')).json()) as { live: { deployment: string } }).live.deployment;
     await start(nodes['a']!);
     expect((await health(nodes['a']!)).cluster).toMatchObject({ serving: live, synced: true });
-    expect((await fetch(`${nodes['a']!.url}/fn/echo`, { method: 'POST', body: 'x' })).status).toBe(200);
+    expect((await fetch(`${nodes['a']!.url}/fn/echo`, timed({ method: 'POST', body: 'x' }))).status).toBe(200);
   });
 
   it('keeps serving without etcd, says it is stale, refuses pushes clearly; and recovers when etcd is back', async () => {
     const builder = nodes[(await builderName())!]!;
     await etcd.kill();
     await waitUntil(async () => (await health(nodes['b']!)).cluster['stale'] === true, 20_000, 'b to say it is stale');
-    const b = await fetch(`${nodes['b']!.url}/healthz`);
+    const b = await fetch(`${nodes['b']!.url}/healthz`, timed());
     // FNIX_CLUSTER_STALE=serve (the default): still 200, so that losing etcd does not empty the load balancer.
     expect(b.status).toBe(200);
-    for (const node of Object.values(nodes)) expect((await fetch(`${node.url}/fn/echo`, { method: 'POST', body: 'x' })).status).toBe(200);
+    for (const node of Object.values(nodes)) expect((await fetch(`${node.url}/fn/echo`, timed({ method: 'POST', body: 'x' }))).status).toBe(200);
     const refused = await pushTo(builder, 'without etcd', { hello: HELLO });
     expect(refused.exitCode).not.toBe(0);
     expect(refused.all).toMatch(/cannot reach etcd/);
@@ -262,6 +321,6 @@ describe('a cluster on one host', () => {
     const again = await pushTo(nodes[(await builderName())!]!, 'with etcd', { hello: HELLO });
     expect(again.exitCode, again.all).toBe(0);
     expect(again.all).toMatch(/all 3 node\(s\) live/);
-    for (const node of Object.values(nodes)) expect((await fetch(`${node.url}/fn/echo`, { method: 'POST', body: 'x' })).status).toBe(404);
+    for (const node of Object.values(nodes)) expect((await fetch(`${node.url}/fn/echo`, timed({ method: 'POST', body: 'x' }))).status).toBe(404);
   });
 });

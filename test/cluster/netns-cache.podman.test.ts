@@ -20,6 +20,8 @@ const TOKEN = `cache-${randomBytes(8).toString('hex')}`;
 let lab: ClusterLab;
 let repo: Awaited<ReturnType<typeof greetRepository>>;
 const gateways: Record<string, LabNode> = {};
+/** Every fetch gives up after 5 s: a hang fails the test, it does not stall it. */
+const timed = (init: RequestInit = {}): RequestInit => ({ ...init, signal: AbortSignal.timeout(5000) });
 
 beforeAll(async () => {
   await execa('bash', ['scripts/build.sh'], { cwd: PROJECT_ROOT });
@@ -50,8 +52,13 @@ afterEach(async ({ task }) => {
 });
 
 afterAll(async () => {
-  for (const gateway of Object.values(gateways)) expect(await gateway.bugs()).toEqual([]);
-  await lab?.destroy();
+  const bugs: string[] = [];
+  try {
+    for (const [node, gateway] of Object.entries(gateways)) bugs.push(...(await gateway.bugs()).map((line) => `${node}: ${line}`));
+  } finally {
+    await lab?.destroy();
+  }
+  expect(bugs).toEqual([]);
 }, 120_000);
 
 describe('three hosts with stores of their own, fed by the builder’s signed binary cache', () => {
@@ -74,13 +81,13 @@ describe('three hosts with stores of their own, fed by the builder’s signed bi
     expect(existsSync(join('/nix/store', name))).toBe(false);
     expect(existsSync(join(lab.host('n2').dir, 'upper/store', name))).toBe(true);
     expect((await lab.run('n2', ['nix-store', '--check-validity', expected], { reject: false })).exitCode).toBe(0);
-    expect(await (await fetch(`${lab.url('n2')}/fn/greet`, { method: 'POST', body: '' })).text()).toBe(`cached-${nonce}\n`);
+    expect(await (await fetch(`${lab.url('n2')}/fn/greet`, timed({ method: 'POST', body: '' }))).text()).toBe(`cached-${nonce}\n`);
     // n3 keeps serving what it served before, and says why it does not serve the new one.
     expect(existsSync(join(lab.host('n3').dir, 'upper/store', name))).toBe(false);
-    const n3 = (await (await fetch(`${lab.url('n3')}/healthz`)).json()) as { cluster: { serving: string | null; error: string | null } };
+    const n3 = (await (await fetch(`${lab.url('n3')}/healthz`, timed())).json()) as { cluster: { serving: string | null; error: string | null } };
     expect(n3.cluster.error).toMatch(/substituting/);
     // The cache is the builder's, and it is for the nodes only: HAProxy refuses /cluster/ (haproxy tests).
-    expect((await fetch(`${lab.url('n1')}/cluster/cache/nix-cache-info`)).status).toBe(200);
-    expect((await fetch(`${lab.url('n1')}/cluster/cache/../token`)).status).toBe(404);
+    expect((await fetch(`${lab.url('n1')}/cluster/cache/nix-cache-info`, timed())).status).toBe(200);
+    expect((await fetch(`${lab.url('n1')}/cluster/cache/../token`, timed())).status).toBe(404);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * @module
  * A real etcd (Debian's etcd-server) on loopback for a test file: free ports, a data folder of its own,
- * stopped by its pid. `restart` keeps the data folder, as a member that comes back does.
+ * stopped by its pid. `restart` keeps the data folder, as a member that comes back does. An etcd that
+ * never gets ready is killed (and, at the first start, its folder removed) before the error is thrown.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -25,7 +26,7 @@ export interface LocalEtcd {
   pid(): number | undefined;
   /** SIGKILL, and waits for it to be gone. */
   kill(): Promise<void>;
-  /** Starts it again on the same ports and data folder. */
+  /** Starts it again on the same ports and data folder (SIGKILLing it first if it runs). */
   restart(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -56,10 +57,17 @@ export async function startEtcd(): Promise<LocalEtcd> {
       ],
       { reject: false, all: true },
     );
+    const started = child;
     let output = '';
-    child.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    await waitUntil(() => /ready to serve client requests/.test(output) || child!.exitCode !== null, 30_000, 'etcd to start');
-    if (child.exitCode !== null) throw new Error(`etcd did not start:\n${output}`);
+    started.all!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const ready = await waitUntil(() => /ready to serve client requests/.test(output) || started.exitCode !== null, 30_000, 'etcd to start').then(
+      () => started.exitCode === null,
+      () => false,
+    );
+    if (!ready) {
+      await kill();
+      throw new Error(`etcd did not start within 30 s (or exited):\n${output}`);
+    }
   };
   const kill = async () => {
     const running = child;
@@ -68,12 +76,22 @@ export async function startEtcd(): Promise<LocalEtcd> {
     running.kill('SIGKILL');
     await running;
   };
-  await start();
+  const restart = async () => {
+    // A restart of a running etcd stops it first: never two on the same ports and data folder.
+    await kill();
+    await start();
+  };
+  try {
+    await start();
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     url,
     pid: () => child?.pid,
     kill,
-    restart: start,
+    restart,
     stop: async () => {
       await kill();
       await rm(dir, { recursive: true, force: true });

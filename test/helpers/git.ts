@@ -21,6 +21,11 @@ export function git(cwd: string, ...args: string[]) {
   return execa('git', args, { cwd, env: GIT_ENV, reject: false, all: true });
 }
 
+/** {@link git}, SIGKILLed after `timeoutMs` (its result then has `timedOut: true`): for a git that talks to a server that may hang. */
+export function gitWithin(timeoutMs: number, cwd: string, ...args: string[]) {
+  return execa('git', args, { cwd, env: GIT_ENV, reject: false, all: true, timeout: timeoutMs, killSignal: 'SIGKILL' });
+}
+
 /** Replaces the clone's functions/ with copies of `functions` (name → fixture folder), commits and pushes to main; git push's result. */
 export async function pushFixtures(repo: string, message: string, functions: Record<string, string>) {
   await rm(join(repo, 'functions'), { recursive: true, force: true });

@@ -14,6 +14,8 @@ export interface SessionClient {
   ws: WebSocket;
   /** The x-fnix-invocation-id of the 101 response. */
   invocationId: string;
+  /** The x-fnix-node of the 101 response (the node that runs the session, in a cluster); null without one. */
+  node: string | null;
   /** Resolves when the socket has closed: the close code and the status frame, if one came. */
   closed: Promise<{ code: number; status: SessionStatus | undefined }>;
   bytes(channel: number): Buffer;
@@ -30,7 +32,12 @@ export async function openSession(baseUrl: string, path: string, options: WebSoc
   const channels = new Map<number, Buffer[]>();
   const listeners = new Set<() => void>();
   let invocationId = '';
-  ws.on('upgrade', (response) => (invocationId = String(response.headers['x-fnix-invocation-id'] ?? '')));
+  let node: string | null = null;
+  ws.on('upgrade', (response) => {
+    invocationId = String(response.headers['x-fnix-invocation-id'] ?? '');
+    const header = response.headers['x-fnix-node'];
+    node = typeof header === 'string' ? header : null;
+  });
   ws.on('message', (data: Buffer) => {
     const list = channels.get(data[0]!) ?? [];
     list.push(data.subarray(1));
@@ -48,6 +55,7 @@ export async function openSession(baseUrl: string, path: string, options: WebSoc
   return {
     ws,
     invocationId,
+    node,
     closed,
     bytes,
     text: (channel) => bytes(channel).toString(),

@@ -30,8 +30,11 @@ export type StoreMode = 'shared' | 'cache';
  * `ServerAliveInterval=5,ServerAliveCountMax=3`, a cut under 15 s is survived the same way, a longer one
  * fails the reads in flight with EIO, and `reconnect` logs in again at the next access (about 0.7 s).
  * Without `reconnect`, sshfs exits at the first drop and the overlay above it is dead for good.
+ * `no_contain_symlinks`: Debian's sshfs 3.7.3-1.2~deb12u1 rejects (EPERM) every symlink whose target is
+ * absolute or holds `..` by default; the store is full of both (python3's bin/python3 is
+ * `../usr/bin/python3`), and they resolve in the node's own /nix/store, as over NFS. The export is the lab's own.
  */
-export const SSHFS_OPTIONS = ['allow_other', 'reconnect', 'ServerAliveInterval=5', 'ServerAliveCountMax=3'];
+export const SSHFS_OPTIONS = ['allow_other', 'reconnect', 'ServerAliveInterval=5', 'ServerAliveCountMax=3', 'no_contain_symlinks'];
 
 /** Where the node's store comes from. */
 export interface StoreSource {

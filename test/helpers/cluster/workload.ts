@@ -7,7 +7,10 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { GIT_ENV, git } from '../git.ts';
+import { GIT_ENV, git, gitWithin } from '../git.ts';
+
+/** How long a push may take before it is SIGKILLed (a hang shows as a failed push, never as a stuck test). */
+export const PUSH_TIMEOUT_MS = 120_000;
 
 /** A packages.nix whose `greeting-<nonce>` prints `text`, its builder sleeping `buildSeconds` first. */
 export function greetingSet(nonce: string, text: string, buildSeconds = 0): string {
@@ -36,7 +39,7 @@ export async function greetingPath(root: string, file: string): Promise<string> 
   return JSON.parse(stdout) as string;
 }
 
-/** A repository with `greet` (the greeting) and `hello`; `push` rewrites packages.nix, commits and pushes to `remote`. */
+/** A repository with `greet` (the greeting) and `hello`; `push` rewrites packages.nix, commits and pushes to `remote` (killed after {@link PUSH_TIMEOUT_MS}). */
 export async function greetRepository(dir: string, helloDir: string) {
   await execa('git', ['init', '--quiet', '--initial-branch', 'main', dir], { env: GIT_ENV });
   await mkdir(join(dir, 'functions', 'greet'), { recursive: true });
@@ -48,7 +51,7 @@ export async function greetRepository(dir: string, helloDir: string) {
       await writeFile(join(dir, 'packages.nix'), greetingSet(nonce, text, buildSeconds));
       await git(dir, 'add', '--all');
       await git(dir, 'commit', '--quiet', '--allow-empty', '-m', `greeting ${nonce}`);
-      return git(dir, 'push', remote, 'main');
+      return gitWithin(PUSH_TIMEOUT_MS, dir, 'push', remote, 'main');
     },
     /** Drops the last commit (a push that was refused), so that the next one is made against what is live. */
     async undo() {
