@@ -161,6 +161,7 @@ async function assembleGateway(options: GatewayOptions, cluster: Cluster | undef
       isShuttingDown: options.isShuttingDown,
       keys: keyGuard,
       records: recorder,
+      node: cluster?.self,
     });
     const app = createApp({
       metrics,

@@ -33,6 +33,8 @@ export interface SessionsOptions {
   runner: Runner;
   log: Logger;
   metrics: GatewayMetrics;
+  /** A cluster node's name, which the 101 response carries as every answer does (x-fnix-node). @default none */
+  node?: string | undefined;
   /** The largest frame a client may send; larger ones close the session with 1009. */
   maxPayload: number;
   /** Sessions open (or being opened) at once; more are refused with 503 NO_CAPACITY. */
@@ -81,6 +83,7 @@ export function createSessions(options: SessionsOptions): Sessions {
   wss.on('headers', (headers, request) => {
     const id = invocationIds.get(request);
     if (id) headers.push(`${INVOCATION_ID_HEADER}: ${id}`);
+    if (options.node) headers.push(`x-fnix-node: ${options.node}`);
   });
   // Sessions being opened or open, counted from before the container is found until the command ends.
   let reserved = 0;
