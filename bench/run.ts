@@ -17,6 +17,9 @@
  * Prints a table and the targets, and writes the same as JSON under bench-results/.
  * `--quick` runs a few requests of each, to check that the benchmark works (the test suite does).
  * `--only=serve` runs the serve functions' rows alone (their own report, JSON included).
+ * Last, the cluster's rows (bench/cluster.ts): three fnix hosts in network namespaces of this machine,
+ * behind HAProxy, per store mode; `--only=cluster` runs them alone. A `--quick` run of everything leaves
+ * them out (they take minutes of labs and pushes); `--only=cluster --quick` runs them briefly.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -27,6 +30,15 @@ import { execa } from 'execa';
 import { BUG_PREFIX } from '../gateway/process-guards.ts';
 import { removeContainers } from '../runtime/podman/remove.ts';
 import { measureClosure, PYTHON_OUTPUT, type ClosureWarmResult } from './closure.ts';
+import {
+  CLUSTER_PLAN,
+  CLUSTER_QUICK_PLAN,
+  formatCluster,
+  formatClusterOnlyReport,
+  measureCluster,
+  type ClusterOnlyReport,
+  type ClusterResult,
+} from './cluster.ts';
 import { startGatewayProcess, sampleRss, type GatewayProcess } from './gateway-process.ts';
 import { prepareHost, removeBenchContainers, removeInstanceContainers, startExecTarget, type BenchHost } from './host.ts';
 import { createClient, type Exchange } from './http.ts';
@@ -56,10 +68,10 @@ const quick = process.argv.includes('--quick');
 /** `--profile`: the warm gateway and the serve rows' gateway run with --cpu-prof, their profiles written to bench-results/profile/ (bench/profile-summary.ts reads them). */
 const profile = process.argv.includes('--profile');
 const outArg = process.argv.find((a) => a.startsWith('--out='));
-/** `--only=serve`: the serve functions' rows alone. */
+/** `--only=serve`: the serve functions' rows alone; `--only=cluster`: the cluster's. */
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-if (only !== undefined && only !== 'serve') {
-  process.stderr.write(`bench: --only=${only}: the rows that run alone are serve (--only=serve)\n`);
+if (only !== undefined && only !== 'serve' && only !== 'cluster') {
+  process.stderr.write(`bench: --only=${only}: the rows that run alone are serve (--only=serve) and cluster (--only=cluster)\n`);
   process.exit(2);
 }
 
@@ -150,6 +162,19 @@ async function main(): Promise<void> {
       await writeReport(report, formatServeOnlyReport(report), resultsDir, logFile);
       return;
     }
+    if (only === 'cluster') {
+      const cluster = await measureCluster(quick ? CLUSTER_QUICK_PLAN : CLUSTER_PLAN, say);
+      const report: ClusterOnlyReport = {
+        date: new Date().toISOString(),
+        quick,
+        only: 'cluster',
+        machine: await machineOf(host),
+        cluster,
+        wallMs: Date.now() - began,
+      };
+      await writeReport(report, formatClusterOnlyReport(report), resultsDir, logFile);
+      return;
+    }
     const results = Object.fromEntries(WORKLOADS.map((w) => [w.key, {} as WorkloadResults])) as Record<Workload['key'], WorkloadResults>;
 
     for (const w of WORKLOADS) {
@@ -232,6 +257,10 @@ async function main(): Promise<void> {
       results[w.key].naive = await measure(() => runToEnd(argv, w.input, w.expected), { concurrency: 1, requests: PLAN.naive });
     }
 
+    let cluster: ClusterResult | undefined;
+    if (quick) say('the cluster rows are left out of a quick run of everything (npm run bench -- --only=cluster --quick runs them briefly)');
+    else cluster = await measureCluster(CLUSTER_PLAN, say);
+
     const report = await buildReport(
       results,
       sideBySide,
@@ -242,7 +271,12 @@ async function main(): Promise<void> {
       host,
       Date.now() - began,
     );
-    await writeReport(report, formatReport(report), resultsDir, logFile);
+    await writeReport(
+      cluster ? { ...report, cluster } : report,
+      cluster ? withClusterRows(formatReport(report), cluster, report.machine.cpus) : formatReport(report),
+      resultsDir,
+      logFile,
+    );
   } finally {
     // Whatever failed, nothing of the run is left: the gateways' containers (a gateway stopped by
     // SIGKILL cannot remove its own), the refill pool's, then the state folders.
@@ -256,7 +290,12 @@ async function main(): Promise<void> {
 }
 
 /** Writes `report` as JSON (to --out, else under `resultsDir`), prints `text`, and fails on a bug a gateway logged. */
-async function writeReport(report: BenchReport | ServeOnlyReport, text: string, resultsDir: string, logFile: string): Promise<void> {
+async function writeReport(
+  report: (BenchReport & { cluster?: ClusterResult }) | ServeOnlyReport | ClusterOnlyReport,
+  text: string,
+  resultsDir: string,
+  logFile: string,
+): Promise<void> {
   const file = outArg ? resolve(outArg.slice('--out='.length)) : join(resultsDir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
   process.stdout.write(text);
@@ -264,6 +303,12 @@ async function writeReport(report: BenchReport | ServeOnlyReport, text: string, 
   // A gateway that caught a bug kept going, as it must; the benchmark reports it as the failure it is.
   const bugs = (await readFile(logFile, 'utf8')).split('\n').filter((line) => line.includes(`ERROR ${BUG_PREFIX}`));
   if (bugs.length > 0) throw new Error(`a gateway logged ${bugs.length} unhandled error(s):\n${bugs.slice(0, 5).join('\n')}`);
+}
+
+/** The report's text with the cluster's rows before its last line (the run's duration). */
+function withClusterRows(text: string, cluster: ClusterResult, cpus: number): string {
+  const end = text.lastIndexOf('\nfinished in ');
+  return `${text.slice(0, end)}\n${formatCluster(cluster, cpus).join('\n')}${text.slice(end)}`;
 }
 
 /** The serve functions' rows (bench/serve.ts), in a gateway of their own serving bench/serve-functions, judged. */

@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 
 const SCRIPT = fileURLToPath(new URL('./wrk-check.lua', import.meta.url));
+/** The same check, over several paths in turn (WrkLoad.paths). */
+const ROTATE = fileURLToPath(new URL('./wrk-rotate.lua', import.meta.url));
 
 /** What one wrk run measured; latencies in milliseconds. */
 export interface WrkResult {
@@ -32,15 +34,30 @@ export interface WrkLoad {
   url: string;
   expected: Buffer;
   body?: Buffer | undefined;
+  /** GETs to these paths of `url`'s host, in turn (bench/wrk-rotate.lua), rather than to `url` itself; not with a body. */
+  paths?: readonly string[] | undefined;
 }
 
 /** Runs wrk against `load` with `connections` connections for `durationMs`. */
 export async function runWrk(load: WrkLoad, connections: number, durationMs: number): Promise<WrkResult> {
+  if (load.paths && load.body) throw new Error('runWrk: a load that rotates over paths sends GETs, without a body');
   const dir = await mkdtemp(join(tmpdir(), 'fnix-wrk-'));
   try {
     const expected = join(dir, 'expected');
     await writeFile(expected, load.expected);
-    const args = [`-t1`, `-c${connections}`, `-d${Math.max(1, Math.round(durationMs / 1000))}s`, '--timeout', '10s', '-s', SCRIPT, load.url, '--', expected];
+    const args = [
+      `-t1`,
+      `-c${connections}`,
+      `-d${Math.max(1, Math.round(durationMs / 1000))}s`,
+      '--timeout',
+      '10s',
+      '-s',
+      load.paths ? ROTATE : SCRIPT,
+      load.url,
+      '--',
+      expected,
+      ...(load.paths ?? []),
+    ];
     if (load.body) {
       const body = join(dir, 'body');
       await writeFile(body, load.body);
