@@ -11,6 +11,7 @@
  * names are upper-case): a node whose FNIX_SECRETS_KEY is another key stops at start, even when no
  * secret is set yet, instead of setting secrets the other nodes cannot read.
  */
+import { Holds } from '../../runtime/secrets/holds.ts';
 import type { Etcd3 } from 'etcd3';
 import { FnixError } from '../../runtime/errors.ts';
 import { SECRET_NAME_PATTERN } from '../../runtime/functions/manifest.ts';
@@ -57,7 +58,7 @@ export class EtcdSecretStore implements SecretStore {
    * activated declares, removed on another node meanwhile, is missing there (503 SECRET_MISSING,
    * naming it) until it is set again.
    */
-  readonly #held = new Map<string, number>();
+  readonly #held = new Holds();
   /** Names whose removal is being written: no longer listed nor `has`. */
   readonly #removing = new Set<string>();
 
@@ -185,18 +186,7 @@ export class EtcdSecretStore implements SecretStore {
   }
 
   hold(names: Iterable<string>): () => void {
-    const held = [...new Set(names)];
-    for (const name of held) this.#held.set(name, (this.#held.get(name) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      for (const name of held) {
-        const count = (this.#held.get(name) ?? 1) - 1;
-        if (count > 0) this.#held.set(name, count);
-        else this.#held.delete(name);
-      }
-    };
+    return this.#held.hold(names);
   }
 
   onChange(listener: (change: SecretChange) => void): () => void {

@@ -4,6 +4,7 @@
  * each value sealed by cipher.ts under the key from key.ts, rewritten atomically (mode 0600) on every
  * change. The ciphertexts are kept in memory; a value is decrypted only when it is read.
  */
+import { Holds } from './holds.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FnixError } from '../errors.ts';
@@ -37,7 +38,7 @@ export class FileSecretStore implements SecretStore {
   readonly #entries: Map<string, StoredSecret>;
   readonly #listeners = new Set<(change: SecretChange) => void>();
   /** Names a deployment being activated declares (by how many holds): {@link remove} refuses them. */
-  readonly #held = new Map<string, number>();
+  readonly #held = new Holds();
   /** Names whose removal is being written: no longer listed nor `has`, so that nothing starts to depend on them. */
   readonly #removing = new Set<string>();
   /** Writes one after the other, so that the file always ends as the last change left it. */
@@ -125,18 +126,7 @@ export class FileSecretStore implements SecretStore {
   }
 
   hold(names: Iterable<string>): () => void {
-    const held = [...new Set(names)];
-    for (const name of held) this.#held.set(name, (this.#held.get(name) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      for (const name of held) {
-        const count = (this.#held.get(name) ?? 1) - 1;
-        if (count > 0) this.#held.set(name, count);
-        else this.#held.delete(name);
-      }
-    };
+    return this.#held.hold(names);
   }
 
   onChange(listener: (change: SecretChange) => void): () => void {
